@@ -1,0 +1,68 @@
+"""The error hierarchy: every failure an operator can cause or fix is a MigctlError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Exit codes from SPEC section 4; the CLI maps errors to these and nothing else does.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_LOCKED = 75
+
+
+class MigctlError(Exception):
+    """A failure with a message meant for the operator (no traceback)."""
+
+    exit_code = EXIT_ERROR
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field:
+            where += f": {self.field}"
+        return f"{where}: {self.message}"
+
+
+class InputError(MigctlError):
+    """Bad input (YAML, CSV, config, templates): carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem], summary: str | None = None) -> None:
+        self.problems = list(problems)
+        self.summary = summary
+        head = summary or f"{len(self.problems)} problem(s) found"
+        super().__init__(head + "\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class ConfigError(MigctlError):
+    """The configuration (migctl.toml, environment) is wrong; says what to fix."""
+
+
+class RuleError(MigctlError):
+    """An action the migration rules forbid (e.g. opting in outside the grace period)."""
+
+
+class NotFoundError(MigctlError):
+    """A migration, account or outbox row that does not exist."""
+
+
+class StoreError(MigctlError):
+    """The SQLite store cannot be opened, is locked too long, or is corrupt."""
+
+
+class LockHeldError(MigctlError):
+    """Another migctl run holds the lock."""
+
+    exit_code = EXIT_LOCKED

@@ -1,0 +1,170 @@
+"""Safe, strict YAML loading with line numbers: no tags, no duplicate keys, no YAML 1.1 surprises."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from migrate_cli.errors import InputError, Problem
+
+MAX_BYTES = 2 * 1024 * 1024  # a definitions file is a few KB; anything this big is a mistake
+MAX_NODES = 100_000  # bounds alias expansion ("billion laughs")
+
+_INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
+_STR_TAG = "tag:yaml.org,2002:str"
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:value",
+}
+
+
+@dataclass
+class Located:
+    """A loaded document plus the line of every key path, for error messages."""
+
+    data: Any
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict)
+    file: str = ""
+
+    def line(self, *path: str | int) -> int | None:
+        """The line of the deepest known prefix of ``path``."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get((), 1)
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[tuple[str | int, ...], int] = {}
+        self.problems: list[Problem] = []
+        self.count = 0
+
+    def build(self, node: yaml.Node, path: tuple[str | int, ...]) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooBig()
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        line = node.start_mark.line + 1
+        if node.tag not in _PLAIN_TAGS and not node.tag.startswith("tag:yaml.org,2002:"):
+            self.problems.append(
+                Problem(self.file, line, _dotted(path), f"YAML tag {node.tag!r} is not allowed")
+            )
+            return None
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problems.append(
+                        Problem(self.file, key_node.start_mark.line + 1, _dotted(path), "keys must be plain strings")
+                    )
+                    continue
+                if key_node.value == "<<":
+                    self.problems.append(
+                        Problem(self.file, key_node.start_mark.line + 1, _dotted(path), "merge keys (<<) are not supported")
+                    )
+                    continue
+                key = str(key_node.value)
+                if key in out:
+                    self.problems.append(
+                        Problem(
+                            self.file,
+                            key_node.start_mark.line + 1,
+                            _dotted((*path, key)),
+                            f"duplicate key {key!r} (first on line {self.lines.get((*path, key))})",
+                        )
+                    )
+                    continue
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return _scalar(node)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    # Only unambiguous plain scalars get a type; everything else stays a string so that
+    # `NO`, `on`, `0755` or `1:20` reach the validator as text and get a clear message.
+    if node.style is not None and node.style != "":
+        return node.value
+    text = node.value
+    if text in ("", "~", "null"):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    if _INT.match(text):
+        return int(text)
+    return text
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def load_yaml(path: Path) -> Located:
+    """Load one YAML document from ``path`` or raise InputError naming file and line."""
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError([Problem(name, None, None, "file not found")], "cannot read definitions") from None
+    except OSError as exc:
+        raise InputError([Problem(name, None, None, f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise InputError(
+            [Problem(name, None, None, f"file is {len(raw):,} bytes; the limit is {MAX_BYTES:,}")]
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError([Problem(name, line, None, "file is not valid UTF-8")]) from None
+    if not text.strip():
+        raise InputError([Problem(name, 1, None, "file is empty")])
+    try:
+        docs = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise InputError([Problem(name, line, None, f"invalid YAML: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise InputError([Problem(name, None, None, f"invalid YAML: {exc}")]) from None
+    docs = [d for d in docs if d is not None]
+    if not docs:
+        raise InputError([Problem(name, 1, None, "file has no content")])
+    if len(docs) > 1:
+        raise InputError(
+            [Problem(name, docs[1].start_mark.line + 1, None, "only one YAML document is allowed (found '---')")]
+        )
+    builder = _Builder(name)
+    try:
+        data = builder.build(docs[0], ())
+    except _TooBig:
+        raise InputError(
+            [Problem(name, None, None, f"document expands to more than {MAX_NODES:,} nodes (alias bomb?)")]
+        ) from None
+    if builder.problems:
+        raise InputError(builder.problems)
+    return Located(data=data, lines=builder.lines, file=name)
