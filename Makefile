@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
-MIGCTL := $(BIN)/migctl --db $(DEMO)/migctl.db --config examples/migctl.toml
+MIGCTL := $(BIN)/migctl --db $(DEMO)/migctl.db --config $(DEMO)/migctl.toml
 
 .PHONY: demo test lint bench fuzz clean
 
@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/migctl.toml $(DEMO)/migctl.toml
 	$(MIGCTL) validate
 	$(MIGCTL) sync
 	$(MIGCTL) accounts import examples/accounts.csv

@@ -1,0 +1,235 @@
+"""Accounts and administrators in the store: import (all-or-nothing), add, list, show."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from migrate_cli.accounts_io import MAX_PROBLEMS, AccountRow, read_accounts
+from migrate_cli.catalog import store_timezone
+from migrate_cli.errors import InputError, NotFoundError, Problem
+from migrate_cli.store import Store, audit, db_time
+
+BATCH = 5_000
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    closed: int = 0
+    without_admins: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS imp_accounts (
+    line INTEGER, id TEXT, name TEXT, plan TEXT, tags TEXT, created_at TEXT, status TEXT, admins TEXT
+);
+CREATE TEMP TABLE IF NOT EXISTS imp_admins (account_id TEXT, email TEXT);
+CREATE TEMP TABLE IF NOT EXISTS imp_tags (account_id TEXT, tag TEXT);
+DELETE FROM imp_accounts; DELETE FROM imp_admins; DELETE FROM imp_tags;
+"""
+
+
+def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
+    count = 0
+    accounts: list[tuple[Any, ...]] = []
+    admins: list[tuple[str, str]] = []
+    tags: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        conn.executemany("INSERT INTO imp_accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", accounts)
+        conn.executemany("INSERT INTO imp_admins VALUES (?, ?)", admins)
+        conn.executemany("INSERT INTO imp_tags VALUES (?, ?)", tags)
+        accounts.clear()
+        admins.clear()
+        tags.clear()
+
+    for row in rows:
+        count += 1
+        accounts.append(
+            (row.line, row.id, row.name, row.plan, ";".join(row.tags), db_time(row.created_at),
+             row.status, ";".join(sorted(row.admins)))
+        )
+        admins.extend((row.id, email) for email in row.admins)
+        tags.extend((row.id, tag) for tag in row.tags)
+        if len(accounts) >= BATCH:
+            flush()
+    flush()
+    return count
+
+
+def _merge(conn: sqlite3.Connection, now: datetime, actor: str, source: str, report: ImportReport) -> None:
+    stamp = db_time(now)
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_accounts_id ON imp_accounts(id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_admins_acc ON imp_admins(account_id, email)")
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_tags_acc ON imp_tags(account_id, tag)")
+    # Current admin list per account, in the same canonical form as the staged one.
+    conn.execute(
+        "CREATE TEMP TABLE cur_admins AS SELECT aa.account_id AS id, "
+        "group_concat(aa.email, ';') AS admins FROM "
+        "(SELECT account_id, email FROM account_admins WHERE account_id IN "
+        "(SELECT id FROM imp_accounts) ORDER BY account_id, email) aa GROUP BY aa.account_id"
+    )
+    conn.execute("CREATE INDEX temp.cur_admins_id ON cur_admins(id)")
+    conn.execute(
+        "CREATE TEMP TABLE imp_diff AS SELECT i.id, "
+        "CASE WHEN a.id IS NULL THEN 'added' "
+        "WHEN a.name IS NOT i.name OR a.plan IS NOT i.plan OR a.tags IS NOT i.tags "
+        "OR a.created_at IS NOT i.created_at OR a.status IS NOT i.status "
+        "OR COALESCE(c.admins, '') IS NOT i.admins THEN 'updated' ELSE 'unchanged' END AS change, "
+        "a.status AS old_status, i.status AS new_status "
+        "FROM imp_accounts i LEFT JOIN accounts a ON a.id = i.id LEFT JOIN cur_admins c ON c.id = i.id"
+    )
+    for change, count in conn.execute("SELECT change, count(*) FROM imp_diff GROUP BY change"):
+        setattr(report, change, count)
+    report.without_admins = conn.execute(
+        "SELECT count(*) FROM imp_accounts WHERE admins = '' AND status = 'active'"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO accounts(id, name, plan, tags, created_at, status, updated_at) "
+        "SELECT i.id, i.name, i.plan, i.tags, i.created_at, i.status, ? FROM imp_accounts i "
+        "JOIN imp_diff d ON d.id = i.id WHERE d.change != 'unchanged' "
+        "ON CONFLICT(id) DO UPDATE SET name = excluded.name, plan = excluded.plan, "
+        "tags = excluded.tags, created_at = excluded.created_at, status = excluded.status, "
+        "updated_at = excluded.updated_at",
+        (stamp,),
+    )
+    changed = "(SELECT id FROM imp_diff WHERE change = 'updated')"
+    conn.execute(
+        f"DELETE FROM account_admins WHERE account_id IN {changed} AND NOT EXISTS "
+        "(SELECT 1 FROM imp_admins n WHERE n.account_id = account_admins.account_id "
+        "AND n.email = account_admins.email)"
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO account_admins(account_id, email) SELECT n.account_id, n.email "
+        "FROM imp_admins n JOIN imp_diff d ON d.id = n.account_id WHERE d.change != 'unchanged'"
+    )
+    conn.execute(
+        f"DELETE FROM account_tags WHERE account_id IN {changed} AND NOT EXISTS "
+        "(SELECT 1 FROM imp_tags n WHERE n.account_id = account_tags.account_id "
+        "AND n.tag = account_tags.tag)"
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO account_tags(account_id, tag) SELECT n.account_id, n.tag "
+        "FROM imp_tags n JOIN imp_diff d ON d.id = n.account_id WHERE d.change != 'unchanged'"
+    )
+    # Status changes matter to operators (a closed account stops counting): one event each.
+    for acc_id, old, new in conn.execute(
+        "SELECT id, old_status, new_status FROM imp_diff WHERE change = 'updated' "
+        "AND old_status IS NOT new_status"
+    ).fetchall():
+        audit(conn, at=now, actor=actor, action=f"account.{new}", account_id=acc_id,
+              detail={"from": old, "to": new, "source": source})
+        if new == "closed":
+            report.closed += 1
+    audit(conn, at=now, actor=actor, action="accounts.imported",
+          detail={"source": source, **report.to_json()})
+    conn.execute("DROP TABLE temp.cur_admins")
+    conn.execute("DROP TABLE temp.imp_diff")
+
+
+def import_accounts(
+    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None = None
+) -> ImportReport:
+    """Add and update accounts from CSV/JSON Lines; any bad row and nothing is written."""
+    tz = store_timezone(store)
+    problems: list[Problem] = []
+    report = ImportReport()
+    with store.transaction() as conn:
+        _staging(conn)
+        report.rows = _stage(conn, read_accounts(path, tz, problems, fmt))
+        for acc_id, lines in conn.execute(
+            "SELECT id, group_concat(line, ', ') FROM imp_accounts GROUP BY id HAVING count(*) > 1"
+        ):
+            problems.append(Problem(str(path), int(lines.split(",")[-1]), "id",
+                                    f"duplicate account id {acc_id!r} (lines {lines})"))
+        if problems:
+            problems.sort(key=lambda p: (p.line or 0))
+            shown = problems[:MAX_PROBLEMS]
+            more = len(problems) - len(shown)
+            summary = f"{path}: {len(problems)} problem(s); nothing was imported"
+            if more:
+                summary += f" (first {MAX_PROBLEMS} listed)"
+            raise InputError(shown, summary)
+        if report.rows == 0:
+            raise InputError([Problem(str(path), None, None, "no accounts in the file")],
+                             f"{path}: nothing to import")
+        _merge(conn, now, actor, str(path), report)
+    return report
+
+
+def _staging(conn: sqlite3.Connection) -> None:
+    # executescript would COMMIT the open transaction, so run the statements one by one.
+    for statement in _STAGING.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def add_account(store: Store, row: AccountRow, *, now: datetime, actor: str) -> str:
+    """Add or update one account from the command line; returns 'added'/'updated'/'unchanged'."""
+    report = ImportReport()
+    with store.transaction() as conn:
+        _staging(conn)
+        _stage(conn, [row])
+        _merge(conn, now, actor, "command line", report)
+    return "added" if report.added else "updated" if report.updated else "unchanged"
+
+
+def list_accounts(
+    store: Store, *, plan: str | None = None, status: str | None = None,
+    admin: str | None = None, limit: int = 100, offset: int = 0,
+) -> list[dict[str, Any]]:
+    where, params = [], []  # type: ignore[var-annotated]
+    if plan:
+        where.append("a.plan = ?")
+        params.append(plan)
+    if status:
+        where.append("a.status = ?")
+        params.append(status)
+    if admin:
+        where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
+        params.append(admin.strip().lower())
+    sql = (
+        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
+        "WHERE x.account_id = a.id) AS admins FROM accounts a"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY a.id LIMIT ? OFFSET ?"
+    )
+    return [_account_json(r) for r in store.query(sql, [*params, limit, offset])]
+
+
+def count_accounts(store: Store) -> dict[str, int]:
+    return {r["status"]: r["n"] for r in store.query("SELECT status, count(*) AS n FROM accounts GROUP BY status")}
+
+
+def get_account(store: Store, account_id: str) -> dict[str, Any]:
+    rows = store.query(
+        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
+        "WHERE x.account_id = a.id) AS admins FROM accounts a WHERE a.id = ?",
+        (account_id,),
+    )
+    if not rows:
+        raise NotFoundError(f"no account {account_id!r} in the store")
+    return _account_json(rows[0])
+
+
+def _account_json(r: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "plan": r["plan"],
+        "tags": [t for t in r["tags"].split(";") if t],
+        "created_at": r["created_at"],
+        "status": r["status"],
+        "admins": sorted(e for e in (r["admins"] or "").split(";") if e),
+    }

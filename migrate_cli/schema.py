@@ -1,0 +1,137 @@
+"""Versioned schema migrations for the store (sqlite-utils Migrations)."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("migctl")
+
+
+@migrations()
+def m001_core(db: Database) -> None:
+    """Definitions, accounts, administrators, enrollments and the audit log."""
+    db.executescript(
+        """
+        CREATE TABLE migrations (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            grace_period_start TEXT NOT NULL,
+            mandatory_opt_in TEXT,          -- JSON: null (TBD), "YYYY-MM-DD" or {plan: date}
+            definition TEXT NOT NULL,        -- canonical JSON of the whole definition
+            definition_hash TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'retired')),
+            schedule_version INTEGER NOT NULL DEFAULT 0,
+            schedule_changed_at TEXT,
+            previous_mandatory_opt_in TEXT,
+            synced_at TEXT NOT NULL,
+            retired_at TEXT,
+            immediate_at TEXT,               -- set by enforce --immediately
+            immediate_reason TEXT
+        );
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,        -- ISO UTC instant
+            status TEXT NOT NULL CHECK (status IN ('active', 'closed')),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX accounts_plan ON accounts(plan, status);
+        CREATE TABLE account_tags (
+            account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (account_id, tag)
+        ) WITHOUT ROWID;
+        CREATE INDEX account_tags_tag ON account_tags(tag, account_id);
+        CREATE TABLE account_admins (
+            account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+            email TEXT NOT NULL,
+            PRIMARY KEY (account_id, email)
+        ) WITHOUT ROWID;
+        CREATE INDEX account_admins_email ON account_admins(email, account_id);
+        CREATE TABLE enrollments (
+            migration_id TEXT NOT NULL REFERENCES migrations(id),
+            account_id TEXT NOT NULL REFERENCES accounts(id),
+            state TEXT NOT NULL CHECK (state IN ('opted_in', 'enforced')),
+            changed_at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT,
+            batch TEXT,                      -- enforcement batch (slot of the enforced notice)
+            PRIMARY KEY (migration_id, account_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX enrollments_state ON enrollments(migration_id, state, account_id);
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            migration_id TEXT,
+            account_id TEXT,
+            detail TEXT
+        );
+        CREATE INDEX audit_migration ON audit(migration_id, id);
+        CREATE INDEX audit_account ON audit(account_id, id);
+        CREATE TABLE enforcements (
+            migration_id TEXT NOT NULL REFERENCES migrations(id),
+            scope TEXT NOT NULL,             -- '*' or a plan name (per-plan dates)
+            deadline TEXT,                   -- the mandatory date enforced (null: immediate)
+            at TEXT NOT NULL,
+            accounts INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT,
+            immediate INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (migration_id, scope)
+        ) WITHOUT ROWID;
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        """
+    )
+
+
+@migrations()
+def m002_outbox(db: Database) -> None:
+    """The outbox of notices and the suppression list."""
+    db.executescript(
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,        -- migration|administrator|kind|slot
+            migration_id TEXT NOT NULL REFERENCES migrations(id),
+            email TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('pending', 'sending', 'sent', 'failed', 'in_doubt', 'suppressed')),
+            schedule_version INTEGER NOT NULL DEFAULT 0,
+            accounts TEXT NOT NULL,          -- JSON list of the account ids the notice covers
+            accounts_count INTEGER NOT NULL,
+            deadline TEXT,
+            why TEXT,
+            message_id TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            provider TEXT,
+            provider_message_id TEXT,
+            last_error TEXT,
+            error_code TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            next_attempt_at TEXT,
+            sent_at TEXT
+        );
+        CREATE INDEX outbox_admin ON outbox(migration_id, email, created_at);
+        CREATE INDEX outbox_state ON outbox(state, next_attempt_at);
+        CREATE TABLE suppressions (
+            email TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE sends (                 -- one row per accepted send: the rolling daily quota
+            at TEXT NOT NULL,
+            recipients INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE INDEX sends_at ON sends(at);
+        """
+    )

@@ -1,0 +1,148 @@
+"""The SQLite store: opening, pragmas, schema upgrades, transactions and the audit log."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from migrate_cli.errors import StoreError
+from migrate_cli.schema import migrations as schema_migrations
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def db_time(instant: datetime) -> str:
+    """Fixed-width UTC text so that instants compare correctly as strings in SQL."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_db_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class Store:
+    """One open store; every write goes through ``transaction()``."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        if str(path) != ":memory:":
+            if not path.exists():
+                if not create:
+                    raise StoreError(f"no store at {path}; run `migctl sync` first")
+                _create_private(path)
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+            # Explicit transactions only: no implicit BEGIN left open by a stray statement.
+            conn.isolation_level = None
+            self.db = Database(conn, execute_plugins=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if str(path) != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode (only an OS crash
+            # can lose the last commits), which is the failure model the outbox is built for.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            schema_migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the store {path}: {exc}") from None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (all-or-nothing writes)."""
+        conn = self.conn
+        if conn.in_transaction:
+            raise StoreError("internal error: nested transaction")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        cur = self.conn.execute(sql, params)
+        cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+        return cur.fetchall()
+
+    def iterate(self, sql: str, params: Any = ()) -> Iterator[sqlite3.Row]:
+        cur = self.conn.execute(sql, params)
+        cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+        yield from cur
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def meta(self, key: str) -> str | None:
+        value = self.scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def integrity_ok(self) -> bool:
+        return self.scalar("PRAGMA integrity_check") == "ok"
+
+
+def audit(
+    conn: sqlite3.Connection,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    migration_id: str | None = None,
+    account_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit event (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            db_time(at),
+            actor,
+            action,
+            migration_id,
+            account_id,
+            json.dumps(detail, sort_keys=True) if detail else None,
+        ),
+    )
+
+
+def _create_private(path: Path) -> None:
+    # The store holds administrator emails: create it owner-only before SQLite touches it.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {path}: {exc.strerror}") from None

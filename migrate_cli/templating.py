@@ -1,0 +1,31 @@
+"""Where the templates live and how the CLI gets a Renderer for the configured folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from migrate_cli.config import Config
+from migrate_cli.definitions import Definitions
+from migrate_cli.errors import Problem
+
+# The repository's own templates, used when neither the config nor the working folder has any.
+BUNDLED = Path(__file__).resolve().parent.parent / "email_templates"
+
+
+def templates_dir(config: Config) -> Path:
+    if config.templates_dir is not None:
+        return config.templates_dir
+    local = Path("email_templates")
+    if (local / "layout.html").exists():
+        return local
+    return BUNDLED
+
+
+def check_templates(config: Config, defs: Definitions) -> list[Problem]:
+    """Render every template against sample data; problems name file and line."""
+    from migrate_cli.render import Renderer
+
+    folder = templates_dir(config)
+    if not folder.is_dir():
+        return [Problem(str(folder), None, None, "templates folder not found")]
+    return Renderer(folder, config.dashboard_url).check(defs.migrations)
