@@ -54,6 +54,18 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from None
 
+    @classmethod
+    def in_memory_copy(cls, other: Store) -> Store:
+        """A private in-memory copy of a store, for rehearsals that must write nothing."""
+        mem = sqlite3.connect(":memory:")
+        other.conn.backup(mem)
+        mem.isolation_level = None
+        copy = cls.__new__(cls)
+        copy.path = Path(":memory:")
+        copy.db = Database(mem, execute_plugins=False)
+        mem.execute("PRAGMA foreign_keys = ON")
+        return copy
+
     @property
     def conn(self) -> sqlite3.Connection:
         return self.db.conn

@@ -1,0 +1,423 @@
+"""Dispatch: claim pending outbox rows, render, send through a provider, record each outcome."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from migrate_cli.catalog import StoredMigration
+from migrate_cli.config import Config
+from migrate_cli.providers import (
+    OutgoingEmail,
+    Provider,
+    ProviderConfigError,
+    SendResult,
+    SendStatus,
+)
+from migrate_cli.render import AccountRef, NoticeContext, Renderer
+from migrate_cli.store import Store, audit, db_time
+from migrate_cli.timeutil import days_until, local_date
+
+MAX_LISTED_ACCOUNTS = 100  # an email lists this many accounts, then "and N more"
+LOCAL_CHUNK = 500  # rows claimed at once for local providers (no network latency to hide)
+WAIT_FOR_RETRY = 30.0  # seconds a run waits for a transient retry before leaving it pending
+
+
+@dataclass
+class DispatchSummary:
+    """What one dispatch did (this run only)."""
+
+    sent: int = 0
+    failed: int = 0
+    retry_later: int = 0
+    in_doubt: int = 0
+    quota_reached: bool = False
+    stopped: str | None = None  # a configuration error or a signal stopped the run
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    row: sqlite3.Row
+    email: OutgoingEmail
+
+
+class Dispatcher:
+    """Sends what the outbox holds, never more than once per row, within rate and quota."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        provider_factory: Callable[[], Provider],
+        renderer: Renderer,
+        catalog: list[StoredMigration],
+        tz: tzinfo,
+        now: datetime,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stop: threading.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+        network: bool = False,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.provider_factory = provider_factory
+        self.renderer = renderer
+        self.migrations = {sm.id: sm for sm in catalog}
+        self.tz = tz
+        self.now = now  # the (possibly simulated) instant for content: days left etc.
+        self.clock = clock  # the real clock for retries and the daily quota
+        self.stop = stop or threading.Event()
+        self.progress = progress or (lambda n: None)
+        self.network = network
+        self.summary = DispatchSummary()
+        self._limiter: Any = None
+        if config.email.rate_per_second:
+            from migrate_cli.throttle import TokenBucket
+
+            self._limiter = TokenBucket(config.email.rate_per_second)
+
+    # ------------------------------------------------------------------ public
+
+    def run(self, only: str | None = None) -> DispatchSummary:
+        quota = self._quota_left()
+        if self.network and self.config.email.concurrency > 1:
+            self._run_pool(only, quota)
+        else:
+            self._run_serial(only, quota)
+        return self.summary
+
+    # ------------------------------------------------------------------ claiming
+
+    def _quota_left(self) -> int | None:
+        if not self.config.email.daily_quota:
+            return None
+        since = db_time(self.clock() - timedelta(hours=24))
+        used = self.store.scalar(
+            "SELECT coalesce(sum(recipients), 0) FROM sends WHERE at > ?", (since,)
+        )
+        return max(0, self.config.email.daily_quota - int(used))
+
+    def _claim(self, only: str | None, limit: int) -> list[_Job]:
+        """Render then mark rows `sending` (committed) before any provider call."""
+        if limit <= 0:
+            return []
+        real_now = db_time(self.clock())
+        sql = (
+            "SELECT * FROM outbox WHERE state = 'pending' AND "
+            "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        )
+        params: list[Any] = [real_now]
+        if only:
+            sql += " AND migration_id = ?"
+            params.append(only)
+        sql += " ORDER BY id LIMIT ?"
+        rows = self.store.query(sql, [*params, limit])
+        if not rows:
+            return []
+        jobs = [_Job(row, email) for row, email in zip(rows, self._build(rows), strict=True)]
+        with self.store.transaction() as conn:
+            conn.executemany(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, provider = ?, "
+                "updated_at = ? WHERE id = ? AND state = 'pending'",
+                [(self.config.email.provider, real_now, j.row["id"]) for j in jobs],
+            )
+        return jobs
+
+    def _build(self, rows: list[sqlite3.Row]) -> list[OutgoingEmail]:
+        ids: set[str] = set()
+        for r in rows:
+            ids.update(json.loads(r["accounts"])[:MAX_LISTED_ACCOUNTS])
+        names = {
+            a["id"]: AccountRef(a["id"], a["name"], a["plan"])
+            for a in self.store.query(
+                "SELECT id, name, plan FROM accounts WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(ids)),),
+            )
+        }
+        return [self._email(r, names) for r in rows]
+
+    def _email(self, r: sqlite3.Row, names: dict[str, AccountRef]) -> OutgoingEmail:
+        sm = self.migrations[r["migration_id"]]
+        account_ids = json.loads(r["accounts"])
+        listed = [names.get(a, AccountRef(a, a, "")) for a in account_ids[:MAX_LISTED_ACCOUNTS]]
+        deadline = date.fromisoformat(r["deadline"]) if r["deadline"] else None
+        emergency = r["kind"] == "enforced" and r["slot"].endswith("-immediate")
+        context = NoticeContext(
+            migration=sm.migration,
+            kind=r["kind"],
+            admin_email=r["email"],
+            deadline=deadline,
+            days_left=days_until(deadline, self.now, self.tz)
+            if deadline and r["kind"] != "enforced"
+            else None,
+            accounts=listed,
+            accounts_total=len(account_ids),
+            today=local_date(self.now, self.tz),
+            previous_deadline=_previous_deadline(sm),
+            emergency=emergency,
+            reason=sm.immediate_reason if emergency else None,
+        )
+        rendered = self.renderer.render(r["kind"], context)
+        return OutgoingEmail(
+            key=r["key"],
+            to=r["email"],
+            from_addr=self.config.email.from_addr,
+            reply_to=self.config.email.reply_to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=r["message_id"],
+            headers={"X-Migctl-Kind": r["kind"], "X-Migctl-Migration": r["migration_id"]},
+        )
+
+    # ------------------------------------------------------------------ recording
+
+    def _record(self, outcomes: list[tuple[_Job, SendResult | None, BaseException | None]]) -> None:
+        """Record a group of outcomes in one transaction."""
+        real = self.clock()
+        stamp = db_time(real)
+        with self.store.transaction() as conn:
+            for job, result, error in outcomes:
+                row_id = job.row["id"]
+                attempts = job.row["attempts"] + 1
+                if error is not None:
+                    if isinstance(error, ProviderConfigError):
+                        # Not this notice's fault: back to pending, nothing marked failed.
+                        conn.execute(
+                            "UPDATE outbox SET state = 'pending', attempts = attempts - 1, "
+                            "last_error = ?, error_code = ?, updated_at = ? WHERE id = ?",
+                            (str(error), error.code, stamp, row_id),
+                        )
+                    else:
+                        # An unexpected failure inside the provider: the send may have happened.
+                        conn.execute(
+                            "UPDATE outbox SET state = 'in_doubt', last_error = ?, updated_at = ? "
+                            "WHERE id = ?",
+                            (f"{type(error).__name__}: {error}", stamp, row_id),
+                        )
+                        self.summary.in_doubt += 1
+                    continue
+                assert result is not None
+                if result.status == SendStatus.SENT:
+                    conn.execute(
+                        "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
+                        "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
+                        (result.provider_message_id, stamp, stamp, row_id),
+                    )
+                    conn.execute("INSERT INTO sends(at, recipients) VALUES (?, 1)", (stamp,))
+                    self.summary.sent += 1
+                    kind = job.row["kind"]
+                    self.summary.by_kind[kind] = self.summary.by_kind.get(kind, 0) + 1
+                elif result.status == SendStatus.PERMANENT:
+                    conn.execute(
+                        "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
+                        "updated_at = ? WHERE id = ?",
+                        (result.error, result.code, stamp, row_id),
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        (
+                            job.row["email"],
+                            result.error or "permanent failure",
+                            f"provider:{result.code or self.config.email.provider}",
+                            stamp,
+                        ),
+                    )
+                    audit(
+                        conn,
+                        at=real,
+                        actor="migctl",
+                        action="suppression.added",
+                        detail={
+                            "email": job.row["email"],
+                            "code": result.code,
+                            "key": job.row["key"],
+                        },
+                    )
+                    self.summary.failed += 1
+                elif attempts >= self.config.email.max_attempts:
+                    conn.execute(
+                        "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
+                        "updated_at = ? WHERE id = ?",
+                        (
+                            f"gave up after {attempts} attempts: {result.error}",
+                            result.code,
+                            stamp,
+                            row_id,
+                        ),
+                    )
+                    self.summary.failed += 1
+                else:
+                    from migrate_cli.throttle import retry_delay
+
+                    delay = retry_delay(result, attempts)
+                    conn.execute(
+                        "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, "
+                        "error_code = ?, updated_at = ? WHERE id = ?",
+                        (
+                            db_time(real + timedelta(seconds=delay)),
+                            result.error,
+                            result.code,
+                            stamp,
+                            row_id,
+                        ),
+                    )
+                    self.summary.retry_later += 1
+        self.progress(len(outcomes))
+
+    def _release(self, jobs: list[_Job]) -> None:
+        """Claimed but never handed to the provider: back to pending, attempt not counted."""
+        if not jobs:
+            return
+        with self.store.transaction() as conn:
+            conn.executemany(
+                "UPDATE outbox SET state = 'pending', attempts = attempts - 1 WHERE id = ? AND state = 'sending'",
+                [(j.row["id"],) for j in jobs],
+            )
+
+    def _next_retry_wait(self, only: str | None) -> float | None:
+        sql = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at IS NOT NULL"
+        params: list[Any] = []
+        if only:
+            sql += " AND migration_id = ?"
+            params.append(only)
+        nxt = self.store.scalar(sql, params)
+        if nxt is None:
+            return None
+        from migrate_cli.store import parse_db_time
+
+        wait_s = (parse_db_time(nxt) - self.clock()).total_seconds()
+        return max(0.0, wait_s) if wait_s <= WAIT_FOR_RETRY else None
+
+    def _budget(self, quota: int | None, want: int) -> int:
+        if quota is None:
+            return want
+        left = quota - self.summary.sent - self._inflight_count
+        if left <= 0:
+            self.summary.quota_reached = True
+        return max(0, min(want, left))
+
+    _inflight_count = 0
+
+    # ------------------------------------------------------------------ loops
+
+    def _send_one(self, provider: Provider, email: OutgoingEmail) -> SendResult:
+        if self._limiter is not None:
+            self._limiter.acquire()
+        return provider.send(email)
+
+    def _run_serial(self, only: str | None, quota: int | None) -> None:
+        provider = self.provider_factory()
+        with provider:
+            while not self.stop.is_set():
+                jobs = self._claim(
+                    only, self._budget(quota, LOCAL_CHUNK if not self.network else 1)
+                )
+                if not jobs:
+                    wait_s = self._next_retry_wait(only)
+                    if wait_s is None or self.summary.quota_reached:
+                        break
+                    if self.stop.wait(wait_s):
+                        break
+                    continue
+                outcomes: list[tuple[_Job, SendResult | None, BaseException | None]] = []
+                config_error: ProviderConfigError | None = None
+                for i, job in enumerate(jobs):
+                    if self.stop.is_set() or config_error is not None:
+                        self._record(outcomes)
+                        self._release(jobs[i:])
+                        outcomes = []
+                        break
+                    try:
+                        outcomes.append((job, self._send_one(provider, job.email), None))
+                    except ProviderConfigError as exc:
+                        outcomes.append((job, None, exc))
+                        config_error = exc
+                    except Exception as exc:  # a provider bug: the send may have happened
+                        outcomes.append((job, None, exc))
+                self._record(outcomes)
+                if config_error is not None:
+                    self.summary.stopped = str(config_error)
+                    raise config_error
+
+    def _run_pool(self, only: str | None, quota: int | None) -> None:
+        concurrency = self.config.email.concurrency
+        local = threading.local()
+        providers: list[Provider] = []
+        lock = threading.Lock()
+
+        def worker_send(email: OutgoingEmail) -> SendResult:
+            provider = getattr(local, "provider", None)
+            if provider is None:
+                provider = self.provider_factory()
+                provider.open()
+                local.provider = provider
+                with lock:
+                    providers.append(provider)
+            return self._send_one(provider, email)
+
+        in_flight: dict[Future[SendResult], _Job] = {}
+        config_error: ProviderConfigError | None = None
+        try:
+            with ThreadPoolExecutor(
+                max_workers=concurrency, thread_name_prefix="migctl-send"
+            ) as pool:
+                while True:
+                    if not self.stop.is_set() and config_error is None:
+                        room = 2 * concurrency - len(in_flight)
+                        self._inflight_count = len(in_flight)
+                        jobs = self._claim(only, self._budget(quota, room)) if room > 0 else []
+                        for job in jobs:
+                            in_flight[pool.submit(worker_send, job.email)] = job
+                    if not in_flight:
+                        if self.stop.is_set() or config_error is not None:
+                            break
+                        wait_s = self._next_retry_wait(only)
+                        if wait_s is None or self.summary.quota_reached:
+                            break
+                        if self.stop.wait(wait_s):
+                            break
+                        continue
+                    done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+                    outcomes: list[tuple[_Job, SendResult | None, BaseException | None]] = []
+                    for fut in done:
+                        job = in_flight.pop(fut)
+                        exc = fut.exception()
+                        if isinstance(exc, ProviderConfigError):
+                            config_error = config_error or exc
+                        outcomes.append((job, None if exc else fut.result(), exc))
+                    if outcomes:
+                        self._record(outcomes)
+        finally:
+            for provider in providers:
+                try:
+                    provider.close()
+                except Exception:
+                    pass
+        if config_error is not None:
+            self.summary.stopped = str(config_error)
+            raise config_error
+
+
+def _previous_deadline(sm: StoredMigration) -> date | None:
+    raw = sm.previous_mandatory
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    if isinstance(value, dict) and value:
+        return min(date.fromisoformat(v) for v in value.values())
+    return None

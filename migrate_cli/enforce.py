@@ -1,0 +1,200 @@
+"""Enforcement: switch every remaining pending account once its mandatory instant has passed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from migrate_cli.catalog import StoredMigration
+from migrate_cli.enrollment import pending_accounts_sql
+from migrate_cli.errors import RuleError
+from migrate_cli.outbox import enqueue
+from migrate_cli.phases import ALL_SCOPE, mandatory_instant, scopes
+from migrate_cli.planning import enforcement_batch, plan_enforced
+from migrate_cli.store import Store, audit, db_time
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """One batch to switch: a migration's scope (all accounts or one plan) that is due."""
+
+    migration_id: str
+    scope: str
+    deadline: date | None
+    accounts: int
+    admins: int
+    immediate: bool = False
+
+    @property
+    def batch(self) -> str:
+        return enforcement_batch(self.scope, None if self.immediate else self.deadline)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "migration": self.migration_id,
+            "scope": self.scope,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "accounts": self.accounts,
+            "admins": self.admins,
+            "immediate": self.immediate,
+        }
+
+
+@dataclass
+class EnforceReport:
+    batches: list[Enforcement] = field(default_factory=list)
+    notices: int = 0
+
+    def by_migration(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for b in self.batches:
+            out[b.migration_id] = out.get(b.migration_id, 0) + b.accounts
+        return out
+
+
+def _is_zero_grace_critical(sm: StoredMigration) -> bool:
+    m = sm.migration
+    return m.severity == "critical" and m.grace_period == timedelta(0)
+
+
+def _scope_sql(sm: StoredMigration, tz: tzinfo, scope: str) -> tuple[str, list[Any]]:
+    sql, params = pending_accounts_sql(sm.migration, tz)
+    if scope != ALL_SCOPE:
+        sql += " AND a.plan = ?"
+        params = [*params, scope]
+    return sql, params
+
+
+def _count(store: Store, sql: str, params: list[Any]) -> tuple[int, int]:
+    row = store.query(
+        f"SELECT count(*) AS n, (SELECT count(DISTINCT x.email) FROM ({sql}) q "
+        "JOIN account_admins x ON x.account_id = q.id) AS admins FROM (" + sql + ")",
+        [*params, *params],
+    )[0]
+    return int(row["n"]), int(row["admins"] or 0)
+
+
+def due_enforcements(
+    store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None = None
+) -> list[Enforcement]:
+    """What `enforce` would switch now (read-only). TBD scopes are never due."""
+    out: list[Enforcement] = []
+    for sm in catalog:
+        if sm.status != "active" or (only is not None and sm.id != only):
+            continue
+        for scope, deadline in scopes(sm.migration):
+            if deadline is None or now < mandatory_instant(deadline, tz):
+                continue  # never a second early
+            immediate = _is_zero_grace_critical(sm)
+            sql, params = _scope_sql(sm, tz, scope)
+            n, admins = _count(store, sql, params)
+            first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
+            # Accounts imported after an enforcement are still pending: a later run catches them.
+            if n or first_time:
+                out.append(Enforcement(sm.id, scope, deadline, n, admins, immediate))
+    return out
+
+
+def immediate_enforcement(store: Store, sm: StoredMigration, tz: tzinfo) -> Enforcement:
+    n, admins = _count(store, *_scope_sql(sm, tz, ALL_SCOPE))
+    return Enforcement(sm.id, ALL_SCOPE, None, n, admins, immediate=True)
+
+
+def apply_enforcements(
+    store: Store,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    batches: list[Enforcement],
+    *,
+    actor: str,
+    from_addr: str,
+    reason: str | None = None,
+) -> EnforceReport:
+    """Switch each batch in one transaction per migration; enqueue the `enforced` notices."""
+    report = EnforceReport()
+    by_id = {sm.id: sm for sm in catalog}
+    stamp = db_time(now)
+    for migration_id in dict.fromkeys(b.migration_id for b in batches):
+        sm = by_id[migration_id]
+        with store.transaction() as conn:
+            for b in (x for x in batches if x.migration_id == migration_id):
+                if not b.immediate and (
+                    b.deadline is None or now < mandatory_instant(b.deadline, tz)
+                ):
+                    raise RuleError(f"internal check: {b.migration_id}/{b.scope} is not due")
+                sql, params = _scope_sql(sm, tz, b.scope)
+                cur = conn.execute(
+                    "INSERT INTO enrollments(migration_id, account_id, state, changed_at, actor, reason, batch) "
+                    f"SELECT ?, p.id, 'enforced', ?, ?, ?, ? FROM ({sql}) p",
+                    [migration_id, stamp, actor, reason, b.batch, *params],
+                )
+                switched = cur.rowcount
+                conn.execute(
+                    "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "
+                    "SELECT ?, ?, 'enrollment.enforced', ?, account_id, ? FROM enrollments "
+                    "WHERE migration_id = ? AND batch = ? AND changed_at = ? AND state = 'enforced'",
+                    [
+                        stamp,
+                        actor,
+                        migration_id,
+                        f'{{"batch": "{b.batch}"}}',
+                        migration_id,
+                        b.batch,
+                        stamp,
+                    ],
+                )
+                conn.execute(
+                    "INSERT INTO enforcements(migration_id, scope, deadline, at, accounts, actor, reason, immediate) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(migration_id, scope) DO UPDATE SET "
+                    "accounts = accounts + excluded.accounts",
+                    [
+                        migration_id,
+                        b.scope,
+                        b.deadline.isoformat() if b.deadline else None,
+                        stamp,
+                        switched,
+                        actor,
+                        reason,
+                        int(b.immediate),
+                    ],
+                )
+                if b.immediate and reason:
+                    conn.execute(
+                        "UPDATE migrations SET immediate_at = ?, immediate_reason = ? WHERE id = ?",
+                        (stamp, reason, migration_id),
+                    )
+                audit(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    action="migration.enforced",
+                    migration_id=migration_id,
+                    detail={
+                        "scope": b.scope,
+                        "accounts": switched,
+                        "immediate": b.immediate,
+                        "reason": reason,
+                        "deadline": b.deadline.isoformat() if b.deadline else None,
+                    },
+                )
+                report.batches.append(
+                    Enforcement(
+                        b.migration_id, b.scope, b.deadline, switched, b.admins, b.immediate
+                    )
+                )
+            # Same transaction: an enforcement is never recorded without its notices queued.
+            fresh = StoredMigration(
+                sm.migration,
+                sm.status,
+                sm.schedule_version,
+                sm.previous_mandatory,
+                sm.enforced_scopes,
+                reason or sm.immediate_reason,
+            )
+            queued = enqueue(
+                conn, plan_enforced(store, fresh, tz, now), now=now, from_addr=from_addr
+            )
+            report.notices += queued.enqueued
+    return report

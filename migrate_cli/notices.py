@@ -1,0 +1,157 @@
+"""notify: plan due notices, enqueue them in the outbox, dispatch them; or just show the plan."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from migrate_cli.catalog import StoredMigration
+from migrate_cli.config import Config
+from migrate_cli.dispatch import Dispatcher, DispatchSummary
+from migrate_cli.errors import InputError
+from migrate_cli.outbox import counts, enqueue, recover_in_doubt
+from migrate_cli.planning import PlannedNotice, plan_all
+from migrate_cli.providers import Provider, provider_class
+from migrate_cli.render import Renderer
+from migrate_cli.store import Store
+from migrate_cli.templating import templates_dir
+from migrate_cli.timeutil import iso
+
+SHOWN_IN_DRY_RUN = 500  # rows kept for the dry-run table; the counts cover everything
+
+
+@dataclass
+class NotifySummary:
+    now: datetime
+    dry_run: bool
+    planned: int = 0
+    suppressed: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    sample: list[PlannedNotice] = field(default_factory=list)
+    dispatch: DispatchSummary = field(default_factory=DispatchSummary)
+    in_doubt_total: int = 0
+    recovered_in_doubt: int = 0
+
+    def notices_json(self) -> dict[str, Any]:
+        return {
+            "planned": self.planned,
+            "sent": self.dispatch.sent,
+            "failed": self.dispatch.failed,
+            "in_doubt": self.in_doubt_total,
+            "suppressed": self.suppressed,
+            "retry_later": self.dispatch.retry_later,
+            "by_kind": dict(sorted(self.by_kind.items())),
+            "quota_reached": self.dispatch.quota_reached,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"now": iso(self.now), "dry_run": self.dry_run, "notices": self.notices_json()}
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.dispatch.failed or self.in_doubt_total)
+
+
+def make_renderer(config: Config) -> Renderer:
+    return Renderer(templates_dir(config), config.dashboard_url)
+
+
+def check_renderer(renderer: Renderer, catalog: list[StoredMigration]) -> None:
+    """Stop before anything is sent when a template does not render (file and line named)."""
+    problems = renderer.check([sm.migration for sm in catalog if sm.status == "active"])
+    if problems:
+        raise InputError(problems, "a template does not render; nothing was sent")
+
+
+def provider_factory(config: Config) -> tuple[Callable[[], Provider], bool]:
+    cls = provider_class(config.email.provider)
+    cls(config)  # constructing validates early (e.g. dev providers refuse production)
+    return (lambda: cls(config)), cls.network
+
+
+def plan_only(
+    store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None
+) -> NotifySummary:
+    """The dry run: stream the plan, count it, keep a sample for display; writes nothing."""
+    summary = NotifySummary(now=now, dry_run=True)
+    for n in plan_all(store, catalog, tz, now, only):
+        if n.suppressed:
+            summary.suppressed += 1
+        else:
+            summary.planned += 1
+            summary.by_kind[n.kind] = summary.by_kind.get(n.kind, 0) + 1
+        if len(summary.sample) < SHOWN_IN_DRY_RUN:
+            summary.sample.append(n)
+    summary.in_doubt_total = counts(store)["in_doubt"]
+    return summary
+
+
+def enqueue_due(
+    store: Store,
+    config: Config,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    only: str | None,
+    summary: NotifySummary,
+) -> None:
+    with store.transaction() as conn:
+        report = enqueue(
+            conn, plan_all(store, catalog, tz, now, only), now=now, from_addr=config.email.from_addr
+        )
+    summary.planned += report.enqueued
+    summary.suppressed += report.suppressed
+    for kind, n in (report.by_kind or {}).items():
+        summary.by_kind[kind] = summary.by_kind.get(kind, 0) + n
+
+
+def notify(
+    store: Store,
+    config: Config,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    *,
+    only: str | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+    summary: NotifySummary | None = None,
+) -> NotifySummary:
+    """Plan, enqueue and dispatch. Raises ProviderConfigError after recording what was sent."""
+    factory, network = provider_factory(config)
+    renderer = make_renderer(config)
+    check_renderer(renderer, catalog)
+    summary = summary or NotifySummary(now=now, dry_run=False)
+    summary.recovered_in_doubt = recover_in_doubt(store, now=now)
+    enqueue_due(store, config, catalog, tz, now, only, summary)
+    dispatcher = Dispatcher(
+        store,
+        config,
+        factory,
+        renderer,
+        catalog,
+        tz,
+        now,
+        stop=stop,
+        progress=progress,
+        network=network,
+    )
+    summary.dispatch = dispatcher.summary
+    try:
+        dispatcher.run(only)
+    finally:
+        summary.in_doubt_total = counts(store)["in_doubt"]
+    return summary
+
+
+def pending_count(store: Store, only: str | None = None) -> int:
+    if only:
+        return int(
+            store.scalar(
+                "SELECT count(*) FROM outbox WHERE state = 'pending' AND migration_id = ?", (only,)
+            )
+        )
+    return int(store.scalar("SELECT count(*) FROM outbox WHERE state = 'pending'"))

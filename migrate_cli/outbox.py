@@ -1,0 +1,206 @@
+"""The outbox: one row per notice, keyed for idempotency, moved through its states durably."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from migrate_cli.errors import NotFoundError, RuleError
+from migrate_cli.planning import PlannedNotice, message_id
+from migrate_cli.store import Store, audit, db_time
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+IN_DOUBT = "in_doubt"
+SUPPRESSED = "suppressed"
+STATES = (PENDING, SENDING, SENT, FAILED, IN_DOUBT, SUPPRESSED)
+BATCH = 2_000
+
+
+@dataclass
+class EnqueueReport:
+    enqueued: int = 0
+    suppressed: int = 0
+    by_kind: dict[str, int] | None = None
+
+
+def enqueue(
+    conn: sqlite3.Connection, notices: Iterable[PlannedNotice], *, now: datetime, from_addr: str
+) -> EnqueueReport:
+    """Insert planned notices (INSERT OR IGNORE on the key: re-planning never duplicates)."""
+    report = EnqueueReport(by_kind={})
+    assert report.by_kind is not None
+    stamp = db_time(now)
+    batch: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO outbox(key, migration_id, email, kind, slot, state, "
+            "schedule_version, accounts, accounts_count, deadline, why, message_id, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            batch,
+        )
+        # Rows ignored because the key exists are not counted.
+        report.enqueued += conn.total_changes - before
+        batch.clear()
+
+    for n in notices:
+        state = SUPPRESSED if n.suppressed else PENDING
+        if n.suppressed:
+            report.suppressed += 1
+        else:
+            report.by_kind[n.kind] = report.by_kind.get(n.kind, 0) + 1
+        batch.append(
+            (
+                n.key,
+                n.migration_id,
+                n.email,
+                n.kind,
+                n.slot,
+                state,
+                n.schedule_version,
+                json.dumps(list(n.account_ids)),
+                len(n.account_ids),
+                n.deadline.isoformat() if n.deadline else None,
+                n.why,
+                message_id(n.key, from_addr),
+                stamp,
+                stamp,
+            )
+        )
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    report.enqueued -= report.suppressed
+    return report
+
+
+def recover_in_doubt(store: Store, *, now: datetime) -> int:
+    """Rows left in `sending` by a killed run: their fate is unknown, so never resend them."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE outbox SET state = 'in_doubt', updated_at = ?, "
+            "last_error = 'the run was interrupted while sending; the provider may or may not "
+            "have accepted it' WHERE state = 'sending'",
+            (db_time(now),),
+        )
+        if cur.rowcount:
+            audit(
+                conn,
+                at=now,
+                actor="migctl",
+                action="outbox.in_doubt",
+                detail={"rows": cur.rowcount},
+            )
+        return cur.rowcount
+
+
+def counts(store: Store) -> dict[str, int]:
+    out = dict.fromkeys(STATES, 0)
+    for r in store.query("SELECT state, count(*) AS n FROM outbox GROUP BY state"):
+        out[r["state"]] = r["n"]
+    return out
+
+
+def list_rows(
+    store: Store,
+    *,
+    state: str | None = None,
+    migration_id: str | None = None,
+    email: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if state:
+        if state not in STATES:
+            raise RuleError(f"unknown state {state!r}; choose one of {', '.join(STATES)}")
+        where.append("state = ?")
+        params.append(state)
+    if migration_id:
+        where.append("migration_id = ?")
+        params.append(migration_id)
+    if email:
+        where.append("email = ?")
+        params.append(email.strip().lower())
+    sql = "SELECT * FROM outbox" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY id DESC LIMIT ?"
+    return [row_json(r) for r in store.query(sql, [*params, limit])]
+
+
+def row_json(r: sqlite3.Row) -> dict[str, Any]:
+    keys = (
+        "id",
+        "key",
+        "migration_id",
+        "email",
+        "kind",
+        "slot",
+        "state",
+        "attempts",
+        "provider",
+        "provider_message_id",
+        "last_error",
+        "error_code",
+        "created_at",
+        "updated_at",
+        "sent_at",
+        "accounts_count",
+        "deadline",
+        "why",
+    )
+    return {k: r[k] for k in keys}
+
+
+def retry_failed(store: Store, *, now: datetime, actor: str, ids: list[int] | None = None) -> int:
+    """failed → pending (after the operator fixed the cause); attempts start again."""
+    with store.transaction() as conn:
+        sql = (
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = NULL, "
+            "updated_at = ? WHERE state = 'failed'"
+        )
+        params: list[Any] = [db_time(now)]
+        if ids:
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        n = conn.execute(sql, params).rowcount
+        audit(conn, at=now, actor=actor, action="outbox.retry", detail={"rows": n, "ids": ids})
+        return n
+
+
+def resolve(store: Store, row_id: int, *, sent: bool, now: datetime, actor: str) -> dict[str, Any]:
+    """Settle an in_doubt row: --sent marks it sent; --not-sent puts it back to pending."""
+    with store.transaction() as conn:
+        row = conn.execute("SELECT state, key FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no outbox row {row_id}")
+        if row[0] != IN_DOUBT:
+            raise RuleError(
+                f"outbox row {row_id} is {row[0]}, not in_doubt; only in_doubt rows are resolved"
+            )
+        if sent:
+            conn.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, updated_at = ? WHERE id = ?",
+                (db_time(now), db_time(now), row_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = NULL, updated_at = ? "
+                "WHERE id = ?",
+                (db_time(now), row_id),
+            )
+        audit(
+            conn,
+            at=now,
+            actor=actor,
+            action="outbox.resolved",
+            detail={"id": row_id, "key": row[1], "as": "sent" if sent else "not_sent"},
+        )
+    return {"id": row_id, "state": SENT if sent else PENDING}

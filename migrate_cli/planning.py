@@ -1,0 +1,266 @@
+"""Who is due what: a pure planning function of the store's state and 'now' (reads only)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from migrate_cli.catalog import StoredMigration
+from migrate_cli.definitions import Migration, NoticeSettings
+from migrate_cli.enrollment import pending_accounts_sql
+from migrate_cli.phases import mandatory_instant
+from migrate_cli.store import Store, parse_db_time
+from migrate_cli.timeutil import days_until, format_duration
+
+ANNOUNCEMENT = "announcement"
+REMINDER = "reminder"
+SCHEDULE_CHANGE = "schedule_change"
+ENFORCED = "enforced"
+KINDS = (ANNOUNCEMENT, REMINDER, SCHEDULE_CHANGE, ENFORCED)
+SEP = "\x1f"  # unit separator: cannot appear in account ids
+
+
+@dataclass(frozen=True)
+class PlannedNotice:
+    """One notice due now, with the reason an operator can read."""
+
+    migration_id: str
+    email: str
+    kind: str
+    slot: str
+    account_ids: tuple[str, ...]
+    deadline: date | None
+    days_left: int | None
+    why: str
+    schedule_version: int
+    suppressed: bool = False
+
+    @property
+    def key(self) -> str:
+        return notice_key(self.migration_id, self.email, self.kind, self.slot)
+
+
+def notice_key(migration_id: str, email: str, kind: str, slot: str) -> str:
+    """The idempotency key: one notice per (migration, administrator, kind, slot), ever."""
+    return f"{migration_id}|{email}|{kind}|{slot}"
+
+
+def message_id(key: str, from_addr: str) -> str:
+    """A Message-ID derived from the key, so a resend (never intended) would be recognisable."""
+    domain = from_addr.rsplit("@", 1)[-1].strip(" >") or "migctl.invalid"
+    return f"<migctl.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A cadence slot: an instant at which a reminder becomes due, with a stable name."""
+
+    at: datetime
+    name: str
+    why: str
+
+
+def latest_slot(
+    settings: NoticeSettings,
+    grace_start: datetime,
+    deadline_at: datetime | None,
+    now: datetime,
+    schedule_version: int,
+) -> Slot | None:
+    """The latest reminder or escalation slot at or before ``now`` (missed runs collapse)."""
+    best: Slot | None = None
+    if settings.reminder_every and now >= grace_start:
+        k = int((now - grace_start) / settings.reminder_every)
+        if k >= 1:
+            at = grace_start + k * settings.reminder_every
+            best = Slot(
+                at, f"r{k}", f"reminder #{k} (every {format_duration(settings.reminder_every)})"
+            )
+    if deadline_at is not None:
+        for offset in settings.escalate_before:
+            at = deadline_at - offset
+            if grace_start < at <= now and (best is None or at > best.at):
+                # The schedule version is part of the name: a moved date re-arms escalations.
+                best = Slot(
+                    at,
+                    f"v{schedule_version}-e{format_duration(offset)}",
+                    f"{format_duration(offset)} before the mandatory date",
+                )
+    return best
+
+
+def decide(
+    m: Migration,
+    settings: NoticeSettings,
+    tz: tzinfo,
+    now: datetime,
+    *,
+    deadline: date | None,
+    last_at: datetime | None,
+    seen_version: int | None,
+    schedule_version: int,
+) -> tuple[str, str, str] | None:
+    """(kind, slot, why) due for one administrator now, or None. Pure: no store access."""
+    start = m.grace_start_instant(tz)
+    if now < start:
+        return None
+    deadline_at = mandatory_instant(deadline, tz) if deadline else None
+    if deadline_at is not None and now >= deadline_at:
+        return None  # past the date: enforcement (and its `enforced` notice) takes over
+    if last_at is None:
+        return (
+            ANNOUNCEMENT,
+            "announcement",
+            f"grace period started {m.grace_period_start.isoformat()}",
+        )
+    if now - last_at < settings.min_gap:
+        return None
+    if seen_version is not None and schedule_version > seen_version:
+        return (
+            SCHEDULE_CHANGE,
+            f"schedule-v{schedule_version}",
+            "the mandatory date was set or moved",
+        )
+    slot = latest_slot(settings, start, deadline_at, now, schedule_version)
+    if slot is None or slot.at <= last_at:
+        return None
+    return REMINDER, slot.name, slot.why
+
+
+def plan_migration(
+    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime
+) -> Iterator[PlannedNotice]:
+    """Announcement/reminder/schedule_change notices for one migration, streamed from SQL."""
+    m = sm.migration
+    if sm.status != "active" or now < m.grace_start_instant(tz):
+        return
+    if "*" in sm.enforced_scopes:
+        return
+    pending_sql, params = pending_accounts_sql(m, tz)
+    sql = (
+        f"WITH p AS ({pending_sql}), "
+        "agg AS (SELECT x.email AS email, count(*) AS n, group_concat(p.id, char(31)) AS ids, "
+        "min(p.deadline) AS deadline, max(p.deadline IS NULL) AS has_tbd "
+        "FROM p JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
+        "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
+        "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
+        "SELECT agg.email, agg.n, agg.ids, agg.deadline, agg.has_tbd, last.last_at, last.sv, "
+        "s.email IS NOT NULL AS suppressed "
+        "FROM agg LEFT JOIN last ON last.email = agg.email "
+        "LEFT JOIN suppressions s ON s.email = agg.email ORDER BY agg.email"
+    )
+    settings = m.notices
+    existing = _existing_keys_checker(store, m.id)
+    for row in store.iterate(sql, [*params, m.id]):
+        deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
+        # An administrator with a TBD-plan account keeps getting notices about those accounts
+        # even after their dated accounts pass the deadline.
+        if deadline is not None and row["has_tbd"] and now >= mandatory_instant(deadline, tz):
+            deadline = None
+        last_at = parse_db_time(row["last_at"]) if row["last_at"] else None
+        verdict = decide(
+            m,
+            settings,
+            tz,
+            now,
+            deadline=deadline,
+            last_at=last_at,
+            seen_version=row["sv"],
+            schedule_version=sm.schedule_version,
+        )
+        if verdict is None:
+            continue
+        kind, slot, why = verdict
+        # Only suppressed rows are invisible to `last`, so only they can collide with a key.
+        if row["suppressed"] and existing(row["email"], kind, slot):
+            continue
+        ids = tuple(sorted(row["ids"].split(SEP)))
+        days = days_until(deadline, now, tz) if deadline else None
+        detail = f"{why}; {len(ids)} pending account(s)"
+        detail += f"; {days} day(s) left" if days is not None else "; mandatory date not set"
+        yield PlannedNotice(
+            m.id,
+            row["email"],
+            kind,
+            slot,
+            ids,
+            deadline,
+            days,
+            detail,
+            sm.schedule_version,
+            suppressed=bool(row["suppressed"]),
+        )
+
+
+def enforcement_batch(scope: str, deadline: date | None) -> str:
+    """The slot of the `enforced` notice for one enforcement batch."""
+    return f"enforced-{scope}-{deadline.isoformat() if deadline else 'immediate'}"
+
+
+def plan_enforced(
+    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime
+) -> Iterator[PlannedNotice]:
+    """One `enforced` notice per administrator per enforcement batch not yet notified."""
+    m = sm.migration
+    sql = (
+        "SELECT x.email AS email, e.batch AS batch, count(*) AS n, "
+        "group_concat(e.account_id, char(31)) AS ids, s.email IS NOT NULL AS suppressed "
+        "FROM enrollments e JOIN accounts a ON a.id = e.account_id AND a.status = 'active' "
+        "JOIN account_admins x ON x.account_id = e.account_id "
+        "LEFT JOIN suppressions s ON s.email = x.email "
+        "WHERE e.migration_id = ? AND e.state = 'enforced' AND e.batch IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.key = ? || '|' || x.email || '|enforced|' || e.batch) "
+        "GROUP BY x.email, e.batch ORDER BY x.email, e.batch"
+    )
+    for row in store.iterate(sql, (m.id, m.id)):
+        ids = tuple(sorted(row["ids"].split(SEP)))
+        batch = row["batch"]
+        immediate = batch.endswith("-immediate")
+        why = "emergency change enforced immediately" if immediate else "the mandatory date passed"
+        deadline = None if immediate else _batch_date(batch)
+        yield PlannedNotice(
+            m.id,
+            row["email"],
+            ENFORCED,
+            batch,
+            ids,
+            deadline,
+            None,
+            f"{why}; {len(ids)} account(s) switched",
+            sm.schedule_version,
+            suppressed=bool(row["suppressed"]),
+        )
+
+
+def _batch_date(batch: str) -> date | None:
+    tail = batch[-10:]
+    try:
+        return date.fromisoformat(tail)
+    except ValueError:
+        return None
+
+
+def _existing_keys_checker(store: Store, migration_id: str) -> Any:
+    def exists(email: str, kind: str, slot: str) -> bool:
+        return (
+            store.scalar(
+                "SELECT 1 FROM outbox WHERE key = ?", (notice_key(migration_id, email, kind, slot),)
+            )
+            is not None
+        )
+
+    return exists
+
+
+def plan_all(
+    store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None = None
+) -> Iterator[PlannedNotice]:
+    """Every notice due now across migrations (enforced notices first: they are news)."""
+    for sm in catalog:
+        if only is not None and sm.id != only:
+            continue
+        yield from plan_enforced(store, sm, tz, now)
+        yield from plan_migration(store, sm, tz, now)

@@ -1,0 +1,104 @@
+"""run: the cron entry point — sync when the file changed, enforce, then notify."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from migrate_cli.catalog import load_catalog, store_timezone
+from migrate_cli.config import Config
+from migrate_cli.definitions import load_definitions
+from migrate_cli.enforce import EnforceReport, apply_enforcements, due_enforcements
+from migrate_cli.notices import NotifySummary, notify, plan_only
+from migrate_cli.store import Store, db_time
+from migrate_cli.sync import SyncReport, sync
+from migrate_cli.timeutil import iso
+
+
+@dataclass
+class RunSummary:
+    now: datetime
+    dry_run: bool
+    synced: SyncReport | None = None
+    enforce: EnforceReport = field(default_factory=EnforceReport)
+    notify: NotifySummary | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"now": iso(self.now), "dry_run": self.dry_run}
+        doc["synced"] = self.synced.to_json() if self.synced else None
+        doc["enforced"] = self.enforce.by_migration()
+        doc["notices"] = (
+            self.notify or NotifySummary(now=self.now, dry_run=self.dry_run)
+        ).notices_json()
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.notify and self.notify.partial)
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(
+    store: Store,
+    config: Config,
+    now_for: Callable[[Store], datetime],
+    *,
+    actor: str,
+    dry_run: bool,
+    definitions_file: Path | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """One cron run. The caller holds the lock. Dry runs work on an in-memory copy."""
+    path = definitions_file or config.migrations_file
+    defs = load_definitions(path)  # bad YAML: InputError before anything is written
+    work = Store.in_memory_copy(store) if dry_run else store
+    now = now_for(work)
+    summary = RunSummary(now=now, dry_run=dry_run)
+    if (
+        work.meta("definitions_hash") != defs.source_hash
+        or work.meta("timezone") != defs.timezone_name
+    ):
+        summary.synced = sync(work, defs, now=now, actor=actor)
+        now = now_for(work)  # the timezone may just have been set
+        summary.now = now
+    tz = store_timezone(work)
+    catalog = load_catalog(work)
+    batches = due_enforcements(work, catalog, tz, now)
+    if batches:
+        summary.enforce = apply_enforcements(
+            work, catalog, tz, now, batches, actor=actor, from_addr=config.email.from_addr
+        )
+        catalog = load_catalog(work)
+    if dry_run:
+        summary.notify = plan_only(work, catalog, tz, now, None)
+        # Enforced notices queued on the copy are part of what the run would send.
+        queued = work.query(
+            "SELECT kind, count(*) AS n FROM outbox WHERE state = 'pending' "
+            "AND created_at = ? GROUP BY kind",
+            (db_time(now),),
+        )
+        for r in queued:
+            summary.notify.planned += r["n"]
+            summary.notify.by_kind[r["kind"]] = summary.notify.by_kind.get(r["kind"], 0) + r["n"]
+        summary.notify.dry_run = True
+        work.close()
+        return summary
+    summary.notify = NotifySummary(now=now, dry_run=False)
+    # Enforced notices were queued by enforcement; count them as planned by this run.
+    summary.notify.planned += summary.enforce.notices
+    if summary.enforce.notices:
+        summary.notify.by_kind["enforced"] = summary.enforce.notices
+    notify(store, config, catalog, tz, now, stop=stop, progress=progress, summary=summary.notify)
+    return summary

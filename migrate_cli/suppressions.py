@@ -1,0 +1,66 @@
+"""The suppression list: addresses that get no notices (operator-added or after a hard bounce)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from migrate_cli.accounts_io import normalise_email
+from migrate_cli.errors import InputError, NotFoundError, Problem
+from migrate_cli.store import Store, audit, db_time
+
+
+def _address(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except ValueError as exc:
+        raise InputError([Problem("email", None, None, str(exc))], "invalid address") from None
+
+
+def add(store: Store, email: str, *, reason: str, source: str, now: datetime, actor: str) -> str:
+    address = _address(email)
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) VALUES (?, ?, ?, ?)",
+            (address, reason, source, db_time(now)),
+        )
+        if not cur.rowcount:
+            return "already suppressed"
+        audit(
+            conn,
+            at=now,
+            actor=actor,
+            action="suppression.added",
+            detail={"email": address, "reason": reason, "source": source},
+        )
+    return "suppressed"
+
+
+def remove(store: Store, email: str, *, now: datetime, actor: str) -> None:
+    address = _address(email)
+    with store.transaction() as conn:
+        if not conn.execute("DELETE FROM suppressions WHERE email = ?", (address,)).rowcount:
+            raise NotFoundError(f"{address} is not suppressed")
+        audit(conn, at=now, actor=actor, action="suppression.removed", detail={"email": address})
+
+
+def list_all(store: Store) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in store.query(
+            "SELECT email, reason, source, created_at FROM suppressions ORDER BY email"
+        )
+    ]
+
+
+def unreachable_accounts(store: Store) -> int:
+    """Active accounts whose every administrator is suppressed: nobody can be told."""
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM accounts a WHERE a.status = 'active' "
+            "AND EXISTS (SELECT 1 FROM account_admins x WHERE x.account_id = a.id) "
+            "AND NOT EXISTS (SELECT 1 FROM account_admins x WHERE x.account_id = a.id "
+            "AND x.email NOT IN (SELECT email FROM suppressions))"
+        )
+        or 0
+    )
