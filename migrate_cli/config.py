@@ -77,6 +77,7 @@ class Config:
     migrations_file: Path = Path("migrations.yaml")
     templates_dir: Path | None = None
     dashboard_url: str = "https://dashboard.example.com"
+    product_name: str = "Platform"  # shown in email headers and subjects
     max_accounts_without_confirm: int = 10_000
     email: EmailConfig = field(default_factory=EmailConfig)
 
@@ -91,7 +92,7 @@ _SCHEMA: dict[str, Any] = {
     "environment": str,
     "migrations_file": str,
     "templates_dir": str,
-    "dashboard": {"url": str},
+    "dashboard": {"url": str, "product_name": str},
     "enforcement": {"max_accounts_without_confirm": int},
     "email": {
         "provider": str,
@@ -213,6 +214,7 @@ def load_config(path: Path | None, *, explicit: bool = False) -> Config:
         migrations_file=opt_path(data.get("migrations_file")) or Path("migrations.yaml"),
         templates_dir=opt_path(data.get("templates_dir")),
         dashboard_url=data.get("dashboard", {}).get("url", Config.dashboard_url),
+        product_name=data.get("dashboard", {}).get("product_name", Config.product_name),
         max_accounts_without_confirm=limit,
         email=EmailConfig(
             provider=provider,

@@ -56,12 +56,13 @@ class NotifySummary:
 
 
 def make_renderer(config: Config) -> Renderer:
-    return Renderer(templates_dir(config), config.dashboard_url)
+    return Renderer(templates_dir(config), config.dashboard_url, product_name=config.product_name)
 
 
 def check_renderer(renderer: Renderer, catalog: list[StoredMigration]) -> None:
     """Stop before anything is sent when a template does not render (file and line named)."""
-    problems = renderer.check([sm.migration for sm in catalog if sm.status == "active"])
+    # Retired migrations too: their override folders are still known ids, not strays.
+    problems = renderer.check([sm.migration for sm in catalog])
     if problems:
         raise InputError(problems, "a template does not render; nothing was sent")
 

@@ -28,4 +28,6 @@ def check_templates(config: Config, defs: Definitions) -> list[Problem]:
     folder = templates_dir(config)
     if not folder.is_dir():
         return [Problem(str(folder), None, None, "templates folder not found")]
-    return Renderer(folder, config.dashboard_url).check(defs.migrations)
+    return Renderer(folder, config.dashboard_url, product_name=config.product_name).check(
+        defs.migrations
+    )
