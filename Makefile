@@ -21,12 +21,25 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	@rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/migctl.toml $(DEMO)/migctl.toml
+	@echo "== 1. check and load the definitions, import the sample accounts"
 	$(MIGCTL) validate
 	$(MIGCTL) sync
 	$(MIGCTL) accounts import examples/accounts.csv
+	@echo "== 2. status inside both grace periods"
 	$(MIGCTL) --now 2016-04-20 status
-	$(MIGCTL) --now 2016-04-20 opt-in email-delivery-changes --account acme-prod --reason "switched to SES"
-	$(MIGCTL) --now 2016-04-20 status email-delivery-changes
+	@echo "== 3. who would be told what, and why (writes nothing)"
+	$(MIGCTL) --now 2016-04-20 notify --dry-run
+	@echo "== 4. a real run with the file provider: one .eml per notice in $(DEMO)/outbox"
+	$(MIGCTL) --now 2016-04-20 notify
+	$(MIGCTL) --now 2016-04-20 opt-in email-delivery-changes --account acme-prod --reason "moved to SES"
+	@ls $(DEMO)/outbox | head -5; echo "... $$(ls $(DEMO)/outbox | wc -l) .eml files"
+	@echo "== 5. rehearsal: what cron will do until after the mandatory date (writes nothing)"
+	$(MIGCTL) --now 2016-04-21 plan --until 2016-05-20
+	@echo "== 6. cron runs the day before and the day of 2016-05-11"
+	$(MIGCTL) --now 2016-05-10 run
+	$(MIGCTL) --now 2016-05-11 run
+	$(MIGCTL) --now 2016-05-11 status email-delivery-changes
+	@echo "== enforced notices written:"; ls $(DEMO)/outbox | grep enforced
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check migrate_cli tests

@@ -56,7 +56,7 @@ class FileConfig:
 @dataclass(frozen=True)
 class EmailConfig:
     provider: str = "console"
-    from_addr: str = "migctl@localhost"
+    from_addr: str = "migctl@example.invalid"  # development default; set [email] from
     reply_to: str | None = None
     rate_per_second: float | None = None
     daily_quota: int | None = None
