@@ -13,6 +13,7 @@ from typing import Any
 
 from migrate_cli.catalog import StoredMigration
 from migrate_cli.config import Config
+from migrate_cli.fastrender import BulkRenderer
 from migrate_cli.providers import (
     OutgoingEmail,
     Provider,
@@ -25,7 +26,7 @@ from migrate_cli.store import Store, audit, db_time
 from migrate_cli.timeutil import days_until, local_date
 
 MAX_LISTED_ACCOUNTS = 100  # an email lists this many accounts, then "and N more"
-LOCAL_CHUNK = 500  # rows claimed at once for local providers (no network latency to hide)
+LOCAL_CHUNK = 2_000  # rows claimed at once for local providers (no network latency to hide)
 WAIT_FOR_RETRY = 30.0  # seconds a run waits for a transient retry before leaving it pending
 
 
@@ -70,6 +71,7 @@ class Dispatcher:
         self.config = config
         self.provider_factory = provider_factory
         self.renderer = renderer
+        self.bulk = BulkRenderer(renderer)
         self.migrations = {sm.id: sm for sm in catalog}
         self.tz = tz
         self.now = now  # the (possibly simulated) instant for content: days left etc.
@@ -106,30 +108,34 @@ class Dispatcher:
         return max(0, self.config.email.daily_quota - int(used))
 
     def _claim(self, only: str | None, limit: int) -> list[_Job]:
-        """Render then mark rows `sending` (committed) before any provider call."""
+        """Mark rows `sending` and render them in one transaction, committed before any send.
+
+        A rendering failure rolls the claim back, so no row is ever left `sending` by it.
+        """
         if limit <= 0:
             return []
         real_now = db_time(self.clock())
-        sql = (
-            "SELECT * FROM outbox WHERE state = 'pending' AND "
+        inner = (
+            "SELECT id FROM outbox WHERE state = 'pending' AND "
             "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
         )
-        params: list[Any] = [real_now]
+        params: list[Any] = [self.config.email.provider, real_now, real_now]
         if only:
-            sql += " AND migration_id = ?"
+            inner += " AND migration_id = ?"
             params.append(only)
-        sql += " ORDER BY id LIMIT ?"
-        rows = self.store.query(sql, [*params, limit])
-        if not rows:
-            return []
-        jobs = [_Job(row, email) for row, email in zip(rows, self._build(rows), strict=True)]
+        inner += " ORDER BY id LIMIT ?"
+        params.append(limit)
         with self.store.transaction() as conn:
-            conn.executemany(
+            cur = conn.execute(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, provider = ?, "
-                "updated_at = ? WHERE id = ? AND state = 'pending'",
-                [(self.config.email.provider, real_now, j.row["id"]) for j in jobs],
+                f"updated_at = ? WHERE id IN ({inner}) RETURNING *",
+                params,
             )
-        return jobs
+            cur.row_factory = sqlite3.Row
+            rows = sorted(cur.fetchall(), key=lambda r: r["id"])
+            if not rows:
+                return []
+            return [_Job(row, email) for row, email in zip(rows, self._build(rows), strict=True)]
 
     def _build(self, rows: list[sqlite3.Row]) -> list[OutgoingEmail]:
         ids: set[str] = set()
@@ -165,7 +171,7 @@ class Dispatcher:
             emergency=emergency,
             reason=sm.immediate_reason if emergency else None,
         )
-        rendered = self.renderer.render(r["kind"], context)
+        rendered = self.bulk.render(r["kind"], context)
         return OutgoingEmail(
             key=r["key"],
             to=r["email"],
@@ -184,10 +190,11 @@ class Dispatcher:
         """Record a group of outcomes in one transaction."""
         real = self.clock()
         stamp = db_time(real)
+        sent: list[tuple[Any, ...]] = []
         with self.store.transaction() as conn:
             for job, result, error in outcomes:
                 row_id = job.row["id"]
-                attempts = job.row["attempts"] + 1
+                attempts = job.row["attempts"]  # already counts this attempt (claim)
                 if error is not None:
                     if isinstance(error, ProviderConfigError):
                         # Not this notice's fault: back to pending, nothing marked failed.
@@ -207,15 +214,20 @@ class Dispatcher:
                     continue
                 assert result is not None
                 if result.status == SendStatus.SENT:
-                    conn.execute(
-                        "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
-                        "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
-                        (result.provider_message_id, stamp, stamp, row_id),
-                    )
-                    conn.execute("INSERT INTO sends(at, recipients) VALUES (?, 1)", (stamp,))
+                    sent.append((result.provider_message_id, stamp, stamp, row_id))
+                    if self.config.email.daily_quota:  # the rolling window only matters then
+                        conn.execute("INSERT INTO sends(at, recipients) VALUES (?, 1)", (stamp,))
                     self.summary.sent += 1
                     kind = job.row["kind"]
                     self.summary.by_kind[kind] = self.summary.by_kind.get(kind, 0) + 1
+                elif result.status == SendStatus.UNKNOWN:
+                    # Handed over, no answer: resending could duplicate it. An operator decides.
+                    conn.execute(
+                        "UPDATE outbox SET state = 'in_doubt', last_error = ?, error_code = ?, "
+                        "updated_at = ? WHERE id = ?",
+                        (result.error, result.code, stamp, row_id),
+                    )
+                    self.summary.in_doubt += 1
                 elif result.status == SendStatus.PERMANENT:
                     conn.execute(
                         "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
@@ -272,6 +284,11 @@ class Dispatcher:
                         ),
                     )
                     self.summary.retry_later += 1
+            conn.executemany(
+                "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
+                "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
+                sent,
+            )
         self.progress(len(outcomes))
 
     def _release(self, jobs: list[_Job]) -> None:

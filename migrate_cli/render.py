@@ -91,6 +91,16 @@ def one_line(text: str, limit: int | None = None) -> str:
     return clean
 
 
+def finish(subject: str, text: str, html: str) -> Rendered:
+    """Tidy rendered parts: a single-line capped subject, at most one blank line in the text."""
+    # Templates may leave blank runs where optional blocks are empty; one blank line is enough.
+    # (str.replace in a loop is several times faster than a regex here.)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    text = text.strip("\n") + "\n"
+    return Rendered(one_line(subject, SUBJECT_LIMIT), text, html)
+
+
 @lru_cache(maxsize=4096)
 def format_date(day: date) -> str:
     """``11 May 2016``: spelled out so no reader confuses day and month, and locale-free."""
@@ -483,16 +493,15 @@ class Renderer:
             raise ValueError(f"render({kind!r}) called with a {context.kind!r} context")
         mid = context.migration.id
         _check_migration_id(mid)
-        values = self.variables(kind, context)
+        return finish(*self.render_raw(kind, self.variables(kind, context)))
+
+    def render_raw(self, kind: str, values: dict[str, Any]) -> tuple[str, str, str]:
+        """The three parts straight from the templates, before ``finish`` tidies them."""
+        mid = values["migration"]["id"]
         subject = self._template(mid, kind, "subject").render(values)
         text = self._template(mid, kind, "text").render(values)
         html = self._template(mid, kind, "html").render(values)
-        # Templates may leave blank runs where optional blocks are empty; one blank line is enough.
-        # (str.replace in a loop is several times faster than a regex here.)
-        while "\n\n\n" in text:
-            text = text.replace("\n\n\n", "\n\n")
-        text = text.strip("\n") + "\n"
-        return Rendered(one_line(subject, SUBJECT_LIMIT), text, html)
+        return subject, text, html
 
     # Checking
 

@@ -34,6 +34,9 @@ class SendStatus(enum.StrEnum):
     SENT = "sent"  # accepted by the provider
     TRANSIENT = "transient"  # try again later (throttling, 4xx SMTP, 5xx HTTP, timeouts)
     PERMANENT = "permanent"  # this recipient will never work: fail the notice, suppress the address
+    # The message was handed over but no answer came (timeout or drop after DATA / the request
+    # body): it may or may not have been accepted. The notice becomes in_doubt, never resent.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,236 @@
+"""Amazon SES provider (boto3 sesv2 raw sends, SDK retries off, errors classified)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ConnectionClosedError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from migrate_cli.config import Config
+from migrate_cli.mime import InvalidAddressError, address_failure, as_bytes, build_message
+from migrate_cli.providers.base import (
+    OutgoingEmail,
+    Provider,
+    ProviderConfigError,
+    SendResult,
+    SendStatus,
+)
+
+TAG_NAME = "migctl-notice"
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_TAG_WORD = re.compile(r"\btags?\b")
+
+THROTTLING_CODES = {
+    "TooManyRequestsException",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+}
+SERVER_CODES = {"InternalFailure", "InternalServiceError", "ServiceUnavailable", "InternalError"}
+CREDENTIAL_CODES = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "AuthFailure",
+}
+# What the operator has to do about each account-level error.
+ACCOUNT_CODES = {
+    "AccountSuspendedException": "sending is suspended for this SES account; contact AWS support",
+    "SendingPausedException": "sending is paused for this account or configuration set; "
+    "re-enable it in the SES console",
+    "MailFromDomainNotVerifiedException": "the custom MAIL FROM domain is not verified; finish "
+    "its DNS set-up in SES",
+    "NotFoundException": "a resource named in [email.ses] (configuration_set?) does not exist in "
+    "this region",
+    "ConfigurationSetDoesNotExist": "the configuration set named in [email.ses] does not exist",
+}
+
+
+def ses_tag_value(key: str) -> str:
+    """Encode a notice key as an SES tag value (only ``[A-Za-z0-9_-]``, at most 256 chars).
+
+    The readable part loses characters, so a short hash of the exact key keeps values distinct.
+    """
+    readable = _TAG_UNSAFE.sub("_", key).strip("_")[:200]
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return f"{readable}-{digest}" if readable else digest
+
+
+class SesProvider(Provider):
+    """Send each notice as a raw MIME message through the SES v2 API."""
+
+    name = "ses"
+    network = True
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.settings = config.email.ses
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _make_client(self) -> Any:
+        boto_config = BotoConfig(
+            # total_max_attempts counts the first request. The older max_attempts key counts
+            # *retries* (botocore adds one), so max_attempts=1 would still send twice.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=self.settings.timeout,
+            read_timeout=self.settings.timeout,
+        )
+        # A session per provider: boto3's default session is not safe to share across threads.
+        session = boto3.session.Session()
+        return session.client(
+            "sesv2",
+            region_name=self.settings.region,
+            endpoint_url=self.settings.endpoint_url,
+            config=boto_config,
+        )
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def open(self) -> None:
+        _ = self.client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def send(self, email: OutgoingEmail) -> SendResult:
+        try:
+            msg = build_message(email)
+        except InvalidAddressError as exc:
+            return address_failure(self.name, exc)
+        sender = msg["From"].addresses[0].addr_spec
+        request: dict[str, Any] = {
+            "FromEmailAddress": sender,
+            "Destination": {"ToAddresses": [email.to]},
+            "Content": {"Raw": {"Data": as_bytes(msg)}},
+            "EmailTags": [{"Name": TAG_NAME, "Value": ses_tag_value(email.key)}],
+        }
+        if self.settings.configuration_set:
+            request["ConfigurationSetName"] = self.settings.configuration_set
+        try:
+            response = self.client.send_email(**request)
+        except ClientError as exc:
+            return self._classify(exc, sender)
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise ProviderConfigError(
+                self.name,
+                f"no usable AWS credentials ({exc}); provide them the usual boto3 way "
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)",
+            ) from None
+        except SSLError as exc:
+            raise ProviderConfigError(
+                self.name, f"TLS to the SES endpoint failed ({exc}); check [email.ses] endpoint_url"
+            ) from None
+        except (ReadTimeoutError, ConnectionClosedError) as exc:
+            # The request went out but no answer came back: SES may have accepted it.
+            return SendResult(
+                SendStatus.UNKNOWN,
+                error=f"{exc} (the message may have been accepted)",
+                code=f"ses:{type(exc).__name__}",
+            )
+        except HTTPClientError as exc:
+            # Connection refused/reset or connect timeouts: nothing reached SES; retry later.
+            return SendResult(
+                SendStatus.TRANSIENT, error=str(exc), code=f"ses:{type(exc).__name__}"
+            )
+        except BotoCoreError as exc:
+            return SendResult(
+                SendStatus.TRANSIENT, error=str(exc), code=f"ses:{type(exc).__name__}"
+            )
+        return SendResult(SendStatus.SENT, provider_message_id=response.get("MessageId"))
+
+    def _classify(self, exc: ClientError, sender: str) -> SendResult:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        message = str(error.get("Message") or "")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        ses_code = f"ses:{code}"
+        lowered = message.lower()
+
+        def config_error(what: str) -> ProviderConfigError:
+            return ProviderConfigError(self.name, f"{what} ({code}: {message})", code=ses_code)
+
+        if code in THROTTLING_CODES or "maximum sending rate exceeded" in lowered:
+            return SendResult(SendStatus.TRANSIENT, error=message, code=ses_code)
+        if code == "LimitExceededException":
+            if "daily" in lowered or "quota" in lowered:
+                raise config_error(
+                    "the SES daily sending quota is used up; wait for the 24-hour window or ask "
+                    "AWS for a higher quota (and lower [email] daily_quota to match)"
+                )
+            return SendResult(SendStatus.TRANSIENT, error=message, code=ses_code)
+        if code in CREDENTIAL_CODES:
+            raise config_error(
+                "AWS rejected the credentials; check the access key, secret and clock of this "
+                "machine (boto3's usual credential chain is used)"
+            )
+        if code.startswith("AccessDenied") or code == "NotAuthorized":
+            raise config_error(
+                f"these AWS credentials may not send from {sender}; grant ses:SendEmail "
+                "(sesv2) on the identity and configuration set"
+            )
+        if code in ACCOUNT_CODES:
+            raise config_error(ACCOUNT_CODES[code])
+        if code in ("MessageRejected", "BadRequestException", "InvalidParameterValue"):
+            return self._rejected(code, message, sender)
+        if status >= 500 or code in SERVER_CODES:
+            return SendResult(SendStatus.TRANSIENT, error=message, code=ses_code)
+        if status == 429:
+            return SendResult(SendStatus.TRANSIENT, error=message, code=ses_code)
+        # Unknown codes are retried, never turned into suppressions: a mistake here must not
+        # mark a customer's address as dead.
+        return SendResult(SendStatus.TRANSIENT, error=f"{code}: {message}", code=ses_code)
+
+    def _rejected(self, code: str, message: str, sender: str) -> SendResult:
+        lowered = message.lower()
+        ses_code = f"ses:{code}"
+        domain = sender.rsplit("@", 1)[-1].lower()
+        if "not verified" in lowered or "did not have authority" in lowered:
+            if sender.lower() in lowered or domain in lowered or "authority" in lowered:
+                raise ProviderConfigError(
+                    self.name,
+                    f"the sender {sender} is not a verified SES identity in region "
+                    f"{self.settings.region}; verify the address or its domain in SES "
+                    f"({code}: {message})",
+                    code=ses_code,
+                )
+            # Only the recipient failed the check: the account is still in the SES sandbox,
+            # which is a set-up problem, not a dead address.
+            raise ProviderConfigError(
+                self.name,
+                "the SES account is in the sandbox and may only send to verified addresses; "
+                f"request production access for region {self.settings.region} ({message})",
+                code=ses_code,
+            )
+        if "configuration set" in lowered or _TAG_WORD.search(lowered):
+            raise ProviderConfigError(
+                self.name, f"SES refused the request set-up ({code}: {message})", code=ses_code
+            )
+        return SendResult(SendStatus.PERMANENT, error=message, code=ses_code)

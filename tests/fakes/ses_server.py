@@ -1,0 +1,157 @@
+"""SES stand-ins: moto's server mode for real sends, and a tiny scriptable SES v2 endpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.request import urlopen
+
+from moto.server import ThreadedMotoServer
+
+from tests.fakes.common import free_port
+
+DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """Run moto's server on 127.0.0.1 and yield its endpoint URL."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def sent_raw_messages(endpoint: str) -> list[dict[str, Any]]:
+    """Every raw message moto's SES backend has accepted (``id``, ``source``, ``raw_data``…).
+
+    moto keeps them as ``ses.RawMessage`` models, listed by ``/moto-api/data.json``.
+    """
+    with urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as response:
+        data = json.load(response)
+    messages: list[dict[str, Any]] = data.get("ses", {}).get("RawMessage", [])
+    return messages
+
+
+@dataclass
+class SesReply:
+    """A scripted SES v2 answer (rest-json: error code in x-amzn-ErrorType)."""
+
+    status: int
+    error_code: str | None = None
+    message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SesRequest:
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def raw_message(self) -> bytes:
+        return base64.b64decode(self.body["Content"]["Raw"]["Data"])
+
+
+class FakeSes:
+    """A local SES v2 endpoint: records every request and answers from a script (or 200)."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.requests: list[SesRequest] = []
+        self._script: list[SesReply] = []
+        self._default: SesReply | None = None
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def script(self, *replies: SesReply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def always(self, reply: SesReply | None) -> None:
+        """Answer every request with ``reply`` (None: succeed)."""
+        with self._lock:
+            self._default = reply
+
+    def __enter__(self) -> FakeSes:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _next(self, request: SesRequest) -> SesReply | None:
+        with self._lock:
+            self.requests.append(request)
+            if self._script:
+                return self._script.pop(0)
+            return self._default
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = {}
+                reply = fake._next(SesRequest(self.path, body, dict(self.headers.items())))
+                if fake.latency:
+                    time.sleep(fake.latency)
+                headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+                if reply is None:
+                    payload: dict[str, Any] = {"MessageId": f"fake-{uuid.uuid4().hex}"}
+                    status = 200
+                else:
+                    status = reply.status
+                    payload = {"message": reply.message} if reply.error_code else {}
+                    if reply.error_code:
+                        headers["x-amzn-ErrorType"] = reply.error_code
+                    headers.update(reply.headers)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                try:
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests): nothing to answer
+
+        return Handler
