@@ -28,6 +28,12 @@ from migrate_cli.render import (
 )
 
 _TOKEN = re.compile(r"(Zq[A-Z]\d+Qz)")
+# Values that one_line() would change (controls, separators, bidi marks, odd whitespace) or
+# that HTML escaping would change; the common case matches neither and is used as is.
+_UNCLEAN = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|\s\s|^\s|\s$"
+)
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
 VERIFY_EVERY = 1_000  # re-check a shape against a full render this often
 
 
@@ -42,13 +48,26 @@ def _token(field: str, index: int) -> str:
     return f"Zq{field}{index}Qz"
 
 
+_EMAIL = _token("E", 0)
+_IDS = [_token("I", i) for i in range(MAX_LISTED_ACCOUNTS)]
+_NAMES = [_token("N", i) for i in range(MAX_LISTED_ACCOUNTS)]
+_PLANS = [_token("P", i) for i in range(MAX_LISTED_ACCOUNTS)]
+
+
+def _clean(value: str) -> str:
+    """one_line(value, NAME_LIMIT), skipping the work when it would change nothing."""
+    if len(value) <= NAME_LIMIT and not _UNCLEAN.search(value):
+        return value
+    return one_line(value, NAME_LIMIT)
+
+
 def _fills(context: NoticeContext) -> dict[str, str] | None:
     """The values a notice substitutes, cleaned exactly as Renderer.variables cleans them."""
-    fills = {_token("E", 0): one_line(context.admin_email, NAME_LIMIT)}
+    fills = {_EMAIL: _clean(context.admin_email)}
     for i, account in enumerate(context.accounts[:MAX_LISTED_ACCOUNTS]):
-        fills[_token("I", i)] = one_line(str(account.id), NAME_LIMIT)
-        fills[_token("N", i)] = one_line(account.name, NAME_LIMIT)
-        fills[_token("P", i)] = account.plan
+        fills[_IDS[i]] = _clean(str(account.id))
+        fills[_NAMES[i]] = _clean(account.name)
+        fills[_PLANS[i]] = account.plan
     # An empty value could merge blank lines differently from the placeholder: render in full.
     return fills if all(fills.values()) else None
 
@@ -130,5 +149,7 @@ def _fill(parts: list[str], fills: dict[str, str], *, html: bool) -> str:
     out = parts[:]
     for i in range(1, len(out), 2):
         value = fills[out[i]]
-        out[i] = str(escape(value)) if html else value
+        if html and _HTML_SPECIAL.search(value):
+            value = str(escape(value))
+        out[i] = value
     return "".join(out)

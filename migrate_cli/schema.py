@@ -121,7 +121,7 @@ def m002_outbox(db: Database) -> None:
             sent_at TEXT
         );
         CREATE INDEX outbox_admin ON outbox(migration_id, email, created_at);
-        CREATE INDEX outbox_state ON outbox(state, next_attempt_at);
+        CREATE INDEX outbox_state ON outbox(state, id);  -- claims walk pending rows in id order
         CREATE TABLE suppressions (
             email TEXT PRIMARY KEY,
             reason TEXT NOT NULL,
