@@ -261,23 +261,26 @@ def accounts_import(
 def accounts_add(
     ctx: typer.Context,
     account_id: Annotated[str, typer.Argument(help="Account id.")],
-    plan: Annotated[str, typer.Option("--plan", help="Plan name.")],
-    admin: Annotated[list[str], typer.Option("--admin", help="Administrator email (repeatable).")],
+    plan: Annotated[str | None, typer.Option("--plan", help="Plan name (required for a new account).")] = None,
+    admin: Annotated[
+        list[str] | None, typer.Option("--admin", help="Administrator email (repeatable; replaces the list).")
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable; replaces the tags).")] = None,
     created_at: Annotated[
         str | None, typer.Option("--created-at", help="Creation date/instant (default: now).")
     ] = None,
-    status: Annotated[str, typer.Option("--status", help="active or closed.")] = "active",
+    status: Annotated[str | None, typer.Option("--status", help="active or closed.")] = None,
     actor: ActorOpt = None,
 ) -> None:
-    """Add or update one account.
+    """Add one account, or update the fields given for an existing one (others are kept).
 
     Example: migctl accounts add acme-dev --plan developer --admin ops@acme.test
     """
-    from migrate_cli.accounts import add_account
+    from migrate_cli.accounts import add_account, get_account
     from migrate_cli.accounts_io import validate_row
     from migrate_cli.catalog import store_timezone
+    from migrate_cli.errors import NotFoundError
     from migrate_cli.locking import store_lock
     from migrate_cli.timeutil import iso
 
@@ -285,15 +288,23 @@ def accounts_add(
     with store_lock(e.db_path):
         store = e.store()
         now = e.now(store)
+        try:
+            current: dict[str, Any] = get_account(store, account_id)
+        except NotFoundError:
+            current = {"name": None, "plan": None, "tags": [], "created_at": iso(now),
+                       "status": "active", "admins": []}
+            if plan is None or not admin:
+                raise InputError([], f"{account_id} is a new account: give --plan and at least one --admin") from None
         row, problems = validate_row(
             {
                 "id": account_id,
-                "name": name,
-                "plan": plan,
-                "tags": tag or [],
-                "created_at": created_at or iso(now),
-                "status": status,
-                "admins": admin,
+                "name": name if name is not None else current["name"],
+                "plan": plan if plan is not None else current["plan"],
+                "tags": tag if tag is not None else current["tags"],
+                # Stored instants are UTC with a Z suffix, which parse_instant reads back exactly.
+                "created_at": created_at or current["created_at"],
+                "status": status or current["status"],
+                "admins": admin if admin else current["admins"],
             },
             0,
             "command line",
@@ -566,6 +577,22 @@ def status(
         ],
         rows,
     )
+    warnings = []
+    if report["outbox"]["in_doubt"]:
+        warnings.append(
+            f"{report['outbox']['in_doubt']} notice(s) in doubt: check the provider, then "
+            "`migctl outbox list --state in_doubt` and `migctl outbox resolve ID --sent|--not-sent`"
+        )
+    if report["outbox"]["failed"]:
+        warnings.append(f"{report['outbox']['failed']} notice(s) failed: `migctl outbox list --state failed`")
+    if report["accounts_all_admins_suppressed"]:
+        warnings.append(
+            f"{report['accounts_all_admins_suppressed']} active account(s) have every administrator "
+            "suppressed: nobody is being told about them (`migctl suppress list`)"
+        )
+    if report["accounts_without_admins"]:
+        warnings.append(f"{report['accounts_without_admins']} active account(s) have no administrator")
+    emit_lines([f"warning: {w}" for w in warnings])
     if migration is not None:
         m = report["migrations"][0]
         lines = [f"title: {m['title']}", f"total accounts in audience: {m['accounts']['total']}"]

@@ -83,7 +83,10 @@ class BulkRenderer:
 
     def render(self, kind: str, context: NoticeContext) -> Rendered:
         key = (
-            context.migration,
+            # Identity, not equality: a Migration can hold a dict (per-plan dates), and the
+            # catalog keeps each one alive for the whole run.
+            context.migration.id,
+            id(context.migration),
             kind,
             context.deadline,
             context.previous_deadline,
