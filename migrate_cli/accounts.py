@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from migrate_cli.accounts_io import MAX_PROBLEMS, AccountRow, read_accounts
+from migrate_cli.accounts_io import MAX_PROBLEMS, AccountRow, normalise_email, read_accounts
 from migrate_cli.catalog import store_timezone
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.store import Store, audit, db_time
@@ -189,7 +189,8 @@ def list_accounts(
     store: Store, *, plan: str | None = None, status: str | None = None,
     admin: str | None = None, limit: int = 100, offset: int = 0,
 ) -> list[dict[str, Any]]:
-    where, params = [], []  # type: ignore[var-annotated]
+    where: list[str] = []
+    params: list[Any] = []
     if plan:
         where.append("a.plan = ?")
         params.append(plan)
@@ -198,7 +199,10 @@ def list_accounts(
         params.append(status)
     if admin:
         where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
-        params.append(admin.strip().lower())
+        try:  # the same normalisation as on import (case, whitespace, IDN domain)
+            params.append(normalise_email(admin))
+        except ValueError:
+            params.append(admin.strip().lower())
     sql = (
         "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
         "WHERE x.account_id = a.id) AS admins FROM accounts a"

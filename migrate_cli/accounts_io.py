@@ -193,6 +193,13 @@ def read_accounts(
             yield from _read_csv(lines, file, tz, problems)
 
 
+def _csv_error(exc: csv.Error) -> str:
+    if "new-line character seen in unquoted field" in str(exc):
+        # Python's advice ("universal-newline mode") means nothing to an operator.
+        return "invalid CSV: lines end with a bare carriage return; save the file with LF or CRLF line ends"
+    return f"invalid CSV: {exc}"
+
+
 def _read_csv(lines: _Lines, file: str, tz: tzinfo, problems: list[Problem]) -> Iterator[AccountRow]:
     reader = csv.reader(lines, strict=True)
     try:
@@ -201,7 +208,7 @@ def _read_csv(lines: _Lines, file: str, tz: tzinfo, problems: list[Problem]) -> 
         problems.append(Problem(file, 1, None, "file is empty (expected a header line)"))
         return
     except csv.Error as exc:
-        problems.append(Problem(file, 1, None, f"invalid CSV: {exc}"))
+        problems.append(Problem(file, 1, None, _csv_error(exc)))
         return
     header = [h.strip().lower() for h in header]
     unknown = [h for h in header if h not in COLUMNS]
@@ -222,7 +229,7 @@ def _read_csv(lines: _Lines, file: str, tz: tzinfo, problems: list[Problem]) -> 
         except StopIteration:
             return
         except csv.Error as exc:
-            problems.append(Problem(file, reader.line_num, None, f"invalid CSV: {exc}"))
+            problems.append(Problem(file, reader.line_num, None, _csv_error(exc)))
             return
         line = previous_end + 1
         previous_end = reader.line_num
@@ -239,14 +246,35 @@ def _read_csv(lines: _Lines, file: str, tz: tzinfo, problems: list[Problem]) -> 
             yield row
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _read_jsonl(lines: Iterable[str], file: str, tz: tzinfo, problems: list[Problem]) -> Iterator[AccountRow]:
     for n, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
             problems.append(Problem(file, n, None, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+            continue
+        except _DuplicateKey as exc:
+            problems.append(Problem(file, n, exc.key, f"duplicate field {exc.key!r}"))
+            continue
+        except RecursionError:
+            problems.append(Problem(file, n, None, "invalid JSON: nested too deeply"))
             continue
         if not isinstance(obj, dict):
             problems.append(Problem(file, n, None, "expected a JSON object per line"))

@@ -43,7 +43,7 @@ def load_catalog(store: Store, *, include_retired: bool = True) -> list[StoredMi
         if r["status"] == "retired" and not include_retired:
             continue
         doc = Located(data={"migrations": [json.loads(r["definition"])]}, file="<store>")
-        (migration,) = parse_definitions(doc).migrations
+        (migration,) = parse_definitions(doc, from_store=True).migrations
         out.append(
             StoredMigration(
                 migration=migration,

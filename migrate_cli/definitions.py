@@ -138,7 +138,8 @@ class Migration:
             "severity": self.severity,
             "grace_period_start": self.grace_period_start.isoformat(),
             "mandatory_opt_in": self.mandatory_json(),
-            "grace_period": format_duration(self.grace_period) if self.grace_period else None,
+            # `is not None`: a zero grace period (0d, immediate) is falsy but must survive the store.
+            "grace_period": format_duration(self.grace_period) if self.grace_period is not None else None,
             "summary": self.summary,
             "description": self.description,
             "docs_url": self.docs_url,
@@ -295,7 +296,11 @@ def _closest(key: str, allowed: set[str]) -> str | None:
 
 
 def _migration(
-    c: _Checker, raw: Any, index: int, base_notices: dict[str, NoticeSettings]
+    c: _Checker,
+    raw: Any,
+    index: int,
+    base_notices: dict[str, NoticeSettings],
+    from_store: bool = False,
 ) -> Migration | None:
     path: tuple[str | int, ...] = ("migrations", index)
     m = c.mapping(raw, path)
@@ -333,7 +338,9 @@ def _migration(
     mandatory: date | dict[str, date] | None = None
     raw_mand = m.get("mandatory_opt_in")
     mpath = (*path, "mandatory_opt_in")
-    if raw_mand is None:
+    if raw_mand is None and from_store:
+        mandatory = None  # the stored form writes TBD as null; never derive a date from it
+    elif raw_mand is None:
         if grace is None and "grace_period" not in m:
             c.add(mpath, "is required (a date, TBD, a plan -> date map) unless grace_period is given")
         elif grace is not None and start is not None:
@@ -353,7 +360,9 @@ def _migration(
             d = c.date(value, (*mpath, plan))
             if d is not None:
                 per_plan[plan] = d
-        mandatory = per_plan
+        # Plans missing from the map are TBD, so a map of TBDs only is plain TBD (an empty
+        # map would be stored as {} and then refused when the store reads it back).
+        mandatory = per_plan or None
     elif isinstance(raw_mand, str) and raw_mand.strip().upper() == TBD:
         c.add(mpath, f"write TBD in capitals, got {raw_mand!r}")
     else:
@@ -402,8 +411,11 @@ def _migration(
     )
 
 
-def parse_definitions(doc: Located, source_hash: str = "") -> Definitions:
-    """Validate a loaded document; raise InputError with every problem found."""
+def parse_definitions(doc: Located, source_hash: str = "", *, from_store: bool = False) -> Definitions:
+    """Validate a loaded document; raise InputError with every problem found.
+
+    ``from_store``: the document is the canonical JSON kept in the store, where a null
+    ``mandatory_opt_in`` means TBD even when a ``grace_period`` is also recorded."""
     c = _Checker(doc)
     top = c.mapping(doc.data, ())
     if top is None:
@@ -442,7 +454,7 @@ def parse_definitions(doc: Located, source_hash: str = "") -> Definitions:
     else:
         seen: dict[str, int] = {}
         for i, raw in enumerate(raw_migrations):
-            mig = _migration(c, raw, i, per_severity)
+            mig = _migration(c, raw, i, per_severity, from_store)
             if mig is None:
                 continue
             if mig.id in seen:

@@ -45,7 +45,7 @@ def get_timezone(name: str) -> tzinfo:
         return UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
         raise ValueError(f"unknown timezone {name!r} (use an IANA name like Europe/Paris)") from None
 
 

@@ -26,7 +26,9 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:map",
     "tag:yaml.org,2002:seq",
     "tag:yaml.org,2002:value",
+    "tag:yaml.org,2002:merge",  # a plain `<<` value (a `<<` key is refused below)
 }
+MAX_DEPTH = 64  # nesting; deeper documents (or recursive aliases) are refused, never a crash
 
 
 @dataclass
@@ -58,11 +60,16 @@ class _Builder:
         self.count += 1
         if self.count > MAX_NODES:
             raise _TooBig()
-        self.lines.setdefault(path, node.start_mark.line + 1)
         line = node.start_mark.line + 1
-        if node.tag not in _PLAIN_TAGS and not node.tag.startswith("tag:yaml.org,2002:"):
+        if len(path) > MAX_DEPTH:
+            raise _TooDeep(line)
+        self.lines.setdefault(path, line)
+        if node.tag not in _PLAIN_TAGS:
+            # Only the standard scalar/collection tags: `!!python/...`, `!!binary`, `!!set`,
+            # local `!tags` are refused (they are never constructed either: we only compose).
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             self.problems.append(
-                Problem(self.file, line, _dotted(path), f"YAML tag {node.tag!r} is not allowed")
+                Problem(self.file, line, _dotted(path) or None, f"YAML tag {tag!r} is not allowed")
             )
             return None
         if isinstance(node, yaml.MappingNode):
@@ -94,11 +101,18 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         return _scalar(node)
 
 
 class _TooBig(Exception):
     pass
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int | None) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
@@ -139,8 +153,8 @@ def load_yaml(path: Path) -> Located:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError([Problem(name, line, None, "file is not valid UTF-8")]) from None
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        raise InputError([Problem(name, bad_line, None, "file is not valid UTF-8")]) from None
     if not text.strip():
         raise InputError([Problem(name, 1, None, "file is empty")])
     try:
@@ -151,6 +165,8 @@ def load_yaml(path: Path) -> Located:
         raise InputError([Problem(name, line, None, f"invalid YAML: {exc.problem or exc}")]) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(name, None, None, f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise InputError([Problem(name, None, None, "the document is nested too deeply")]) from None
     docs = [d for d in docs if d is not None]
     if not docs:
         raise InputError([Problem(name, 1, None, "file has no content")])
@@ -164,6 +180,12 @@ def load_yaml(path: Path) -> Located:
     except _TooBig:
         raise InputError(
             [Problem(name, None, None, f"document expands to more than {MAX_NODES:,} nodes (alias bomb?)")]
+        ) from None
+    except (_TooDeep, RecursionError) as exc:
+        deep_line = exc.line if isinstance(exc, _TooDeep) else None
+        raise InputError(
+            [Problem(name, deep_line, None, f"the document is nested more than {MAX_DEPTH} levels deep "
+                     "(recursive alias?)")]
         ) from None
     if builder.problems:
         raise InputError(builder.problems)
