@@ -22,15 +22,23 @@ from migrate_cli.output import console, emit_json, emit_lines, emit_table, is_te
 
 app = typer.Typer(
     name="migctl",
-    help="Run breaking-change migrations across customer accounts: announce, remind, enforce.",
+    help="Run breaking-change migrations across customer accounts: announce, remind, enforce.\n\n"
+    "Example: migctl --now 2016-04-20 status",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-accounts_app = typer.Typer(help="Customer accounts and their administrators.", no_args_is_help=True)
-app.add_typer(accounts_app, name="accounts")
+accounts_app = typer.Typer(
+    help="Customer accounts and their administrators.\n\nExample: migctl accounts import accounts.csv",
+    no_args_is_help=True,
+)
+app.add_typer(
+    accounts_app,
+    name="accounts",
+    help="Customer accounts and their administrators.\n\nExample: migctl accounts import accounts.csv",
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,8 +69,9 @@ def handle_errors(fn: F) -> F:
 
 
 def fail(exc: MigctlError) -> None:
-    err = console(stderr=True)
-    err.print(f"error: {exc}", markup=False, highlight=False)
+    # Plain write: a console would hard-wrap long lines, which splits messages in cron logs.
+    sys.stderr.write(f"error: {exc}\n")
+    sys.stderr.flush()
     raise typer.Exit(getattr(exc, "exit_code", EXIT_ERROR))
 
 
@@ -134,15 +143,22 @@ def validate(
 
     Example: migctl validate --file migrations.yaml
     """
+    from migrate_cli.definitions import load_definitions
+
     e = env(ctx)
     problems = []
     defs = None
+    config_ok = True
     try:
         e.config  # noqa: B018 - loading validates it
     except InputError as exc:
         problems.extend(exc.problems)
+        config_ok = False
     try:
-        defs = e.definitions(file)
+        # With a broken config, still check the definitions at their default place.
+        defs = (
+            e.definitions(file) if config_ok else load_definitions(file or Path("migrations.yaml"))
+        )
     except InputError as exc:
         problems.extend(exc.problems)
     if defs is not None and not problems:
@@ -261,12 +277,17 @@ def accounts_import(
 def accounts_add(
     ctx: typer.Context,
     account_id: Annotated[str, typer.Argument(help="Account id.")],
-    plan: Annotated[str | None, typer.Option("--plan", help="Plan name (required for a new account).")] = None,
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="Plan name (required for a new account).")
+    ] = None,
     admin: Annotated[
-        list[str] | None, typer.Option("--admin", help="Administrator email (repeatable; replaces the list).")
+        list[str] | None,
+        typer.Option("--admin", help="Administrator email (repeatable; replaces the list)."),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable; replaces the tags).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag (repeatable; replaces the tags).")
+    ] = None,
     created_at: Annotated[
         str | None, typer.Option("--created-at", help="Creation date/instant (default: now).")
     ] = None,
@@ -291,10 +312,18 @@ def accounts_add(
         try:
             current: dict[str, Any] = get_account(store, account_id)
         except NotFoundError:
-            current = {"name": None, "plan": None, "tags": [], "created_at": iso(now),
-                       "status": "active", "admins": []}
+            current = {
+                "name": None,
+                "plan": None,
+                "tags": [],
+                "created_at": iso(now),
+                "status": "active",
+                "admins": [],
+            }
             if plan is None or not admin:
-                raise InputError([], f"{account_id} is a new account: give --plan and at least one --admin") from None
+                raise InputError(
+                    [], f"{account_id} is a new account: give --plan and at least one --admin"
+                ) from None
         row, problems = validate_row(
             {
                 "id": account_id,
@@ -584,14 +613,18 @@ def status(
             "`migctl outbox list --state in_doubt` and `migctl outbox resolve ID --sent|--not-sent`"
         )
     if report["outbox"]["failed"]:
-        warnings.append(f"{report['outbox']['failed']} notice(s) failed: `migctl outbox list --state failed`")
+        warnings.append(
+            f"{report['outbox']['failed']} notice(s) failed: `migctl outbox list --state failed`"
+        )
     if report["accounts_all_admins_suppressed"]:
         warnings.append(
             f"{report['accounts_all_admins_suppressed']} active account(s) have every administrator "
             "suppressed: nobody is being told about them (`migctl suppress list`)"
         )
     if report["accounts_without_admins"]:
-        warnings.append(f"{report['accounts_without_admins']} active account(s) have no administrator")
+        warnings.append(
+            f"{report['accounts_without_admins']} active account(s) have no administrator"
+        )
     emit_lines([f"warning: {w}" for w in warnings])
     if migration is not None:
         m = report["migrations"][0]
@@ -669,9 +702,21 @@ dashboard_app = typer.Typer(
 )
 outbox_app = typer.Typer(help="Inspect and settle the outbox of notices.", no_args_is_help=True)
 suppress_app = typer.Typer(help="Addresses that must not receive notices.", no_args_is_help=True)
-app.add_typer(dashboard_app, name="dashboard")
-app.add_typer(outbox_app, name="outbox")
-app.add_typer(suppress_app, name="suppress")
+app.add_typer(
+    dashboard_app,
+    name="dashboard",
+    help="Dashboard notices for the platform's banner.\n\nExample: migctl dashboard export --out dashboard.json",
+)
+app.add_typer(
+    outbox_app,
+    name="outbox",
+    help="Inspect and settle the outbox of notices.\n\nExample: migctl outbox list --state in_doubt",
+)
+app.add_typer(
+    suppress_app,
+    name="suppress",
+    help="Addresses that must not receive notices.\n\nExample: migctl suppress add gone@example.com",
+)
 
 
 @contextmanager

@@ -33,12 +33,19 @@ class Env:
     config_explicit: bool
     now_raw: str | None
     _config: Config | None = None
+    _config_error: InputError | None = None
     _store: Store | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Config:
+        if self._config_error is not None:
+            raise self._config_error  # report a bad config once, not once per use
         if self._config is None:
-            self._config = load_config(self.config_path, explicit=self.config_explicit)
+            try:
+                self._config = load_config(self.config_path, explicit=self.config_explicit)
+            except InputError as exc:
+                self._config_error = exc
+                raise
         return self._config
 
     def store(self) -> Store:

@@ -56,7 +56,7 @@ LEAVES = [p for p in COMMANDS if not _is_group(p)]
 GROUPS = [p for p in COMMANDS if _is_group(p)]
 # Reported to the lead: the top-level help (app's help= overrides the callback docstring that has
 # the example) and the sub-command groups' help have no example line yet.
-_NO_EXAMPLE_YET = {(), ("accounts",), ("dashboard",), ("outbox",), ("suppress",)}
+_NO_EXAMPLE_YET: set[tuple[str, ...]] = set()
 EXAMPLE = re.compile(r"\bExamples?\b[^\n]*:")  # "Example: migctl ..." or "Example (crontab): ..."
 
 
@@ -267,11 +267,6 @@ def test_quickstart_flow(runner, repo_root: Path) -> None:  # type: ignore[no-un
     assert detail.exit_code == 0 and "opted_in=1" in detail.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CLI bug reported to the lead: cli.fail() prints through a Rich "
-    "console that hard-wraps long error lines at 80 columns when stderr is not a terminal",
-)
 def test_error_lines_are_not_wrapped(runner) -> None:  # type: ignore[no-untyped-def]
     Path("bad.yaml").write_text(
         "migrations:\n  - id: x\n    title: T\n    severity: low\n"
@@ -284,11 +279,6 @@ def test_error_lines_are_not_wrapped(runner) -> None:  # type: ignore[no-untyped
     assert line.rstrip().endswith("is not an http(s) URL")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CLI bug reported to the lead: validate reads the missing config twice "
-    "(Env.config is not cached when it raises) and lists the same problem twice",
-)
 def test_missing_config_is_reported_once(runner) -> None:  # type: ignore[no-untyped-def]
     result = runner("--config", "absent.toml", "validate")
     assert result.exit_code == 1
