@@ -32,7 +32,8 @@ class ImportReport:
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS imp_accounts (
-    line INTEGER, id TEXT, name TEXT, plan TEXT, tags TEXT, created_at TEXT, status TEXT, admins TEXT
+    line INTEGER, id TEXT, name TEXT, plan TEXT, tags TEXT, created_at TEXT, status TEXT, admins TEXT,
+    tags_given INTEGER
 );
 CREATE TEMP TABLE IF NOT EXISTS imp_admins (account_id TEXT, email TEXT);
 CREATE TEMP TABLE IF NOT EXISTS imp_tags (account_id TEXT, tag TEXT);
@@ -47,7 +48,7 @@ def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
     tags: list[tuple[str, str]] = []
 
     def flush() -> None:
-        conn.executemany("INSERT INTO imp_accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", accounts)
+        conn.executemany("INSERT INTO imp_accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", accounts)
         conn.executemany("INSERT INTO imp_admins VALUES (?, ?)", admins)
         conn.executemany("INSERT INTO imp_tags VALUES (?, ?)", tags)
         accounts.clear()
@@ -57,11 +58,13 @@ def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
     for row in rows:
         count += 1
         accounts.append(
-            (row.line, row.id, row.name, row.plan, ";".join(row.tags), db_time(row.created_at),
-             row.status, ";".join(sorted(row.admins)))
+            (row.line, row.id, row.name, row.plan,
+             None if row.tags is None else ";".join(row.tags), db_time(row.created_at),
+             row.status, ";".join(sorted(row.admins)), row.tags is not None)
         )
         admins.extend((row.id, email) for email in row.admins)
-        tags.extend((row.id, tag) for tag in row.tags)
+        if row.tags is not None:
+            tags.extend((row.id, tag) for tag in row.tags)
         if len(accounts) >= BATCH:
             flush()
     flush()
@@ -73,6 +76,18 @@ def _merge(conn: sqlite3.Connection, now: datetime, actor: str, source: str, rep
     conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_accounts_id ON imp_accounts(id)")
     conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_admins_acc ON imp_admins(account_id, email)")
     conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_tags_acc ON imp_tags(account_id, tag)")
+    # Columns absent from the file keep the stored values (an import never blanks a field it
+    # was not given); new accounts get the defaults.
+    conn.execute(
+        "UPDATE imp_accounts SET name = COALESCE(imp_accounts.name, a.name), "
+        "status = COALESCE(imp_accounts.status, a.status), tags = COALESCE(imp_accounts.tags, a.tags) "
+        "FROM accounts a WHERE a.id = imp_accounts.id AND (imp_accounts.name IS NULL "
+        "OR imp_accounts.status IS NULL OR imp_accounts.tags IS NULL)"
+    )
+    conn.execute(
+        "UPDATE imp_accounts SET name = COALESCE(name, id), status = COALESCE(status, 'active'), "
+        "tags = COALESCE(tags, '') WHERE name IS NULL OR status IS NULL OR tags IS NULL"
+    )
     # Current admin list per account, in the same canonical form as the staged one.
     conn.execute(
         "CREATE TEMP TABLE cur_admins AS SELECT aa.account_id AS id, "
@@ -114,6 +129,7 @@ def _merge(conn: sqlite3.Connection, now: datetime, actor: str, source: str, rep
         "INSERT OR IGNORE INTO account_admins(account_id, email) SELECT n.account_id, n.email "
         "FROM imp_admins n JOIN imp_diff d ON d.id = n.account_id WHERE d.change != 'unchanged'"
     )
+    changed = "(SELECT d.id FROM imp_diff d JOIN imp_accounts i ON i.id = d.id WHERE d.change = 'updated' AND i.tags_given)"
     conn.execute(
         f"DELETE FROM account_tags WHERE account_id IN {changed} AND NOT EXISTS "
         "(SELECT 1 FROM imp_tags n WHERE n.account_id = account_tags.account_id "

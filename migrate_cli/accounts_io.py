@@ -32,11 +32,12 @@ class AccountRow:
 
     line: int
     id: str
-    name: str
+    # None = the column is absent from the file: an update keeps the stored value.
+    name: str | None
     plan: str
-    tags: tuple[str, ...]
+    tags: tuple[str, ...] | None
     created_at: datetime
-    status: str
+    status: str | None
     admins: tuple[str, ...]
 
 
@@ -129,11 +130,11 @@ def validate_row(raw: dict[str, Any], line: int, file: str, tz: tzinfo) -> tuple
         AccountRow(
             line=line,
             id=acc_id,
-            name=name,
+            name=name if "name" in raw else None,
             plan=plan,
-            tags=tuple(sorted(set(tags))),
+            tags=tuple(sorted(set(tags))) if "tags" in raw else None,
             created_at=created,
-            status=status,
+            status=status if "status" in raw else None,
             admins=tuple(admins),
         ),
         [],

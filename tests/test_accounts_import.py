@@ -701,3 +701,28 @@ def test_the_documented_examples_import(repo_root: Path) -> None:
         run_import(write(block, f"doc{i}.csv"))
     run_import(write(json_blocks[0], "doc.jsonl"))
     assert accounts()["acme-prod"]["tags"] == ["eu", "sso"]
+
+
+def test_columns_absent_from_a_file_keep_the_stored_values(synced_store: Path) -> None:
+    """A file with only the required columns must not rename, reopen or untag accounts."""
+    with Store(synced_store) as store:
+        before = {r["id"]: dict(r) for r in store.query("SELECT * FROM accounts")}
+        tags_before = store.query("SELECT * FROM account_tags ORDER BY account_id, tag")
+        path = Path("minimal.csv")
+        path.write_text(
+            "id,plan,created_at,admins\n"
+            "oldco,free,2014-01-01,owner@oldco.test\n"
+            "acme-prod,enterprise,2015-06-01,ops@acme.test;cto@acme.test\n"
+            "brand-new,free,2016-01-01,new@x.test\n"
+        )
+        report = import_accounts(store, path, now=NOW, actor="t")
+        after = {r["id"]: dict(r) for r in store.query("SELECT * FROM accounts")}
+        assert report.added == 1 and report.updated == 0
+        for acc in ("oldco", "acme-prod"):
+            assert {k: after[acc][k] for k in ("name", "status", "tags")} == {
+                k: before[acc][k] for k in ("name", "status", "tags")
+            }
+        assert after["oldco"]["status"] == "closed"
+        assert store.query("SELECT * FROM account_tags ORDER BY account_id, tag") == tags_before
+        new = after["brand-new"]
+        assert (new["name"], new["status"], new["tags"]) == ("brand-new", "active", "")
