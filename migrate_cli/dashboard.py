@@ -62,7 +62,8 @@ def iter_notices(
         days = days_until(deadline, now, tz) if deadline else None
         notices.append(
             {
-                "migration": sm.id,
+                "id": sm.id,
+                "migration": sm.id,  # the same as "id"; kept for readers of the first format
                 "title": sm.migration.title,
                 "severity": sm.migration.severity,
                 "deadline": deadline.isoformat() if deadline else None,

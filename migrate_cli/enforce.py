@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
@@ -45,6 +46,7 @@ class Enforcement:
 class EnforceReport:
     batches: list[Enforcement] = field(default_factory=list)
     notices: int = 0
+    suppressed: int = 0  # `enforced` notices not queued because the address is suppressed
 
     def by_migration(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -125,26 +127,29 @@ def apply_enforcements(
                 ):
                     raise RuleError(f"internal check: {b.migration_id}/{b.scope} is not due")
                 sql, params = _scope_sql(sm, tz, b.scope)
+                # One audit event per account switched, written from the same pending set as the
+                # switch itself (same transaction). Selecting the audit rows back from
+                # `enrollments` by (batch, changed_at) would re-audit the accounts of an earlier
+                # run of the same batch at the same instant (a repeated `--now` rehearsal).
+                detail = {"batch": b.batch, "immediate": b.immediate}
+                if reason:
+                    detail["reason"] = reason
+                conn.execute(
+                    "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "
+                    f"SELECT ?, ?, 'enrollment.enforced', ?, p.id, ? FROM ({sql}) p",
+                    [stamp, actor, migration_id, json.dumps(detail, sort_keys=True), *params],
+                )
                 cur = conn.execute(
                     "INSERT INTO enrollments(migration_id, account_id, state, changed_at, actor, reason, batch) "
                     f"SELECT ?, p.id, 'enforced', ?, ?, ?, ? FROM ({sql}) p",
                     [migration_id, stamp, actor, reason, b.batch, *params],
                 )
                 switched = cur.rowcount
-                conn.execute(
-                    "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "
-                    "SELECT ?, ?, 'enrollment.enforced', ?, account_id, ? FROM enrollments "
-                    "WHERE migration_id = ? AND batch = ? AND changed_at = ? AND state = 'enforced'",
-                    [
-                        stamp,
-                        actor,
-                        migration_id,
-                        f'{{"batch": "{b.batch}"}}',
-                        migration_id,
-                        b.batch,
-                        stamp,
-                    ],
-                )
+                already = b.scope in sm.enforced_scopes or ALL_SCOPE in sm.enforced_scopes
+                if switched == 0 and already:
+                    # Nothing left to switch in a scope already enforced (e.g. a repeated
+                    # `--immediately`): a second enforcement changes nothing, not even the log.
+                    continue
                 conn.execute(
                     "INSERT INTO enforcements(migration_id, scope, deadline, at, accounts, actor, reason, immediate) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(migration_id, scope) DO UPDATE SET "
@@ -197,4 +202,5 @@ def apply_enforcements(
                 conn, plan_enforced(store, fresh, tz, now), now=now, from_addr=from_addr
             )
             report.notices += queued.enqueued
+            report.suppressed += queued.suppressed
     return report

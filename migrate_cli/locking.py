@@ -38,9 +38,16 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        raise LockHeldError(f"another migctl run holds the lock on {db_path}: {_describe(db_path)}") from None
+        raise LockHeldError(
+            f"another migctl run holds the lock on {db_path}: {_describe(db_path)}"
+        ) from None
     try:
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": iso(utcnow()), "command": command}
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": iso(utcnow()),
+            "command": command,
+        }
         try:
             _holder_path(db_path).write_text(json.dumps(holder))
         except OSError:
@@ -53,6 +60,8 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
 def _describe(db_path: Path) -> str:
     try:
         holder = json.loads(_holder_path(db_path).read_text())
-        return f"pid {holder['pid']} on {holder['host']} since {holder['since']} ({holder['command']})"
+        return (
+            f"pid {holder['pid']} on {holder['host']} since {holder['since']} ({holder['command']})"
+        )
     except (OSError, ValueError, KeyError):
         return "holder unknown"

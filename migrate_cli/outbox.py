@@ -41,10 +41,20 @@ def enqueue(
 
     def flush() -> None:
         before = conn.total_changes
+        # An existing key is left alone, except a `suppressed` row whose address is no longer
+        # suppressed: that notice was never sent, so it becomes pending (a new notice, dated
+        # now). Without this, the planner proposes it forever (the administrator's only row is
+        # suppressed, so they "never had a notice") and nothing is ever sent to them again.
         conn.executemany(
-            "INSERT OR IGNORE INTO outbox(key, migration_id, email, kind, slot, state, "
+            "INSERT INTO outbox(key, migration_id, email, kind, slot, state, "
             "schedule_version, accounts, accounts_count, deadline, why, message_id, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
+            "schedule_version = excluded.schedule_version, accounts = excluded.accounts, "
+            "accounts_count = excluded.accounts_count, deadline = excluded.deadline, "
+            "why = excluded.why, created_at = excluded.created_at, "
+            "updated_at = excluded.updated_at "
+            "WHERE outbox.state = 'suppressed' AND excluded.state = 'pending'",
             batch,
         )
         # Rows ignored because the key exists are not counted.

@@ -69,8 +69,13 @@ def latest_slot(
     deadline_at: datetime | None,
     now: datetime,
     schedule_version: int,
+    *,
+    deadline: date | None = None,
 ) -> Slot | None:
-    """The latest reminder or escalation slot at or before ``now`` (missed runs collapse)."""
+    """The latest reminder or escalation slot at or before ``now`` (missed runs collapse).
+
+    ``deadline`` is the local date of ``deadline_at``; it names escalation slots.
+    """
     best: Slot | None = None
     if settings.reminder_every and now >= grace_start:
         k = int((now - grace_start) / settings.reminder_every)
@@ -80,13 +85,16 @@ def latest_slot(
                 at, f"r{k}", f"reminder #{k} (every {format_duration(settings.reminder_every)})"
             )
     if deadline_at is not None:
+        day = (deadline or deadline_at.date()).isoformat()
         for offset in settings.escalate_before:
             at = deadline_at - offset
             if grace_start < at <= now and (best is None or at > best.at):
-                # The schedule version is part of the name: a moved date re-arms escalations.
+                # The schedule version and the date are part of the name: a moved date re-arms
+                # escalations, and so does an administrator's own deadline moving later (their
+                # earliest-dated account opted in or was enforced), without reusing a sent key.
                 best = Slot(
                     at,
-                    f"v{schedule_version}-e{format_duration(offset)}",
+                    f"v{schedule_version}-e{format_duration(offset)}-{day}",
                     f"{format_duration(offset)} before the mandatory date",
                 )
     return best
@@ -124,7 +132,7 @@ def decide(
             f"schedule-v{schedule_version}",
             "the mandatory date was set or moved",
         )
-    slot = latest_slot(settings, start, deadline_at, now, schedule_version)
+    slot = latest_slot(settings, start, deadline_at, now, schedule_version, deadline=deadline)
     if slot is None or slot.at <= last_at:
         return None
     return REMINDER, slot.name, slot.why

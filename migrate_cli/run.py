@@ -12,10 +12,17 @@ from typing import Any
 
 from migrate_cli.catalog import load_catalog, store_timezone
 from migrate_cli.config import Config
-from migrate_cli.definitions import load_definitions
+from migrate_cli.definitions import Definitions, load_definitions
 from migrate_cli.enforce import EnforceReport, apply_enforcements, due_enforcements
-from migrate_cli.notices import NotifySummary, notify, plan_only
-from migrate_cli.store import Store, db_time
+from migrate_cli.errors import InputError
+from migrate_cli.notices import (
+    NotifySummary,
+    make_renderer,
+    notify,
+    plan_only,
+    provider_factory,
+)
+from migrate_cli.store import Store
 from migrate_cli.sync import SyncReport, sync
 from migrate_cli.timeutil import iso
 
@@ -49,6 +56,22 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def preflight(store: Store, config: Config, defs: Definitions, *, dry_run: bool) -> None:
+    """Templates and provider checked before sync and enforcement write anything.
+
+    `notify` checks them too, but only after enforcement has committed: a broken template or a
+    development provider under `environment = "production"` would otherwise leave accounts
+    switched with their `enforced` notices stuck, against "bad input: nothing is written".
+    """
+    migrations = {sm.id: sm.migration for sm in load_catalog(store)}  # retired ones too
+    migrations.update({m.id: m for m in defs.migrations})
+    problems = make_renderer(config).check(list(migrations.values()))
+    if problems:
+        raise InputError(problems, "a template does not render; nothing was written")
+    if not dry_run:
+        provider_factory(config)  # raises ProviderConfigError (exit 1)
+
+
 def run(
     store: Store,
     config: Config,
@@ -63,6 +86,7 @@ def run(
     """One cron run. The caller holds the lock. Dry runs work on an in-memory copy."""
     path = definitions_file or config.migrations_file
     defs = load_definitions(path)  # bad YAML: InputError before anything is written
+    preflight(store, config, defs, dry_run=dry_run)
     work = Store.in_memory_copy(store) if dry_run else store
     now = now_for(work)
     summary = RunSummary(now=now, dry_run=dry_run)
@@ -83,21 +107,22 @@ def run(
         catalog = load_catalog(work)
     if dry_run:
         summary.notify = plan_only(work, catalog, tz, now, None)
-        # Enforced notices queued on the copy are part of what the run would send.
-        queued = work.query(
-            "SELECT kind, count(*) AS n FROM outbox WHERE state = 'pending' "
-            "AND created_at = ? GROUP BY kind",
-            (db_time(now),),
-        )
-        for r in queued:
-            summary.notify.planned += r["n"]
-            summary.notify.by_kind[r["kind"]] = summary.notify.by_kind.get(r["kind"], 0) + r["n"]
+        # Enforced notices queued on the copy are part of what the run would send. Counted from
+        # the enforcement report, not from outbox rows stamped `now`: rows left pending by an
+        # earlier real run at the same --now are not news of this run.
+        summary.notify.planned += summary.enforce.notices
+        summary.notify.suppressed += summary.enforce.suppressed
+        if summary.enforce.notices:
+            summary.notify.by_kind["enforced"] = (
+                summary.notify.by_kind.get("enforced", 0) + summary.enforce.notices
+            )
         summary.notify.dry_run = True
         work.close()
         return summary
     summary.notify = NotifySummary(now=now, dry_run=False)
     # Enforced notices were queued by enforcement; count them as planned by this run.
     summary.notify.planned += summary.enforce.notices
+    summary.notify.suppressed += summary.enforce.suppressed
     if summary.enforce.notices:
         summary.notify.by_kind["enforced"] = summary.enforce.notices
     notify(store, config, catalog, tz, now, stop=stop, progress=progress, summary=summary.notify)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from migrate_cli.catalog import load_catalog, store_timezone
@@ -41,8 +41,18 @@ def simulate(store: Store, now: datetime, until: date, *, from_addr: str) -> lis
     work = Store.in_memory_copy(store)
     days: list[Day] = []
     try:
+        wall = now.astimezone(tz).time()  # naive local time of day, kept on every day
         for offset in range((until - start).days + 1):
-            t = now + timedelta(days=offset)
+            # Step calendar days in the store's timezone, not 24-hour blocks: across a DST change
+            # `now + 24h` lands on another local hour, so a day would repeat and --until's day
+            # would be skipped (or an enforcement simulated an hour off).
+            t = (
+                now
+                if offset == 0
+                else datetime.combine(start + timedelta(days=offset), wall, tzinfo=tz).astimezone(
+                    UTC
+                )
+            )
             day = Day(local_date(t, tz))
             catalog = load_catalog(work)
             batches = due_enforcements(work, catalog, tz, t)
