@@ -135,7 +135,8 @@ def _refusal(m: Migration, tz: tzinfo, now: datetime, plan: str | None = None) -
     if now < start:
         return (f"{m.id}: the grace period starts {m.grace_period_start.isoformat()}; "
                 "opt-in and opt-out open then")
-    deadline = m.deadline_for(plan) if plan else (m.deadlines() or [None])[0]
+    dates = m.deadlines()
+    deadline = m.deadline_for(plan) if plan else (dates[0] if dates else None)
     when = deadline.isoformat() if deadline else "the mandatory date"
     who = f" for plan {plan!r}" if plan and m.per_plan else ""
     return (f"{m.id}: the grace period{who} ended at {when} "

@@ -46,7 +46,9 @@ def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     out = sys.stdout
     out.write(f"# {title}\n")
     for row in rows:
-        out.write(" ".join(f"{_key(c)}={_plain(v)}" for c, v in zip(columns, row, strict=True)) + "\n")
+        out.write(
+            " ".join(f"{_key(c)}={_plain(v)}" for c, v in zip(columns, row, strict=True)) + "\n"
+        )
 
 
 def emit_lines(lines: Sequence[str]) -> None:

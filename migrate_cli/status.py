@@ -66,8 +66,21 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
         if not catalog:
             known = ", ".join(sm.id for sm in load_catalog(store)) or "none — run `migctl sync` first"
             raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
+    from migrate_cli.outbox import counts
+    from migrate_cli.suppressions import unreachable_accounts
+
     return {
         "now": iso(now),
         "timezone": store.meta("timezone") or "UTC",
         "migrations": [migration_status(store, sm, now, tz) for sm in catalog],
+        "outbox": counts(store),
+        # Accounts nobody can be told about: every administrator suppressed, or none at all.
+        "accounts_all_admins_suppressed": unreachable_accounts(store),
+        "accounts_without_admins": int(
+            store.scalar(
+                "SELECT count(*) FROM accounts a WHERE a.status = 'active' AND NOT EXISTS "
+                "(SELECT 1 FROM account_admins x WHERE x.account_id = a.id)"
+            )
+            or 0
+        ),
     }

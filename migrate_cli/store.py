@@ -96,12 +96,12 @@ class Store:
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         cur = self.conn.execute(sql, params)
-        cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+        cur.row_factory = sqlite3.Row
         return cur.fetchall()
 
     def iterate(self, sql: str, params: Any = ()) -> Iterator[sqlite3.Row]:
         cur = self.conn.execute(sql, params)
-        cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+        cur.row_factory = sqlite3.Row
         yield from cur
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
