@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email import policy
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import EmailPolicy
+from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime
 
 from migrate_cli.providers.base import OutgoingEmail, ProviderConfigError, SendResult, SendStatus
@@ -71,9 +72,17 @@ class InvalidAddressError(ValueError):
         super().__init__(f"{field}: {value!r} is not a valid address ({reason})")
 
 
+# An RFC 2047 encoded word ("=?charset?Q?...?=") in text we put in a header would be *decoded*
+# by the email package when the header is set, so "=?UTF-8?Q?=0A?=" could smuggle a line break
+# into the header (Python < 3.11.10 does not refuse it when writing). A WORD JOINER after "="
+# keeps the text as the reader typed it while making it no longer an encoded word.
+_ENCODED_WORD = re.compile(r"=(?=\?[^?\s]*\?[bBqQ]\?)")
+
+
 def clean_header_value(value: str) -> str:
-    """Replace control characters and line breaks with spaces so a value stays one header."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
+    """One header's worth of plain text: no line breaks, no controls, no encoded words."""
+    flat = _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
+    return _ENCODED_WORD.sub("=\u2060", flat)
 
 
 def check_addr_spec(value: str, field: str = "To") -> str:
@@ -120,6 +129,31 @@ def notice_headers(email: OutgoingEmail) -> dict[str, str]:
     return headers
 
 
+class _Encoded(str):
+    """A non-ASCII unstructured header value encoded by us, with every space inside the words.
+
+    The stdlib folder can drop a space between two RFC 2047 words it writes (seen with runs of
+    no-break spaces and astral characters), so the reader would see different text. Base64
+    words carry the spaces in their payload; the policy writes this object as it is.
+    """
+
+    name: str
+    encoded: str
+
+    def __new__(cls, name: str, value: str) -> _Encoded:
+        obj = super().__new__(cls, value)
+        obj.name = name
+        obj.encoded = Header(value, "utf-8", maxlinelen=76, header_name=name).encode(linesep="\n")
+        return obj
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: " + self.encoded.replace("\n", policy.linesep) + policy.linesep
+
+
+def _unstructured(name: str, value: str) -> str:
+    return value if value.isascii() else _Encoded(name, value)
+
+
 def message_id(email: OutgoingEmail) -> str:
     """The notice's Message-ID in angle brackets; ValueError if it is not one msg-id."""
     match = _MESSAGE_ID.fullmatch(email.message_id.strip())
@@ -143,14 +177,14 @@ def build_message(email: OutgoingEmail, *, now: datetime | None = None) -> Email
     msg = EmailMessage(policy=POLICY)
     msg["From"] = sender
     msg["To"] = to
-    msg["Subject"] = clean_header_value(email.subject)
+    msg["Subject"] = _unstructured("Subject", clean_header_value(email.subject))
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = msgid
     if reply_to is not None:
         msg["Reply-To"] = reply_to
     msg["MIME-Version"] = "1.0"
     for name, value in extra.items():
-        msg[name] = value
+        msg[name] = _unstructured(name, value)
     msg.set_content(email.text, subtype="plain", charset="utf-8", cte=_cte(email.text))
     msg.add_alternative(email.html, subtype="html", charset="utf-8", cte=_cte(email.html))
     for part in msg.iter_parts():
