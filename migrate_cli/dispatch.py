@@ -25,8 +25,10 @@ from migrate_cli.render import AccountRef, NoticeContext, Renderer
 from migrate_cli.store import Store, audit, db_time
 from migrate_cli.timeutil import days_until, local_date
 
+# Rows claimed per commit by the serial loop: bounds what a kill leaves in doubt, while one
+# commit per row would cost a third of the throughput of local providers.
+SERIAL_BATCH = 10
 MAX_LISTED_ACCOUNTS = 100  # an email lists this many accounts, then "and N more"
-LOCAL_CHUNK = 2_000  # rows claimed at once for local providers (no network latency to hide)
 WAIT_FOR_RETRY = 30.0  # seconds a run waits for a transient retry before leaving it pending
 
 
@@ -47,6 +49,9 @@ class DispatchSummary:
 class _Job:
     row: sqlite3.Row
     email: OutgoingEmail
+
+
+_Outcome = tuple[_Job, SendResult | None, BaseException | None]
 
 
 class Dispatcher:
@@ -107,12 +112,18 @@ class Dispatcher:
         )
         return max(0, self.config.email.daily_quota - int(used))
 
-    def _claim(self, only: str | None, limit: int) -> list[_Job]:
+    def _claim(
+        self, only: str | None, limit: int, record: list[_Outcome] | None = None
+    ) -> list[_Job]:
         """Mark rows `sending` and render them in one transaction, committed before any send.
 
-        A rendering failure rolls the claim back, so no row is ever left `sending` by it.
+        ``record`` holds the outcomes of the previous batch: they commit in the same
+        transaction, so a serial run costs one commit per batch. A rendering failure rolls
+        the claim back, so no row is ever left `sending` by it.
         """
         if limit <= 0:
+            if record:
+                self._record(record)
             return []
         real_now = db_time(self.clock())
         inner = (
@@ -126,6 +137,8 @@ class Dispatcher:
         inner += " ORDER BY id LIMIT ?"
         params.append(limit)
         with self.store.transaction() as conn:
+            if record:
+                self._record_in(conn, record)
             cur = conn.execute(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, provider = ?, "
                 f"updated_at = ? WHERE id IN ({inner}) RETURNING *",
@@ -186,109 +199,114 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ recording
 
-    def _record(self, outcomes: list[tuple[_Job, SendResult | None, BaseException | None]]) -> None:
+    def _record(self, outcomes: list[_Outcome]) -> None:
         """Record a group of outcomes in one transaction."""
+        if not outcomes:
+            return
+        with self.store.transaction() as conn:
+            self._record_in(conn, outcomes)
+
+    def _record_in(self, conn: sqlite3.Connection, outcomes: list[_Outcome]) -> None:
         real = self.clock()
         stamp = db_time(real)
         sent: list[tuple[Any, ...]] = []
-        with self.store.transaction() as conn:
-            for job, result, error in outcomes:
-                row_id = job.row["id"]
-                attempts = job.row["attempts"]  # already counts this attempt (claim)
-                if error is not None:
-                    if isinstance(error, ProviderConfigError):
-                        # Not this notice's fault: back to pending, nothing marked failed.
-                        conn.execute(
-                            "UPDATE outbox SET state = 'pending', attempts = attempts - 1, "
-                            "last_error = ?, error_code = ?, updated_at = ? WHERE id = ?",
-                            (str(error), error.code, stamp, row_id),
-                        )
-                    else:
-                        # An unexpected failure inside the provider: the send may have happened.
-                        conn.execute(
-                            "UPDATE outbox SET state = 'in_doubt', last_error = ?, updated_at = ? "
-                            "WHERE id = ?",
-                            (f"{type(error).__name__}: {error}", stamp, row_id),
-                        )
-                        self.summary.in_doubt += 1
-                    continue
-                assert result is not None
-                if result.status == SendStatus.SENT:
-                    sent.append((result.provider_message_id, stamp, stamp, row_id))
-                    if self.config.email.daily_quota:  # the rolling window only matters then
-                        conn.execute("INSERT INTO sends(at, recipients) VALUES (?, 1)", (stamp,))
-                    self.summary.sent += 1
-                    kind = job.row["kind"]
-                    self.summary.by_kind[kind] = self.summary.by_kind.get(kind, 0) + 1
-                elif result.status == SendStatus.UNKNOWN:
-                    # Handed over, no answer: resending could duplicate it. An operator decides.
+        for job, result, error in outcomes:
+            row_id = job.row["id"]
+            attempts = job.row["attempts"]  # already counts this attempt (claim)
+            if error is not None:
+                if isinstance(error, ProviderConfigError):
+                    # Not this notice's fault: back to pending, nothing marked failed.
                     conn.execute(
-                        "UPDATE outbox SET state = 'in_doubt', last_error = ?, error_code = ?, "
-                        "updated_at = ? WHERE id = ?",
-                        (result.error, result.code, stamp, row_id),
+                        "UPDATE outbox SET state = 'pending', attempts = attempts - 1, "
+                        "last_error = ?, error_code = ?, updated_at = ? WHERE id = ?",
+                        (str(error), error.code, stamp, row_id),
+                    )
+                else:
+                    # An unexpected failure inside the provider: the send may have happened.
+                    conn.execute(
+                        "UPDATE outbox SET state = 'in_doubt', last_error = ?, updated_at = ? "
+                        "WHERE id = ?",
+                        (f"{type(error).__name__}: {error}", stamp, row_id),
                     )
                     self.summary.in_doubt += 1
-                elif result.status == SendStatus.PERMANENT:
-                    conn.execute(
-                        "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
-                        "updated_at = ? WHERE id = ?",
-                        (result.error, result.code, stamp, row_id),
-                    )
-                    conn.execute(
-                        "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) "
-                        "VALUES (?, ?, ?, ?)",
-                        (
-                            job.row["email"],
-                            result.error or "permanent failure",
-                            f"provider:{result.code or self.config.email.provider}",
-                            stamp,
-                        ),
-                    )
-                    audit(
-                        conn,
-                        at=real,
-                        actor="migctl",
-                        action="suppression.added",
-                        detail={
-                            "email": job.row["email"],
-                            "code": result.code,
-                            "key": job.row["key"],
-                        },
-                    )
-                    self.summary.failed += 1
-                elif attempts >= self.config.email.max_attempts:
-                    conn.execute(
-                        "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
-                        "updated_at = ? WHERE id = ?",
-                        (
-                            f"gave up after {attempts} attempts: {result.error}",
-                            result.code,
-                            stamp,
-                            row_id,
-                        ),
-                    )
-                    self.summary.failed += 1
-                else:
-                    from migrate_cli.throttle import retry_delay
+                continue
+            assert result is not None
+            if result.status == SendStatus.SENT:
+                sent.append((result.provider_message_id, stamp, stamp, row_id))
+                if self.config.email.daily_quota:  # the rolling window only matters then
+                    conn.execute("INSERT INTO sends(at, recipients) VALUES (?, 1)", (stamp,))
+                self.summary.sent += 1
+                kind = job.row["kind"]
+                self.summary.by_kind[kind] = self.summary.by_kind.get(kind, 0) + 1
+            elif result.status == SendStatus.UNKNOWN:
+                # Handed over, no answer: resending could duplicate it. An operator decides.
+                conn.execute(
+                    "UPDATE outbox SET state = 'in_doubt', last_error = ?, error_code = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (result.error, result.code, stamp, row_id),
+                )
+                self.summary.in_doubt += 1
+            elif result.status == SendStatus.PERMANENT:
+                conn.execute(
+                    "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (result.error, result.code, stamp, row_id),
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (
+                        job.row["email"],
+                        result.error or "permanent failure",
+                        f"provider:{result.code or self.config.email.provider}",
+                        stamp,
+                    ),
+                )
+                audit(
+                    conn,
+                    at=real,
+                    actor="migctl",
+                    action="suppression.added",
+                    detail={
+                        "email": job.row["email"],
+                        "code": result.code,
+                        "key": job.row["key"],
+                    },
+                )
+                self.summary.failed += 1
+            elif attempts >= self.config.email.max_attempts:
+                conn.execute(
+                    "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (
+                        f"gave up after {attempts} attempts: {result.error}",
+                        result.code,
+                        stamp,
+                        row_id,
+                    ),
+                )
+                self.summary.failed += 1
+            else:
+                from migrate_cli.throttle import retry_delay
 
-                    delay = retry_delay(result, attempts)
-                    conn.execute(
-                        "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, "
-                        "error_code = ?, updated_at = ? WHERE id = ?",
-                        (
-                            db_time(real + timedelta(seconds=delay)),
-                            result.error,
-                            result.code,
-                            stamp,
-                            row_id,
-                        ),
-                    )
-                    self.summary.retry_later += 1
-            conn.executemany(
-                "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
-                "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
-                sent,
-            )
+                delay = retry_delay(result, attempts)
+                conn.execute(
+                    "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, "
+                    "error_code = ?, updated_at = ? WHERE id = ?",
+                    (
+                        db_time(real + timedelta(seconds=delay)),
+                        result.error,
+                        result.code,
+                        stamp,
+                        row_id,
+                    ),
+                )
+                self.summary.retry_later += 1
+        conn.executemany(
+            "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
+            "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
+            sent,
+        )
         self.progress(len(outcomes))
 
     def _release(self, jobs: list[_Job]) -> None:
@@ -333,38 +351,41 @@ class Dispatcher:
         return provider.send(email)
 
     def _run_serial(self, only: str | None, quota: int | None) -> None:
+        # At most SERIAL_BATCH rows are `sending` at any time, so a killed run leaves at most
+        # that many in doubt; their outcomes commit with the next claim (one commit per batch).
+        batch = max(SERIAL_BATCH, self.config.email.concurrency)
         provider = self.provider_factory()
+        done: list[_Outcome] = []
+        config_error: ProviderConfigError | None = None
         with provider:
-            while not self.stop.is_set():
-                jobs = self._claim(
-                    only, self._budget(quota, LOCAL_CHUNK if not self.network else 1)
-                )
-                if not jobs:
-                    wait_s = self._next_retry_wait(only)
-                    if wait_s is None or self.summary.quota_reached:
-                        break
-                    if self.stop.wait(wait_s):
-                        break
-                    continue
-                outcomes: list[tuple[_Job, SendResult | None, BaseException | None]] = []
-                config_error: ProviderConfigError | None = None
-                for i, job in enumerate(jobs):
-                    if self.stop.is_set() or config_error is not None:
-                        self._record(outcomes)
-                        self._release(jobs[i:])
-                        outcomes = []
-                        break
-                    try:
-                        outcomes.append((job, self._send_one(provider, job.email), None))
-                    except ProviderConfigError as exc:
-                        outcomes.append((job, None, exc))
-                        config_error = exc
-                    except Exception as exc:  # a provider bug: the send may have happened
-                        outcomes.append((job, None, exc))
-                self._record(outcomes)
-                if config_error is not None:
-                    self.summary.stopped = str(config_error)
-                    raise config_error
+            try:
+                while not self.stop.is_set() and config_error is None:
+                    self._inflight_count = len(done)
+                    jobs = self._claim(only, self._budget(quota, batch), record=done)
+                    done = []
+                    if not jobs:
+                        wait_s = self._next_retry_wait(only)
+                        if wait_s is None or self.summary.quota_reached:
+                            break
+                        if self.stop.wait(wait_s):
+                            break
+                        continue
+                    for i, job in enumerate(jobs):
+                        if self.stop.is_set() or config_error is not None:
+                            self._release(jobs[i:])
+                            break
+                        try:
+                            done.append((job, self._send_one(provider, job.email), None))
+                        except ProviderConfigError as exc:
+                            done.append((job, None, exc))
+                            config_error = exc
+                        except Exception as exc:  # a provider bug: the send may have happened
+                            done.append((job, None, exc))
+            finally:
+                self._record(done)
+        if config_error is not None:
+            self.summary.stopped = str(config_error)
+            raise config_error
 
     def _run_pool(self, only: str | None, quota: int | None) -> None:
         concurrency = self.config.email.concurrency
@@ -405,7 +426,7 @@ class Dispatcher:
                             break
                         continue
                     done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-                    outcomes: list[tuple[_Job, SendResult | None, BaseException | None]] = []
+                    outcomes: list[_Outcome] = []
                     for fut in done:
                         job = in_flight.pop(fut)
                         exc = fut.exception()

@@ -30,7 +30,7 @@ from helpers_enforce import (
     write_yaml,
 )
 
-from migrate_cli.dispatch import LOCAL_CHUNK
+from migrate_cli.dispatch import SERIAL_BATCH
 
 ACCOUNTS = 2_000
 KILLS = 5
@@ -118,7 +118,7 @@ def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
             killed_before_enforcement += 1
         claimed = query(db, "SELECT count(*) AS n FROM outbox WHERE state = 'sending'")[0]["n"]
         # What the next run reports in doubt is at most one claimed batch.
-        assert claimed <= LOCAL_CHUNK
+        assert claimed <= SERIAL_BATCH
         check_invariants_partial(db, log)
 
     for _ in range(3):  # run to completion (a final run finds nothing left)
@@ -145,7 +145,7 @@ def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
     by_state = check_invariants(db, log)
     assert set(by_state) <= {"sent", "in_doubt"}, by_state
     assert sum(by_state.values()) == expected_admins(ACCOUNTS)
-    assert by_state.get("in_doubt", 0) <= KILLS * LOCAL_CHUNK
+    assert by_state.get("in_doubt", 0) <= KILLS * SERIAL_BATCH
     assert summary["notices"]["in_doubt"] == by_state.get("in_doubt", 0)
     unsent_in_doubt = len(
         {k for k, s in query_keys(db).items() if s == "in_doubt"} - set(read_log(log))
@@ -203,12 +203,6 @@ def test_sigterm_finishes_the_send_in_flight_and_records_it(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="dispatch.py (serial path) marks a whole LOCAL_CHUNK of rows `sending` before the "
-    "first send and records outcomes only at the end of the chunk: one SIGKILL puts up to "
-    "LOCAL_CHUNK notices in doubt although only one was in flight (reported to the lead)",
-)
 def test_a_kill_puts_only_the_sends_in_flight_in_doubt(tmp_path: Path) -> None:
     db = setup_store(tmp_path, MAIL, accounts=many_accounts(300), provider="null")
     log = tmp_path / "delivered.log"
