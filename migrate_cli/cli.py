@@ -845,8 +845,11 @@ def notify(
             get_migration(store, migration)
         now = e.now(store)
         with progress_reporter(pending_count(store, migration) + 1000, "sending") as progress:
+            from migrate_cli.notices import NotifySummary
+
+            summary = NotifySummary(now=now, dry_run=False)
             try:
-                summary = do_notify(
+                do_notify(
                     store,
                     e.config,
                     catalog,
@@ -855,10 +858,11 @@ def notify(
                     only=migration,
                     stop=stop,
                     progress=progress,
+                    summary=summary,
                 )
             except ProviderConfigError as exc:
-                if json_out:
-                    emit_json({"now": now.isoformat(), "dry_run": False, "error": str(exc)})
+                if json_out:  # what was sent before the stop still counts
+                    emit_json({**summary.to_json(), "error": str(exc)})
                 raise
     doc = summary.to_json()
     if json_out:
@@ -1204,7 +1208,13 @@ def enforce(
     Example: migctl --now 2016-05-11 enforce email-delivery-changes --dry-run
     """
     from migrate_cli.catalog import get_migration, load_catalog, store_timezone
-    from migrate_cli.enforce import apply_enforcements, due_enforcements, immediate_enforcement
+    from migrate_cli.enforce import (
+        EnforceReport,
+        apply_enforcements,
+        due_enforcements,
+        immediate_enforcement,
+    )
+    from migrate_cli.timeutil import iso
     from migrate_cli.locking import store_lock
 
     e = env(ctx)
@@ -1226,13 +1236,13 @@ def enforce(
             batches = due_enforcements(store, catalog, tz, now, migration)
         total = sum(b.accounts for b in batches)
         doc: dict[str, Any] = {
-            "now": now.isoformat(),
+            "now": iso(now),
             "dry_run": dry_run,
             "batches": [b.to_json() for b in batches],
             "enforced": {},
         }
         if dry_run or not batches:
-            doc["enforced"] = {b.migration_id: b.accounts for b in batches} if dry_run else {}
+            doc["enforced"] = EnforceReport(batches=batches).by_migration() if dry_run else {}
             if json_out:
                 emit_json(doc)
             else:
