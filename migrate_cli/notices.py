@@ -62,7 +62,7 @@ def make_renderer(config: Config) -> Renderer:
 def check_renderer(renderer: Renderer, catalog: list[StoredMigration]) -> None:
     """Stop before anything is sent when a template does not render (file and line named)."""
     # Retired migrations too: their override folders are still known ids, not strays.
-    problems = renderer.check([sm.migration for sm in catalog])
+    problems = renderer.check([sm.migration for sm in catalog], strays=False)
     if problems:
         raise InputError(problems, "a template does not render; nothing was sent")
 

@@ -65,7 +65,7 @@ def preflight(store: Store, config: Config, defs: Definitions, *, dry_run: bool)
     """
     migrations = {sm.id: sm.migration for sm in load_catalog(store)}  # retired ones too
     migrations.update({m.id: m for m in defs.migrations})
-    problems = make_renderer(config).check(list(migrations.values()))
+    problems = make_renderer(config).check(list(migrations.values()), strays=False)
     if problems:
         raise InputError(problems, "a template does not render; nothing was written")
     if not dry_run:

@@ -588,3 +588,33 @@ def test_plan_and_dry_run_agree() -> None:
     summary = dry_run(at("2016-04-20"))
     assert summary.planned == len(planned) == 2
     assert [n.email for n in summary.sample] == [n.email for n in planned]
+
+
+def test_an_override_folder_of_another_migration_does_not_stop_notify(tmp_path: Path) -> None:
+    """The bundled example override (email-delivery-changes/) must not block a store that
+    defines other migrations: `validate` reports strays, sending does not stop for them."""
+    from datetime import UTC, datetime
+
+    from migrate_cli.catalog import load_catalog, store_timezone
+    from migrate_cli.config import Config
+    from migrate_cli.definitions import load_definitions
+    from migrate_cli.notices import check_renderer, make_renderer
+    from migrate_cli.store import Store
+    from migrate_cli.sync import sync
+
+    templates = tmp_path / "tpl"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "email_templates", templates)
+    (templates / "some-other-migration").mkdir()
+    yaml_path = tmp_path / "m.yaml"
+    yaml_path.write_text(
+        "migrations:\n  - id: only-one\n    title: Only one\n    severity: low\n"
+        "    grace_period_start: 2016-01-01\n    mandatory_opt_in: TBD\n    summary: s\n"
+    )
+    with Store(tmp_path / "x.db") as store:
+        sync(store, load_definitions(yaml_path), now=datetime(2016, 1, 2, tzinfo=UTC), actor="t")
+        config = Config(templates_dir=templates)
+        catalog = load_catalog(store)
+        check_renderer(make_renderer(config), catalog)  # no exception
+        strays = make_renderer(config).check([sm.migration for sm in catalog])
+        assert any("not a known migration id" in p.message for p in strays)
+        assert store_timezone(store) is not None
