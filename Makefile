@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 DEMO := demo
 MIGCTL := $(BIN)/migctl --db $(DEMO)/migctl.db --config $(DEMO)/migctl.toml
 
-.PHONY: demo test lint bench fuzz clean
+.PHONY: demo test bench fuzz clean
+
+SCALE ?= 0.01
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +48,9 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff format --check migrate_cli tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.run --scale $(SCALE) --out bench/out/scale-$(SCALE)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

@@ -26,10 +26,13 @@ class Enforcement:
     accounts: int
     admins: int
     immediate: bool = False
+    # Set for accounts switched after their scope was already enforced (imported late): their
+    # administrators get an `enforced` notice of their own, even if they had the first one.
+    late: str | None = None
 
     @property
     def batch(self) -> str:
-        return enforcement_batch(self.scope, None if self.immediate else self.deadline)
+        return enforcement_batch(self.scope, None if self.immediate else self.deadline, self.late)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,7 +97,8 @@ def due_enforcements(
             first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
             # Accounts imported after an enforcement are still pending: a later run catches them.
             if n or first_time:
-                out.append(Enforcement(sm.id, scope, deadline, n, admins, immediate))
+                late = None if first_time else now.strftime("%Y%m%dT%H%M%S")
+                out.append(Enforcement(sm.id, scope, deadline, n, admins, immediate, late))
     return out
 
 
@@ -186,7 +190,7 @@ def apply_enforcements(
                 )
                 report.batches.append(
                     Enforcement(
-                        b.migration_id, b.scope, b.deadline, switched, b.admins, b.immediate
+                        b.migration_id, b.scope, b.deadline, switched, b.admins, b.immediate, b.late
                     )
                 )
             # Same transaction: an enforcement is never recorded without its notices queued.

@@ -203,9 +203,10 @@ def plan_migration(
         )
 
 
-def enforcement_batch(scope: str, deadline: date | None) -> str:
-    """The slot of the `enforced` notice for one enforcement batch."""
-    return f"enforced-{scope}-{deadline.isoformat() if deadline else 'immediate'}"
+def enforcement_batch(scope: str, deadline: date | None, late: str | None = None) -> str:
+    """The slot of the `enforced` notice for one enforcement batch (the date stays last)."""
+    tail = deadline.isoformat() if deadline else "immediate"
+    return f"enforced-{scope}-late{late}-{tail}" if late else f"enforced-{scope}-{tail}"
 
 
 def plan_enforced(

@@ -313,6 +313,25 @@ def test_late_imported_account_is_enforced_next_run_with_one_audit_event_each(
     assert row["accounts"] == 7
 
 
+def test_late_enforced_account_gets_its_own_enforced_notice(tmp_path: Path) -> None:
+    """An administrator who already had the batch's `enforced` notice is still told about an
+    account switched later (its own batch slot), and nobody else is notified twice."""
+    db = setup_store(tmp_path, MAIL)
+    enforce_json(tmp_path, "2016-05-11")
+    before = {r["key"] for r in query(db, "SELECT key FROM outbox WHERE kind = 'enforced'")}
+    assert any("|a@x.test|" in k for k in before)
+    (tmp_path / "late.csv").write_text(
+        "id,name,plan,tags,created_at,status,admins\nlate-2,Late,free,,2015-01-01,active,a@x.test\n"
+    )
+    ok(migctl(tmp_path, "--now", "2016-05-12", "accounts", "import", "late.csv"))
+    enforce_json(tmp_path, "2016-05-12")
+    after = {r["key"] for r in query(db, "SELECT key FROM outbox WHERE kind = 'enforced'")}
+    new = after - before
+    assert len(new) == 1
+    (key,) = new
+    assert "|a@x.test|enforced|enforced-*-late" in key and key.endswith("-2016-05-11")
+
+
 # --------------------------------------------------------------------------- dry run
 
 
