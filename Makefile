@@ -52,5 +52,9 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run --scale $(SCALE) --out bench/out/scale-$(SCALE)
 
+# A longer hypothesis run of the loaders and injection tests (about 10 minutes).
+fuzz: $(VENV)/.installed-test
+	MIGCTL_FUZZ=1 timeout 900 $(BIN)/python -m pytest tests/test_fuzz_loaders.py tests/test_injection.py -q -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from migrate_cli.accounts_io import MAX_PROBLEMS, AccountRow, normalise_email, read_accounts
 from migrate_cli.catalog import store_timezone
@@ -58,9 +58,17 @@ def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
     for row in rows:
         count += 1
         accounts.append(
-            (row.line, row.id, row.name, row.plan,
-             None if row.tags is None else ";".join(row.tags), db_time(row.created_at),
-             row.status, ";".join(sorted(row.admins)), row.tags is not None)
+            (
+                row.line,
+                row.id,
+                row.name,
+                row.plan,
+                None if row.tags is None else ";".join(row.tags),
+                db_time(row.created_at),
+                row.status,
+                ";".join(sorted(row.admins)),
+                row.tags is not None,
+            )
         )
         admins.extend((row.id, email) for email in row.admins)
         if row.tags is not None:
@@ -71,7 +79,9 @@ def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
     return count
 
 
-def _merge(conn: sqlite3.Connection, now: datetime, actor: str, source: str, report: ImportReport) -> None:
+def _merge(
+    conn: sqlite3.Connection, now: datetime, actor: str, source: str, report: ImportReport
+) -> None:
     stamp = db_time(now)
     conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_accounts_id ON imp_accounts(id)")
     conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_admins_acc ON imp_admins(account_id, email)")
@@ -144,12 +154,23 @@ def _merge(conn: sqlite3.Connection, now: datetime, actor: str, source: str, rep
         "SELECT id, old_status, new_status FROM imp_diff WHERE change = 'updated' "
         "AND old_status IS NOT new_status"
     ).fetchall():
-        audit(conn, at=now, actor=actor, action=f"account.{new}", account_id=acc_id,
-              detail={"from": old, "to": new, "source": source})
+        audit(
+            conn,
+            at=now,
+            actor=actor,
+            action=f"account.{new}",
+            account_id=acc_id,
+            detail={"from": old, "to": new, "source": source},
+        )
         if new == "closed":
             report.closed += 1
-    audit(conn, at=now, actor=actor, action="accounts.imported",
-          detail={"source": source, **report.to_json()})
+    audit(
+        conn,
+        at=now,
+        actor=actor,
+        action="accounts.imported",
+        detail={"source": source, **report.to_json()},
+    )
     conn.execute("DROP TABLE temp.cur_admins")
     conn.execute("DROP TABLE temp.imp_diff")
 
@@ -167,10 +188,16 @@ def import_accounts(
         for acc_id, lines in conn.execute(
             "SELECT id, group_concat(line, ', ') FROM imp_accounts GROUP BY id HAVING count(*) > 1"
         ):
-            problems.append(Problem(str(path), int(lines.split(",")[-1]), "id",
-                                    f"duplicate account id {acc_id!r} (lines {lines})"))
+            problems.append(
+                Problem(
+                    str(path),
+                    int(lines.split(",")[-1]),
+                    "id",
+                    f"duplicate account id {acc_id!r} (lines {lines})",
+                )
+            )
         if problems:
-            problems.sort(key=lambda p: (p.line or 0))
+            problems.sort(key=lambda p: p.line or 0)
             shown = problems[:MAX_PROBLEMS]
             more = len(problems) - len(shown)
             summary = f"{path}: {len(problems)} problem(s); nothing was imported"
@@ -178,8 +205,10 @@ def import_accounts(
                 summary += f" (first {MAX_PROBLEMS} listed)"
             raise InputError(shown, summary)
         if report.rows == 0:
-            raise InputError([Problem(str(path), None, None, "no accounts in the file")],
-                             f"{path}: nothing to import")
+            raise InputError(
+                [Problem(str(path), None, None, "no accounts in the file")],
+                f"{path}: nothing to import",
+            )
         _merge(conn, now, actor, str(path), report)
     return report
 
@@ -202,8 +231,13 @@ def add_account(store: Store, row: AccountRow, *, now: datetime, actor: str) -> 
 
 
 def list_accounts(
-    store: Store, *, plan: str | None = None, status: str | None = None,
-    admin: str | None = None, limit: int = 100, offset: int = 0,
+    store: Store,
+    *,
+    plan: str | None = None,
+    status: str | None = None,
+    admin: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     where: list[str] = []
     params: list[Any] = []
@@ -229,7 +263,10 @@ def list_accounts(
 
 
 def count_accounts(store: Store) -> dict[str, int]:
-    return {r["status"]: r["n"] for r in store.query("SELECT status, count(*) AS n FROM accounts GROUP BY status")}
+    return {
+        r["status"]: r["n"]
+        for r in store.query("SELECT status, count(*) AS n FROM accounts GROUP BY status")
+    }
 
 
 def get_account(store: Store, account_id: str) -> dict[str, Any]:
@@ -253,3 +290,63 @@ def _account_json(r: sqlite3.Row) -> dict[str, Any]:
         "status": r["status"],
         "admins": sorted(e for e in (r["admins"] or "").split(";") if e),
     }
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value: str) -> str:
+    # A cell starting like a formula would be evaluated by a spreadsheet (=HYPERLINK(...)):
+    # the leading apostrophe makes it text (OWASP "CSV injection").
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def export_accounts(store: Store, out: IO[str], fmt: str) -> int:
+    """Stream every account (with its administrators) as CSV or JSON Lines; returns the count."""
+    import csv
+    import json
+
+    sql = (
+        "SELECT a.id, a.name, a.plan, a.tags, a.created_at, a.status, "
+        "(SELECT group_concat(email, ';') FROM (SELECT email FROM account_admins x "
+        "WHERE x.account_id = a.id ORDER BY email)) AS admins FROM accounts a ORDER BY a.id"
+    )
+    count = 0
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(["id", "name", "plan", "tags", "created_at", "status", "admins"])
+    for r in store.iterate(sql):
+        count += 1
+        created = r["created_at"].replace(".000000Z", "Z")
+        if writer is not None:
+            writer.writerow(
+                [
+                    _spreadsheet_safe(str(v))
+                    for v in (
+                        r["id"],
+                        r["name"],
+                        r["plan"],
+                        r["tags"],
+                        created,
+                        r["status"],
+                        r["admins"] or "",
+                    )
+                ]
+            )
+        else:
+            out.write(
+                json.dumps(
+                    {
+                        "id": r["id"],
+                        "name": r["name"],
+                        "plan": r["plan"],
+                        "tags": [t for t in r["tags"].split(";") if t],
+                        "created_at": created,
+                        "status": r["status"],
+                        "admins": [e for e in (r["admins"] or "").split(";") if e],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+    return count

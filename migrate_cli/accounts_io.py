@@ -277,6 +277,9 @@ def _read_jsonl(lines: Iterable[str], file: str, tz: tzinfo, problems: list[Prob
         except RecursionError:
             problems.append(Problem(file, n, None, "invalid JSON: nested too deeply"))
             continue
+        except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+            problems.append(Problem(file, n, None, f"invalid JSON: {exc}"))
+            continue
         if not isinstance(obj, dict):
             problems.append(Problem(file, n, None, "expected a JSON object per line"))
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -169,6 +170,8 @@ def load_config(path: Path | None, *, explicit: bool = False) -> Config:
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         raise InputError([Problem(name, line, None, f"invalid TOML: {exc}")]) from None
+    except RecursionError:
+        raise InputError([Problem(name, None, None, "invalid TOML: nested too deeply")]) from None
     lines = _key_lines(text)
     problems: list[Problem] = []
     _check(data, _SCHEMA, "", name, problems, lines)
@@ -193,6 +196,16 @@ def load_config(path: Path | None, *, explicit: bool = False) -> Config:
     for key, low in (("rate_per_second", 0), ("daily_quota", 0), ("concurrency", 0), ("max_attempts", 0)):
         if key in email and email[key] <= low:
             problems.append(Problem(name, where(f"email.{key}"), f"email.{key}", "must be greater than 0"))
+    for key in ("rate_per_second",):
+        if key in email and not math.isfinite(email[key]):
+            problems.append(Problem(name, where(f"email.{key}"), f"email.{key}", "must be a finite number"))
+    for table in ("smtp", "ses", "sendgrid"):
+        value = email.get(table, {}).get("timeout")
+        if value is not None and not (math.isfinite(value) and 0 < value <= 600):
+            problems.append(
+                Problem(name, where(f"email.{table}.timeout"), f"email.{table}.timeout",
+                        f"must be a number of seconds above 0 and at most 600, got {value!r}")
+            )
     if email.get("concurrency", 1) > 64:
         problems.append(Problem(name, where("email.concurrency"), "email.concurrency", "must be at most 64"))
     for key in ("from", "reply_to"):

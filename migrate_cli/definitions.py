@@ -26,6 +26,8 @@ SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 PLAN_OR_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 URL = re.compile(r"^https?://[^\s<>\"']+$")
 TBD = "TBD"
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(2999, 12, 31)
 
 _TOP_KEYS = {"defaults", "migrations"}
 _DEFAULT_KEYS = {"timezone", "notices", "severity"}
@@ -215,10 +217,15 @@ class _Checker:
             self.add(path, f"expected a date like 2016-05-11, got {_kind(value)}")
             return None
         try:
-            return parse_date(value)
+            day = parse_date(value)
         except ValueError as exc:
             self.add(path, str(exc))
             return None
+        # Far-off years are typos, and dates near the calendar's ends overflow date arithmetic.
+        if not (EARLIEST_DATE <= day <= LATEST_DATE):
+            self.add(path, f"{value} is outside {EARLIEST_DATE.year}–{LATEST_DATE.year}")
+            return None
+        return day
 
     def duration(self, value: Any, path: tuple[str | int, ...]) -> timedelta | None:
         try:
@@ -345,6 +352,9 @@ def _migration(
             c.add(mpath, "is required (a date, TBD, a plan -> date map) unless grace_period is given")
         elif grace is not None and start is not None:
             mandatory = start + grace
+            if mandatory > LATEST_DATE:
+                c.add((*path, "grace_period"), f"ends after {LATEST_DATE.isoformat()}")
+                mandatory = None
     elif raw_mand == TBD:
         mandatory = None
     elif isinstance(raw_mand, dict):

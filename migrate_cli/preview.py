@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -111,13 +113,25 @@ _SAFE = re.compile(r"[^a-z0-9_.-]+")
 
 
 def write_preview(preview: Preview, out_dir: Path) -> list[Path]:
-    """Write .html and .eml into out_dir; names are built from slugs, never from user paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = _SAFE.sub("-", f"{preview.context.migration.id}.{preview.context.kind}".lower()).strip(
-        ".-"
-    )
+    """Write .html and .eml into out_dir; names are built from slugs, never from user paths.
+
+    Notices hold administrators' addresses and account names: owner-only, like the store.
+    """
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    base = _SAFE.sub("-", f"{preview.context.migration.id}.{preview.context.kind}".lower()).strip(".-")
     html_path = out_dir / f"{base}.html"
     eml_path = out_dir / f"{base}.eml"
-    html_path.write_text(preview.rendered.html, encoding="utf-8")
-    eml_path.write_bytes(as_bytes(build_message(preview.email)))
+    _write_private(html_path, preview.rendered.html.encode("utf-8"))
+    _write_private(eml_path, as_bytes(build_message(preview.email)))
     return [html_path, eml_path]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".preview-", dir=path.parent)  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

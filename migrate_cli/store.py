@@ -151,10 +151,21 @@ def audit(
 def _create_private(path: Path) -> None:
     # The store holds administrator emails: create it owner-only before SQLite touches it.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private_dirs(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
     except FileExistsError:
         pass
     except OSError as exc:
         raise StoreError(f"cannot create the store {path}: {exc.strerror}") from None
+
+
+def _make_private_dirs(folder: Path) -> None:
+    # mkdir(mode=) applies to the last level only when parents=True: create each missing one.
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for level in reversed(missing):
+        level.mkdir(mode=0o700, exist_ok=True)

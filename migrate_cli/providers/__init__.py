@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import re
+from typing import Any
 
 from migrate_cli.providers.base import (
     OutgoingEmail,
@@ -33,15 +36,46 @@ def provider_class(name: str) -> type[Provider]:
         ) from None
     module_name, _, attr = target.partition(":")
     cls: type[Provider] = getattr(importlib.import_module(module_name), attr)
+    if name == "ses":
+        _quiet_botocore()
     return cls
 
 
-__all__ = [
-    "REGISTRY",
-    "OutgoingEmail",
-    "Provider",
-    "ProviderConfigError",
-    "SendResult",
-    "SendStatus",
-    "provider_class",
-]
+_TOKEN_PATTERNS = (
+    # header dicts and canonical requests: X-Amz-Security-Token / x-amz-security-token
+    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=,]\s*b?['\"]?)([^'\"\s,}\n]+)"),
+    re.compile(r"(?i)(signature=)([0-9a-f]{16,})"),
+)
+
+
+def _redact(text: str) -> str:
+    for pattern in _TOKEN_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+def _quiet_botocore() -> None:
+    """botocore logs signed request headers (the session token among them) at DEBUG.
+
+    Whoever turns on debug logging for the whole process must not find credentials in the
+    log: botocore records are redacted as they are created (a filter on one logger would miss
+    its many child loggers), and botocore stays at INFO unless the operator chose a level.
+    """
+    sdk = logging.getLogger("botocore")
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(logging.INFO)
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_migctl_redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.name.startswith(("botocore", "urllib3")):
+            message = record.getMessage()
+            redacted = _redact(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return record
+
+    factory._migctl_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
