@@ -1254,8 +1254,8 @@ def enforce(
         due_enforcements,
         immediate_enforcement,
     )
-    from migrate_cli.timeutil import iso
     from migrate_cli.locking import store_lock
+    from migrate_cli.timeutil import iso
 
     e = env(ctx)
     if immediately and (not migration or not reason or not reason.strip()):

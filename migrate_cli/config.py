@@ -113,18 +113,37 @@ _SCHEMA: dict[str, Any] = {
             "local_hostname": str,
             "ca_file": str,
         },
-        "ses": {"region": str, "configuration_set": str, "endpoint_url": str, "timeout": (int, float)},
+        "ses": {
+            "region": str,
+            "configuration_set": str,
+            "endpoint_url": str,
+            "timeout": (int, float),
+        },
         "sendgrid": {"api_key_env": str, "host": str, "timeout": (int, float)},
         "file": {"directory": str},
     },
 }
 
 
-def _check(data: dict[str, Any], schema: dict[str, Any], prefix: str, file: str, problems: list[Problem], lines: dict[str, int]) -> None:
+def _check(
+    data: dict[str, Any],
+    schema: dict[str, Any],
+    prefix: str,
+    file: str,
+    problems: list[Problem],
+    lines: dict[str, int],
+) -> None:
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key not in schema:
-            problems.append(Problem(file, lines.get(name), name, f"unknown key; allowed: {', '.join(sorted(schema))}"))
+            problems.append(
+                Problem(
+                    file,
+                    lines.get(name),
+                    name,
+                    f"unknown key; allowed: {', '.join(sorted(schema))}",
+                )
+            )
             continue
         expected = schema[key]
         if isinstance(expected, dict):
@@ -133,7 +152,11 @@ def _check(data: dict[str, Any], schema: dict[str, Any], prefix: str, file: str,
             else:
                 _check(value, expected, name + ".", file, problems, lines)
         elif isinstance(value, bool) or not isinstance(value, expected):
-            want = "a number" if expected == (int, float) else {str: "text", int: "a whole number"}[expected]
+            want = (
+                "a number"
+                if expected == (int, float)
+                else {str: "text", int: "a whole number"}[expected]
+            )
             problems.append(Problem(file, lines.get(name), name, f"expected {want}, got {value!r}"))
 
 
@@ -184,37 +207,87 @@ def load_config(path: Path | None, *, explicit: bool = False) -> Config:
 
     env = data.get("environment", "development")
     if env not in ENVIRONMENTS:
-        problems.append(Problem(name, where("environment"), "environment", f"{env!r} is not one of {', '.join(ENVIRONMENTS)}"))
+        problems.append(
+            Problem(
+                name,
+                where("environment"),
+                "environment",
+                f"{env!r} is not one of {', '.join(ENVIRONMENTS)}",
+            )
+        )
     email = data.get("email", {})
     provider = email.get("provider", "console")
     if provider not in PROVIDERS:
-        problems.append(Problem(name, where("email.provider"), "email.provider", f"{provider!r} is not one of {', '.join(PROVIDERS)}"))
+        problems.append(
+            Problem(
+                name,
+                where("email.provider"),
+                "email.provider",
+                f"{provider!r} is not one of {', '.join(PROVIDERS)}",
+            )
+        )
     smtp = email.get("smtp", {})
     security = smtp.get("security", "starttls")
     if security not in ("starttls", "ssl", "none"):
-        problems.append(Problem(name, where("email.smtp.security"), "email.smtp.security", f"{security!r} is not one of starttls, ssl, none"))
-    for key, low in (("rate_per_second", 0), ("daily_quota", 0), ("concurrency", 0), ("max_attempts", 0)):
+        problems.append(
+            Problem(
+                name,
+                where("email.smtp.security"),
+                "email.smtp.security",
+                f"{security!r} is not one of starttls, ssl, none",
+            )
+        )
+    for key, low in (
+        ("rate_per_second", 0),
+        ("daily_quota", 0),
+        ("concurrency", 0),
+        ("max_attempts", 0),
+    ):
         if key in email and email[key] <= low:
-            problems.append(Problem(name, where(f"email.{key}"), f"email.{key}", "must be greater than 0"))
+            problems.append(
+                Problem(name, where(f"email.{key}"), f"email.{key}", "must be greater than 0")
+            )
     for key in ("rate_per_second",):
         if key in email and not math.isfinite(email[key]):
-            problems.append(Problem(name, where(f"email.{key}"), f"email.{key}", "must be a finite number"))
+            problems.append(
+                Problem(name, where(f"email.{key}"), f"email.{key}", "must be a finite number")
+            )
     for table in ("smtp", "ses", "sendgrid"):
         value = email.get(table, {}).get("timeout")
         if value is not None and not (math.isfinite(value) and 0 < value <= 600):
             problems.append(
-                Problem(name, where(f"email.{table}.timeout"), f"email.{table}.timeout",
-                        f"must be a number of seconds above 0 and at most 600, got {value!r}")
+                Problem(
+                    name,
+                    where(f"email.{table}.timeout"),
+                    f"email.{table}.timeout",
+                    f"must be a number of seconds above 0 and at most 600, got {value!r}",
+                )
             )
     if email.get("concurrency", 1) > 64:
-        problems.append(Problem(name, where("email.concurrency"), "email.concurrency", "must be at most 64"))
+        problems.append(
+            Problem(name, where("email.concurrency"), "email.concurrency", "must be at most 64")
+        )
     for key in ("from", "reply_to"):
         value = email.get(key)
         if value is not None and ("@" not in value or any(ch in value for ch in "\r\n")):
-            problems.append(Problem(name, where(f"email.{key}"), f"email.{key}", f"{value!r} is not an email address"))
+            problems.append(
+                Problem(
+                    name,
+                    where(f"email.{key}"),
+                    f"email.{key}",
+                    f"{value!r} is not an email address",
+                )
+            )
     limit = data.get("enforcement", {}).get("max_accounts_without_confirm", 10_000)
     if limit < 0:
-        problems.append(Problem(name, where("enforcement.max_accounts_without_confirm"), "enforcement.max_accounts_without_confirm", "must be 0 or more"))
+        problems.append(
+            Problem(
+                name,
+                where("enforcement.max_accounts_without_confirm"),
+                "enforcement.max_accounts_without_confirm",
+                "must be 0 or more",
+            )
+        )
     if problems:
         raise InputError(problems, f"{name}: {len(problems)} problem(s) in the configuration")
 

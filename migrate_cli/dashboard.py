@@ -86,7 +86,7 @@ def write_export(
     dashboard_url: str,
 ) -> int:
     """Stream the export as one JSON document; returns the number of accounts written."""
-    out.write('{"generated_at": %s, "accounts": [' % json.dumps(iso(now)))
+    out.write(f'{{"generated_at": {json.dumps(iso(now))}, "accounts": [')
     count = 0
     for account_id, name, notices in iter_notices(store, catalog, tz, now, dashboard_url):
         out.write(
@@ -96,5 +96,5 @@ def write_export(
             )
         )
         count += 1
-    out.write('\n], "count": %d}\n' % count)
+    out.write(f'\n], "count": {count}}}\n')
     return count

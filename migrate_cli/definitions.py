@@ -141,7 +141,9 @@ class Migration:
             "grace_period_start": self.grace_period_start.isoformat(),
             "mandatory_opt_in": self.mandatory_json(),
             # `is not None`: a zero grace period (0d, immediate) is falsy but must survive the store.
-            "grace_period": format_duration(self.grace_period) if self.grace_period is not None else None,
+            "grace_period": format_duration(self.grace_period)
+            if self.grace_period is not None
+            else None,
             "summary": self.summary,
             "description": self.description,
             "docs_url": self.docs_url,
@@ -181,14 +183,21 @@ class _Checker:
     def add(self, path: tuple[str | int, ...], message: str) -> None:
         field_name = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
         field_name = field_name.replace(".[", "[")
-        self.problems.append(Problem(self.doc.file, self.doc.line(*path), field_name or None, message))
+        self.problems.append(
+            Problem(self.doc.file, self.doc.line(*path), field_name or None, message)
+        )
 
-    def unknown_keys(self, value: dict[str, Any], allowed: set[str], path: tuple[str | int, ...]) -> None:
+    def unknown_keys(
+        self, value: dict[str, Any], allowed: set[str], path: tuple[str | int, ...]
+    ) -> None:
         for key in value:
             if key not in allowed:
                 hint = _closest(key, allowed)
                 extra = f" (did you mean {hint!r}?)" if hint else ""
-                self.add((*path, key), f"unknown key {key!r}{extra}; allowed: {', '.join(sorted(allowed))}")
+                self.add(
+                    (*path, key),
+                    f"unknown key {key!r}{extra}; allowed: {', '.join(sorted(allowed))}",
+                )
 
     def mapping(self, value: Any, path: tuple[str | int, ...]) -> dict[str, Any] | None:
         if value is None:
@@ -234,7 +243,9 @@ class _Checker:
             self.add(path, str(exc))
             return None
 
-    def notices(self, value: Any, path: tuple[str | int, ...], base: NoticeSettings) -> NoticeSettings:
+    def notices(
+        self, value: Any, path: tuple[str | int, ...], base: NoticeSettings
+    ) -> NoticeSettings:
         mapping = self.mapping(value, path)
         if mapping is None:
             return base
@@ -247,13 +258,18 @@ class _Checker:
             else:
                 d = self.duration(raw, (*path, "reminder_every"))
                 if d is not None and d <= timedelta(0):
-                    self.add((*path, "reminder_every"), "must be longer than 0 (use 'never' to disable)")
+                    self.add(
+                        (*path, "reminder_every"), "must be longer than 0 (use 'never' to disable)"
+                    )
                 elif d is not None:
                     result = replace(result, reminder_every=d)
         if "escalate_before" in mapping:
             raw = mapping["escalate_before"]
             if not isinstance(raw, list):
-                self.add((*path, "escalate_before"), f"expected a list like [30d, 7d, 1d], got {_kind(raw)}")
+                self.add(
+                    (*path, "escalate_before"),
+                    f"expected a list like [30d, 7d, 1d], got {_kind(raw)}",
+                )
             else:
                 items = [self.duration(x, (*path, "escalate_before", i)) for i, x in enumerate(raw)]
                 offsets = sorted({d for d in items if d is not None}, reverse=True)
@@ -329,7 +345,9 @@ def _migration(
     if severity not in SEVERITIES:
         c.add(
             (*path, "severity"),
-            "is required" if severity is None else f"{_kind(severity)} is not one of {', '.join(SEVERITIES)}",
+            "is required"
+            if severity is None
+            else f"{_kind(severity)} is not one of {', '.join(SEVERITIES)}",
         )
     start = None
     if m.get("grace_period_start") is None:
@@ -349,7 +367,9 @@ def _migration(
         mandatory = None  # the stored form writes TBD as null; never derive a date from it
     elif raw_mand is None:
         if grace is None and "grace_period" not in m:
-            c.add(mpath, "is required (a date, TBD, a plan -> date map) unless grace_period is given")
+            c.add(
+                mpath, "is required (a date, TBD, a plan -> date map) unless grace_period is given"
+            )
         elif grace is not None and start is not None:
             mandatory = start + grace
             if mandatory > LATEST_DATE:
@@ -378,9 +398,7 @@ def _migration(
     else:
         mandatory = c.date(raw_mand, mpath)
     if start is not None:
-        for plan, d in (
-            mandatory.items() if isinstance(mandatory, dict) else [(None, mandatory)]
-        ):
+        for plan, d in mandatory.items() if isinstance(mandatory, dict) else [(None, mandatory)]:
             if d is not None and d < start:
                 where = (*mpath, plan) if plan else mpath
                 c.add(where, f"{d.isoformat()} is before grace_period_start {start.isoformat()}")
@@ -421,7 +439,9 @@ def _migration(
     )
 
 
-def parse_definitions(doc: Located, source_hash: str = "", *, from_store: bool = False) -> Definitions:
+def parse_definitions(
+    doc: Located, source_hash: str = "", *, from_store: bool = False
+) -> Definitions:
     """Validate a loaded document; raise InputError with every problem found.
 
     ``from_store``: the document is the canonical JSON kept in the store, where a null
@@ -429,7 +449,9 @@ def parse_definitions(doc: Located, source_hash: str = "", *, from_store: bool =
     c = _Checker(doc)
     top = c.mapping(doc.data, ())
     if top is None:
-        raise InputError(c.problems or [Problem(doc.file, 1, None, "expected a mapping at the top")])
+        raise InputError(
+            c.problems or [Problem(doc.file, 1, None, "expected a mapping at the top")]
+        )
     c.unknown_keys(top, _TOP_KEYS, ())
     defaults = c.mapping(top.get("defaults"), ("defaults",)) or {}
     c.unknown_keys(defaults, _DEFAULT_KEYS, ("defaults",))
@@ -468,7 +490,10 @@ def parse_definitions(doc: Located, source_hash: str = "", *, from_store: bool =
             if mig is None:
                 continue
             if mig.id in seen:
-                c.add((("migrations", i, "id")), f"duplicate id {mig.id!r} (also migrations[{seen[mig.id]}])")
+                c.add(
+                    (("migrations", i, "id")),
+                    f"duplicate id {mig.id!r} (also migrations[{seen[mig.id]}])",
+                )
                 continue
             seen[mig.id] = i
             migrations.append(mig)

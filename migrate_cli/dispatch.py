@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 from migrate_cli.catalog import StoredMigration
 from migrate_cli.config import Config
 from migrate_cli.fastrender import BulkRenderer
+from migrate_cli.planning import message_id
 from migrate_cli.providers import (
     OutgoingEmail,
     Provider,
@@ -193,7 +195,7 @@ class Dispatcher:
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            message_id=r["message_id"],
+            message_id=r["message_id"] or message_id(r["key"], self.config.email.from_addr),
             headers={"X-Migctl-Kind": r["kind"], "X-Migctl-Migration": r["migration_id"]},
         )
 
@@ -437,10 +439,8 @@ class Dispatcher:
                         self._record(outcomes)
         finally:
             for provider in providers:
-                try:
+                with contextlib.suppress(Exception):
                     provider.close()
-                except Exception:
-                    pass
         if config_error is not None:
             self.summary.stopped = str(config_error)
             raise config_error

@@ -10,9 +10,8 @@ from typing import Any
 from migrate_cli.catalog import StoredMigration
 from migrate_cli.enrollment import pending_accounts_sql
 from migrate_cli.errors import RuleError
-from migrate_cli.outbox import enqueue
 from migrate_cli.phases import ALL_SCOPE, mandatory_instant, scopes
-from migrate_cli.planning import enforcement_batch, plan_enforced
+from migrate_cli.planning import enforcement_batch, enqueue_enforced
 from migrate_cli.store import Store, audit, db_time
 
 
@@ -24,7 +23,7 @@ class Enforcement:
     scope: str
     deadline: date | None
     accounts: int
-    admins: int
+    admins: int | None  # None: not counted (cron runs skip it)
     immediate: bool = False
     # Set for accounts switched after their scope was already enforced (imported late): their
     # administrators get an `enforced` notice of their own, even if they had the first one.
@@ -71,17 +70,27 @@ def _scope_sql(sm: StoredMigration, tz: tzinfo, scope: str) -> tuple[str, list[A
     return sql, params
 
 
-def _count(store: Store, sql: str, params: list[Any]) -> tuple[int, int]:
-    row = store.query(
-        f"SELECT count(*) AS n, (SELECT count(DISTINCT x.email) FROM ({sql}) q "
-        "JOIN account_admins x ON x.account_id = q.id) AS admins FROM (" + sql + ")",
-        [*params, *params],
-    )[0]
-    return int(row["n"]), int(row["admins"] or 0)
+def _count(store: Store, sql: str, params: list[Any], with_admins: bool) -> tuple[int, int | None]:
+    n = int(store.scalar(f"SELECT count(*) FROM ({sql})", params))
+    if not with_admins or not n:
+        return n, 0 if not n else None
+    # Only for display (dry runs, the confirmation valve): a cron run does not pay for it.
+    admins = store.scalar(
+        f"SELECT count(*) FROM (SELECT x.email FROM ({sql}) q "
+        "CROSS JOIN account_admins x ON x.account_id = q.id GROUP BY x.email)",
+        params,
+    )
+    return n, int(admins or 0)
 
 
 def due_enforcements(
-    store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None = None
+    store: Store,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    only: str | None = None,
+    *,
+    with_admins: bool = True,
 ) -> list[Enforcement]:
     """What `enforce` would switch now (read-only). TBD scopes are never due."""
     out: list[Enforcement] = []
@@ -93,7 +102,7 @@ def due_enforcements(
                 continue  # never a second early
             immediate = _is_zero_grace_critical(sm)
             sql, params = _scope_sql(sm, tz, scope)
-            n, admins = _count(store, sql, params)
+            n, admins = _count(store, sql, params, with_admins)
             first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
             # Accounts imported after an enforcement are still pending: a later run catches them.
             if n or first_time:
@@ -103,7 +112,7 @@ def due_enforcements(
 
 
 def immediate_enforcement(store: Store, sm: StoredMigration, tz: tzinfo) -> Enforcement:
-    n, admins = _count(store, *_scope_sql(sm, tz, ALL_SCOPE))
+    n, admins = _count(store, *_scope_sql(sm, tz, ALL_SCOPE), True)
     return Enforcement(sm.id, ALL_SCOPE, None, n, admins, immediate=True)
 
 
@@ -193,18 +202,8 @@ def apply_enforcements(
                         b.migration_id, b.scope, b.deadline, switched, b.admins, b.immediate, b.late
                     )
                 )
-            # Same transaction: an enforcement is never recorded without its notices queued.
-            fresh = StoredMigration(
-                sm.migration,
-                sm.status,
-                sm.schedule_version,
-                sm.previous_mandatory,
-                sm.enforced_scopes,
-                reason or sm.immediate_reason,
-            )
-            queued = enqueue(
-                conn, plan_enforced(store, fresh, tz, now), now=now, from_addr=from_addr
-            )
-            report.notices += queued.enqueued
-            report.suppressed += queued.suppressed
+                # Same transaction: an enforcement is never recorded without its notices.
+                queued, suppressed = enqueue_enforced(conn, sm, b.batch, now)
+                report.notices += queued
+                report.suppressed += suppressed
     return report

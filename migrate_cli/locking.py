@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -48,10 +49,8 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
             "since": iso(utcnow()),
             "command": command,
         }
-        try:
+        with contextlib.suppress(OSError):  # information only
             _holder_path(db_path).write_text(json.dumps(holder))
-        except OSError:
-            pass  # information only
         yield
     finally:
         lock.release()

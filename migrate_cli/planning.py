@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
@@ -12,7 +13,7 @@ from migrate_cli.catalog import StoredMigration
 from migrate_cli.definitions import Migration, NoticeSettings
 from migrate_cli.enrollment import pending_accounts_sql
 from migrate_cli.phases import mandatory_instant
-from migrate_cli.store import Store, parse_db_time
+from migrate_cli.store import Store, db_time, parse_db_time
 from migrate_cli.timeutil import days_until, format_duration
 
 ANNOUNCEMENT = "announcement"
@@ -152,7 +153,7 @@ def plan_migration(
         f"WITH p AS ({pending_sql}), "
         "agg AS (SELECT x.email AS email, count(*) AS n, group_concat(p.id, char(31)) AS ids, "
         "min(p.deadline) AS deadline, max(p.deadline IS NULL) AS has_tbd "
-        "FROM p JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
+        "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
         "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
         "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
         "SELECT agg.email, agg.n, agg.ids, agg.deadline, agg.has_tbd, last.last_at, last.sv, "
@@ -209,39 +210,53 @@ def enforcement_batch(scope: str, deadline: date | None, late: str | None = None
     return f"enforced-{scope}-late{late}-{tail}" if late else f"enforced-{scope}-{tail}"
 
 
-def plan_enforced(
-    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime
-) -> Iterator[PlannedNotice]:
-    """One `enforced` notice per administrator per enforcement batch not yet notified."""
+def enqueue_enforced(
+    conn: sqlite3.Connection, sm: StoredMigration, batch: str, now: datetime
+) -> tuple[int, int]:
+    """Queue one `enforced` notice per administrator of an enforcement batch, in SQL.
+
+    Called in the enforcement's own transaction, so a batch is never recorded without its
+    notices. Returns (queued to send, suppressed).
+    """
     m = sm.migration
-    sql = (
-        "SELECT x.email AS email, e.batch AS batch, count(*) AS n, "
-        "group_concat(e.account_id, char(31)) AS ids, s.email IS NOT NULL AS suppressed "
-        "FROM enrollments e JOIN accounts a ON a.id = e.account_id AND a.status = 'active' "
-        "JOIN account_admins x ON x.account_id = e.account_id "
-        "LEFT JOIN suppressions s ON s.email = x.email "
-        "WHERE e.migration_id = ? AND e.state = 'enforced' AND e.batch IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.key = ? || '|' || x.email || '|enforced|' || e.batch) "
-        "GROUP BY x.email, e.batch ORDER BY x.email, e.batch"
-    )
-    for row in store.iterate(sql, (m.id, m.id)):
-        ids = tuple(sorted(row["ids"].split(SEP)))
-        batch = row["batch"]
-        immediate = batch.endswith("-immediate")
-        why = "emergency change enforced immediately" if immediate else "the mandatory date passed"
-        deadline = None if immediate else _batch_date(batch)
-        yield PlannedNotice(
+    immediate = batch.endswith("-immediate")
+    why = "emergency change enforced immediately" if immediate else "the mandatory date passed"
+    deadline = None if immediate else _batch_date(batch)
+    stamp = db_time(now)
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO outbox(key, migration_id, email, kind, slot, state, schedule_version, "
+        "accounts, accounts_count, deadline, why, created_at, updated_at) "
+        "SELECT ? || '|' || g.email || '|enforced|' || ?, ?, g.email, 'enforced', ?, "
+        "CASE WHEN s.email IS NULL THEN 'pending' ELSE 'suppressed' END, ?, g.ids, g.n, ?, "
+        "? || '; ' || g.n || ' account(s) switched', ?, ? FROM ("
+        "  SELECT x.email AS email, json_group_array(e.account_id) AS ids, count(*) AS n FROM "
+        "  (SELECT account_id FROM enrollments WHERE migration_id = ? AND state = 'enforced' "
+        "   AND batch = ? ORDER BY account_id) e "
+        "  CROSS JOIN account_admins x ON x.account_id = e.account_id "
+        "  JOIN accounts a ON a.id = e.account_id AND a.status = 'active' "
+        "  GROUP BY x.email"
+        ") g LEFT JOIN suppressions s ON s.email = g.email",
+        (
             m.id,
-            row["email"],
-            ENFORCED,
             batch,
-            ids,
-            deadline,
-            None,
-            f"{why}; {len(ids)} account(s) switched",
+            m.id,
+            batch,
             sm.schedule_version,
-            suppressed=bool(row["suppressed"]),
-        )
+            deadline.isoformat() if deadline else None,
+            why,
+            stamp,
+            stamp,
+            m.id,
+            batch,
+        ),
+    )
+    queued = cur.rowcount
+    suppressed = conn.execute(
+        "SELECT count(*) FROM outbox WHERE migration_id = ? AND kind = 'enforced' AND slot = ? "
+        "AND state = 'suppressed' AND created_at = ?",
+        (m.id, batch, stamp),
+    ).fetchone()[0]
+    return queued - suppressed, suppressed
 
 
 def _batch_date(batch: str) -> date | None:
@@ -267,9 +282,11 @@ def _existing_keys_checker(store: Store, migration_id: str) -> Any:
 def plan_all(
     store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None = None
 ) -> Iterator[PlannedNotice]:
-    """Every notice due now across migrations (enforced notices first: they are news)."""
+    """Every announcement, reminder and schedule change due now across migrations.
+
+    `enforced` notices are queued by the enforcement itself, in its own transaction.
+    """
     for sm in catalog:
         if only is not None and sm.id != only:
             continue
-        yield from plan_enforced(store, sm, tz, now)
         yield from plan_migration(store, sm, tz, now)

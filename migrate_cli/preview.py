@@ -118,7 +118,9 @@ def write_preview(preview: Preview, out_dir: Path) -> list[Path]:
     Notices hold administrators' addresses and account names: owner-only, like the store.
     """
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    base = _SAFE.sub("-", f"{preview.context.migration.id}.{preview.context.kind}".lower()).strip(".-")
+    base = _SAFE.sub("-", f"{preview.context.migration.id}.{preview.context.kind}".lower()).strip(
+        ".-"
+    )
     html_path = out_dir / f"{base}.html"
     eml_path = out_dir / f"{base}.eml"
     _write_private(html_path, preview.rendered.html.encode("utf-8"))

@@ -99,7 +99,7 @@ def run(
         summary.now = now
     tz = store_timezone(work)
     catalog = load_catalog(work)
-    batches = due_enforcements(work, catalog, tz, now)
+    batches = due_enforcements(work, catalog, tz, now, with_admins=False)
     if batches:
         summary.enforce = apply_enforcements(
             work, catalog, tz, now, batches, actor=actor, from_addr=config.email.from_addr

@@ -55,7 +55,7 @@ def simulate(store: Store, now: datetime, until: date, *, from_addr: str) -> lis
             )
             day = Day(local_date(t, tz))
             catalog = load_catalog(work)
-            batches = due_enforcements(work, catalog, tz, t)
+            batches = due_enforcements(work, catalog, tz, t, with_admins=False)
             if batches:
                 report = apply_enforcements(
                     work, catalog, tz, t, batches, actor="rehearsal", from_addr=from_addr

@@ -13,18 +13,32 @@ from migrate_cli.store import Store
 from migrate_cli.timeutil import iso
 
 
-def migration_status(store: Store, sm: StoredMigration, now: datetime, tz: tzinfo) -> dict[str, Any]:
+def migration_status(
+    store: Store, sm: StoredMigration, now: datetime, tz: tzinfo
+) -> dict[str, Any]:
     m = sm.migration
     per_scope = phases(m, now, tz, enforced_scopes=sm.enforced_scopes)
-    tbd_plans = m.per_plan and (m.applies_to.plans is None or bool(
-        set(m.applies_to.plans) - set(m.mandatory_opt_in or {})  # type: ignore[arg-type]
-    ))
-    phase = RETIRED if sm.status == "retired" else overall_phase(per_scope, has_tbd_plans=bool(tbd_plans))
+    tbd_plans = m.per_plan and (
+        m.applies_to.plans is None
+        or bool(
+            set(m.applies_to.plans) - set(m.mandatory_opt_in or {})  # type: ignore[arg-type]
+        )
+    )
+    phase = (
+        RETIRED
+        if sm.status == "retired"
+        else overall_phase(per_scope, has_tbd_plans=bool(tbd_plans))
+    )
     counts = state_counts(store, m, tz)
     upcoming = [p.days_left for p in per_scope if p.days_left is not None and p.days_left >= 0]
-    days_left = min(upcoming) if upcoming else (
-        max(p.days_left for p in per_scope if p.days_left is not None)
-        if any(p.days_left is not None for p in per_scope) else None
+    days_left = (
+        min(upcoming)
+        if upcoming
+        else (
+            max(p.days_left for p in per_scope if p.days_left is not None)
+            if any(p.days_left is not None for p in per_scope)
+            else None
+        )
     )
     migrated = counts["opted_in"] + counts["auto_enrolled"] + counts["enforced"]
     out: dict[str, Any] = {
@@ -48,8 +62,12 @@ def migration_status(store: Store, sm: StoredMigration, now: datetime, tz: tzinf
     }
     if m.per_plan:
         out["plans"] = [
-            {"plan": p.scope, "phase": p.phase, "mandatory_opt_in": p.deadline.isoformat() if p.deadline else None,
-             "days_left": p.days_left}
+            {
+                "plan": p.scope,
+                "phase": p.phase,
+                "mandatory_opt_in": p.deadline.isoformat() if p.deadline else None,
+                "days_left": p.days_left,
+            }
             for p in per_scope
         ]
     if m.applies_to.to_json():
@@ -64,7 +82,9 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
     if migration_id is not None:
         catalog = [sm for sm in catalog if sm.id == migration_id]
         if not catalog:
-            known = ", ".join(sm.id for sm in load_catalog(store)) or "none — run `migctl sync` first"
+            known = (
+                ", ".join(sm.id for sm in load_catalog(store)) or "none — run `migctl sync` first"
+            )
             raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
     from migrate_cli.outbox import counts
     from migrate_cli.suppressions import unreachable_accounts

@@ -33,11 +33,10 @@ class Store:
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
-        if str(path) != ":memory:":
-            if not path.exists():
-                if not create:
-                    raise StoreError(f"no store at {path}; run `migctl sync` first")
-                _create_private(path)
+        if str(path) != ":memory:" and not path.exists():
+            if not create:
+                raise StoreError(f"no store at {path}; run `migctl sync` first")
+            _create_private(path)
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
             # Explicit transactions only: no implicit BEGIN left open by a stray statement.

@@ -42,8 +42,13 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
     with store.transaction() as conn:
         if store.meta("timezone") != defs.timezone_name:
             if store.meta("timezone") is not None:
-                audit(conn, at=now, actor=actor, action="timezone.changed",
-                      detail={"from": store.meta("timezone"), "to": defs.timezone_name})
+                audit(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    action="timezone.changed",
+                    detail={"from": store.meta("timezone"), "to": defs.timezone_name},
+                )
                 report.changed.setdefault("(defaults)", []).append("timezone")
             store.set_meta(conn, "timezone", defs.timezone_name)
         for m in defs.migrations:
@@ -56,11 +61,25 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
                     "INSERT INTO migrations(id, title, severity, grace_period_start, "
                     "mandatory_opt_in, definition, definition_hash, status, synced_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?)",
-                    (m.id, m.title, m.severity, body["grace_period_start"], mandatory,
-                     json.dumps(body, sort_keys=True), digest, db_time(now)),
+                    (
+                        m.id,
+                        m.title,
+                        m.severity,
+                        body["grace_period_start"],
+                        mandatory,
+                        json.dumps(body, sort_keys=True),
+                        digest,
+                        db_time(now),
+                    ),
                 )
-                audit(conn, at=now, actor=actor, action="migration.added", migration_id=m.id,
-                      detail={"definition": body})
+                audit(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    action="migration.added",
+                    migration_id=m.id,
+                    detail={"definition": body},
+                )
                 report.added.append(m.id)
                 continue
             if old["definition_hash"] == digest and old["status"] == "active":
@@ -80,18 +99,41 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
                 "schedule_changed_at = CASE WHEN ? THEN ? ELSE schedule_changed_at END, "
                 "previous_mandatory_opt_in = CASE WHEN ? THEN ? ELSE previous_mandatory_opt_in END "
                 "WHERE id = ?",
-                (m.title, m.severity, body["grace_period_start"], mandatory,
-                 json.dumps(body, sort_keys=True), digest, db_time(now),
-                 1 if schedule_moved else 0, schedule_moved, db_time(now),
-                 schedule_moved, old["mandatory_opt_in"], m.id),
+                (
+                    m.title,
+                    m.severity,
+                    body["grace_period_start"],
+                    mandatory,
+                    json.dumps(body, sort_keys=True),
+                    digest,
+                    db_time(now),
+                    1 if schedule_moved else 0,
+                    schedule_moved,
+                    db_time(now),
+                    schedule_moved,
+                    old["mandatory_opt_in"],
+                    m.id,
+                ),
             )
             if fields:
-                audit(conn, at=now, actor=actor, action="migration.changed", migration_id=m.id,
-                      detail={k: {"from": before.get(k), "to": body[k]} for k in fields})
+                audit(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    action="migration.changed",
+                    migration_id=m.id,
+                    detail={k: {"from": before.get(k), "to": body[k]} for k in fields},
+                )
                 report.changed[m.id] = fields
             if schedule_moved:
-                audit(conn, at=now, actor=actor, action="migration.rescheduled", migration_id=m.id,
-                      detail={"from": before.get("mandatory_opt_in"), "to": body["mandatory_opt_in"]})
+                audit(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    action="migration.rescheduled",
+                    migration_id=m.id,
+                    detail={"from": before.get("mandatory_opt_in"), "to": body["mandatory_opt_in"]},
+                )
                 report.rescheduled.append(m.id)
         defined = set(defs.ids)
         for mid, old in existing.items():

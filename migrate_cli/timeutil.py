@@ -46,7 +46,9 @@ def get_timezone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
-        raise ValueError(f"unknown timezone {name!r} (use an IANA name like Europe/Paris)") from None
+        raise ValueError(
+            f"unknown timezone {name!r} (use an IANA name like Europe/Paris)"
+        ) from None
 
 
 def start_of_day(day: date, tz: tzinfo) -> datetime:

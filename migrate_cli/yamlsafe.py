@@ -77,12 +77,22 @@ class _Builder:
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.problems.append(
-                        Problem(self.file, key_node.start_mark.line + 1, _dotted(path), "keys must be plain strings")
+                        Problem(
+                            self.file,
+                            key_node.start_mark.line + 1,
+                            _dotted(path),
+                            "keys must be plain strings",
+                        )
                     )
                     continue
                 if key_node.value == "<<":
                     self.problems.append(
-                        Problem(self.file, key_node.start_mark.line + 1, _dotted(path), "merge keys (<<) are not supported")
+                        Problem(
+                            self.file,
+                            key_node.start_mark.line + 1,
+                            _dotted(path),
+                            "merge keys (<<) are not supported",
+                        )
                     )
                     continue
                 key = str(key_node.value)
@@ -143,7 +153,9 @@ def load_yaml(path: Path) -> Located:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise InputError([Problem(name, None, None, "file not found")], "cannot read definitions") from None
+        raise InputError(
+            [Problem(name, None, None, "file not found")], "cannot read definitions"
+        ) from None
     except OSError as exc:
         raise InputError([Problem(name, None, None, f"cannot read: {exc.strerror}")]) from None
     if len(raw) > MAX_BYTES:
@@ -162,7 +174,9 @@ def load_yaml(path: Path) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise InputError([Problem(name, line, None, f"invalid YAML: {exc.problem or exc}")]) from None
+        raise InputError(
+            [Problem(name, line, None, f"invalid YAML: {exc.problem or exc}")]
+        ) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(name, None, None, f"invalid YAML: {exc}")]) from None
     except RecursionError:
@@ -172,20 +186,40 @@ def load_yaml(path: Path) -> Located:
         raise InputError([Problem(name, 1, None, "file has no content")])
     if len(docs) > 1:
         raise InputError(
-            [Problem(name, docs[1].start_mark.line + 1, None, "only one YAML document is allowed (found '---')")]
+            [
+                Problem(
+                    name,
+                    docs[1].start_mark.line + 1,
+                    None,
+                    "only one YAML document is allowed (found '---')",
+                )
+            ]
         )
     builder = _Builder(name)
     try:
         data = builder.build(docs[0], ())
     except _TooBig:
         raise InputError(
-            [Problem(name, None, None, f"document expands to more than {MAX_NODES:,} nodes (alias bomb?)")]
+            [
+                Problem(
+                    name,
+                    None,
+                    None,
+                    f"document expands to more than {MAX_NODES:,} nodes (alias bomb?)",
+                )
+            ]
         ) from None
     except (_TooDeep, RecursionError) as exc:
         deep_line = exc.line if isinstance(exc, _TooDeep) else None
         raise InputError(
-            [Problem(name, deep_line, None, f"the document is nested more than {MAX_DEPTH} levels deep "
-                     "(recursive alias?)")]
+            [
+                Problem(
+                    name,
+                    deep_line,
+                    None,
+                    f"the document is nested more than {MAX_DEPTH} levels deep (recursive alias?)",
+                )
+            ]
         ) from None
     if builder.problems:
         raise InputError(builder.problems)

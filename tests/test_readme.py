@@ -51,7 +51,11 @@ def test_readme_console_examples_run_in_order(tmp_path: Path) -> None:
     for argv in _console_commands():
         result = subprocess.run(
             [sys.executable, "-m", "migrate_cli", *argv[1:]],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, f"{' '.join(argv)}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr
@@ -62,7 +66,9 @@ def test_readme_console_examples_run_in_order(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_make_demo_runs_end_to_end() -> None:
     """`make demo` on the real checkout (it reuses .venv when present)."""
-    result = subprocess.run(["make", "-s", "demo"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["make", "-s", "demo"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "enforced: email-delivery-changes" in result.stdout
     enforced = [p for p in (REPO / "demo" / "outbox").iterdir() if "_enforced_" in p.name]

@@ -79,3 +79,14 @@ def _quiet_botocore() -> None:
 
     factory._migctl_redacts = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+__all__ = [
+    "REGISTRY",
+    "OutgoingEmail",
+    "Provider",
+    "ProviderConfigError",
+    "SendResult",
+    "SendStatus",
+    "provider_class",
+]
