@@ -1273,7 +1273,7 @@ def enforce(
             assert migration is not None
             batches = [immediate_enforcement(store, get_migration(store, migration), tz)]
         else:
-            batches = due_enforcements(store, catalog, tz, now, migration)
+            batches = due_enforcements(store, catalog, tz, now, migration, with_admins=dry_run)
         total = sum(b.accounts for b in batches)
         doc: dict[str, Any] = {
             "now": iso(now),

@@ -203,7 +203,7 @@ def apply_enforcements(
                     )
                 )
                 # Same transaction: an enforcement is never recorded without its notices.
-                queued, suppressed = enqueue_enforced(conn, sm, b.batch, now)
+                queued, suppressed = enqueue_enforced(conn, sm, b.batch, now, from_addr)
                 report.notices += queued
                 report.suppressed += suppressed
     return report

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from migrate_cli.errors import NotFoundError, RuleError
-from migrate_cli.planning import PlannedNotice
+from migrate_cli.planning import PlannedNotice, message_id
 from migrate_cli.store import Store, audit, db_time
 
 PENDING = "pending"
@@ -80,7 +80,7 @@ def enqueue(
                 len(n.account_ids),
                 n.deadline.isoformat() if n.deadline else None,
                 n.why,
-                None,  # derived from the key when sent (dispatch), not stored per row
+                message_id(n.key, from_addr),
                 stamp,
                 stamp,
             )

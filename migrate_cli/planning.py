@@ -211,7 +211,7 @@ def enforcement_batch(scope: str, deadline: date | None, late: str | None = None
 
 
 def enqueue_enforced(
-    conn: sqlite3.Connection, sm: StoredMigration, batch: str, now: datetime
+    conn: sqlite3.Connection, sm: StoredMigration, batch: str, now: datetime, from_addr: str
 ) -> tuple[int, int]:
     """Queue one `enforced` notice per administrator of an enforcement batch, in SQL.
 
@@ -223,22 +223,27 @@ def enqueue_enforced(
     why = "emergency change enforced immediately" if immediate else "the mandatory date passed"
     deadline = None if immediate else _batch_date(batch)
     stamp = db_time(now)
+    conn.create_function(
+        "migctl_message_id", 1, lambda key: message_id(key, from_addr), deterministic=True
+    )
+    # ON CONFLICT(key) only: a row already queued for this key stays as it is, while any other
+    # constraint failure is an error (OR IGNORE would silently drop rows).
     cur = conn.execute(
-        "INSERT OR IGNORE INTO outbox(key, migration_id, email, kind, slot, state, schedule_version, "
-        "accounts, accounts_count, deadline, why, created_at, updated_at) "
-        "SELECT ? || '|' || g.email || '|enforced|' || ?, ?, g.email, 'enforced', ?, "
+        "INSERT INTO outbox(key, migration_id, email, kind, slot, state, schedule_version, "
+        "accounts, accounts_count, deadline, why, message_id, created_at, updated_at) "
+        "SELECT g.key, ?, g.email, 'enforced', ?, "
         "CASE WHEN s.email IS NULL THEN 'pending' ELSE 'suppressed' END, ?, g.ids, g.n, ?, "
-        "? || '; ' || g.n || ' account(s) switched', ?, ? FROM ("
-        "  SELECT x.email AS email, json_group_array(e.account_id) AS ids, count(*) AS n FROM "
+        "? || '; ' || g.n || ' account(s) switched', migctl_message_id(g.key), ?, ? FROM ("
+        "  SELECT ? || '|' || x.email || '|enforced|' || ? AS key, x.email AS email, "
+        "  json_group_array(e.account_id) AS ids, count(*) AS n FROM "
         "  (SELECT account_id FROM enrollments WHERE migration_id = ? AND state = 'enforced' "
         "   AND batch = ? ORDER BY account_id) e "
         "  CROSS JOIN account_admins x ON x.account_id = e.account_id "
         "  JOIN accounts a ON a.id = e.account_id AND a.status = 'active' "
         "  GROUP BY x.email"
-        ") g LEFT JOIN suppressions s ON s.email = g.email",
+        ") g LEFT JOIN suppressions s ON s.email = g.email WHERE true "
+        "ON CONFLICT(key) DO NOTHING",
         (
-            m.id,
-            batch,
             m.id,
             batch,
             sm.schedule_version,
@@ -246,6 +251,8 @@ def enqueue_enforced(
             why,
             stamp,
             stamp,
+            m.id,
+            batch,
             m.id,
             batch,
         ),

@@ -109,7 +109,7 @@ def m002_outbox(db: Database) -> None:
             accounts_count INTEGER NOT NULL,
             deadline TEXT,
             why TEXT,
-            message_id TEXT,                 -- NULL: derived from the key when sent
+            message_id TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0,
             provider TEXT,
             provider_message_id TEXT,
