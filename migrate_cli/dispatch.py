@@ -24,7 +24,7 @@ from migrate_cli.providers import (
     SendStatus,
 )
 from migrate_cli.render import AccountRef, NoticeContext, Renderer
-from migrate_cli.store import Store, audit, db_time
+from migrate_cli.store import Store, audit, bump_data_version, db_time
 from migrate_cli.timeutil import days_until, local_date
 
 # Rows claimed per commit by the serial loop: bounds what a kill leaves in doubt, while one
@@ -138,7 +138,7 @@ class Dispatcher:
             params.append(only)
         inner += " ORDER BY id LIMIT ?"
         params.append(limit)
-        with self.store.transaction() as conn:
+        with self.store.transaction(counts=False) as conn:
             if record:
                 self._record_in(conn, record)
             cur = conn.execute(
@@ -205,7 +205,7 @@ class Dispatcher:
         """Record a group of outcomes in one transaction."""
         if not outcomes:
             return
-        with self.store.transaction() as conn:
+        with self.store.transaction(counts=False) as conn:
             self._record_in(conn, outcomes)
 
     def _record_in(self, conn: sqlite3.Connection, outcomes: list[_Outcome]) -> None:
@@ -254,6 +254,7 @@ class Dispatcher:
                     "updated_at = ? WHERE id = ?",
                     (result.error, result.code, stamp, row_id),
                 )
+                bump_data_version(conn)  # a suppression changes `status` figures
                 conn.execute(
                     "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) "
                     "VALUES (?, ?, ?, ?)",
@@ -315,7 +316,7 @@ class Dispatcher:
         """Claimed but never handed to the provider: back to pending, attempt not counted."""
         if not jobs:
             return
-        with self.store.transaction() as conn:
+        with self.store.transaction(counts=False) as conn:
             conn.executemany(
                 "UPDATE outbox SET state = 'pending', attempts = attempts - 1 WHERE id = ? AND state = 'sending'",
                 [(j.row["id"],) for j in jobs],

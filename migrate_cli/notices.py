@@ -99,7 +99,7 @@ def enqueue_due(
     only: str | None,
     summary: NotifySummary,
 ) -> None:
-    with store.transaction() as conn:
+    with store.transaction(counts=False) as conn:
         report = enqueue(
             conn, plan_all(store, catalog, tz, now, only), now=now, from_addr=config.email.from_addr
         )

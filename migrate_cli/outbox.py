@@ -94,7 +94,7 @@ def enqueue(
 
 def recover_in_doubt(store: Store, *, now: datetime) -> int:
     """Rows left in `sending` by a killed run: their fate is unknown, so never resend them."""
-    with store.transaction() as conn:
+    with store.transaction(counts=False) as conn:
         cur = conn.execute(
             "UPDATE outbox SET state = 'in_doubt', updated_at = ?, "
             "last_error = 'the run was interrupted while sending; the provider may or may not "
@@ -171,7 +171,7 @@ def row_json(r: sqlite3.Row) -> dict[str, Any]:
 
 def retry_failed(store: Store, *, now: datetime, actor: str, ids: list[int] | None = None) -> int:
     """failed → pending (after the operator fixed the cause); attempts start again."""
-    with store.transaction() as conn:
+    with store.transaction(counts=False) as conn:
         sql = (
             "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = NULL, "
             "updated_at = ? WHERE state = 'failed'"
@@ -187,7 +187,7 @@ def retry_failed(store: Store, *, now: datetime, actor: str, ids: list[int] | No
 
 def resolve(store: Store, row_id: int, *, sent: bool, now: datetime, actor: str) -> dict[str, Any]:
     """Settle an in_doubt row: --sent marks it sent; --not-sent puts it back to pending."""
-    with store.transaction() as conn:
+    with store.transaction(counts=False) as conn:
         row = conn.execute("SELECT state, key FROM outbox WHERE id = ?", (row_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no outbox row {row_id}")

@@ -22,6 +22,7 @@ from migrate_cli.notices import (
     plan_only,
     provider_factory,
 )
+from migrate_cli.status import refresh_figures
 from migrate_cli.store import Store
 from migrate_cli.sync import SyncReport, sync
 from migrate_cli.timeutil import iso
@@ -126,4 +127,7 @@ def run(
     if summary.enforce.notices:
         summary.notify.by_kind["enforced"] = summary.enforce.notices
     notify(store, config, catalog, tz, now, stop=stop, progress=progress, summary=summary.notify)
+    if not (stop and stop.is_set()):
+        # Count once per cron run, so a `status` between runs reads cached figures.
+        refresh_figures(store, now)
     return summary

@@ -2,20 +2,77 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
 from migrate_cli.catalog import StoredMigration, load_catalog, store_timezone
+from migrate_cli.definitions import canonical_hash
 from migrate_cli.enrollment import admins_pending, state_counts
 from migrate_cli.errors import NotFoundError
+from migrate_cli.outbox import counts as outbox_counts
 from migrate_cli.phases import RETIRED, overall_phase, phases
-from migrate_cli.store import Store
-from migrate_cli.timeutil import iso
+from migrate_cli.store import BUSY_TIMEOUT_MS, Store, db_time
+from migrate_cli.timeutil import iso, utcnow
+
+
+class FiguresCache:
+    """Status figures depend on the data, not on `now`: keep them per data version.
+
+    Every write transaction that can change them bumps `meta.data_version` (Store.transaction),
+    so a cached figure is used only when nothing changed since it was counted. Counting a
+    million accounts takes seconds; repeated `status` calls between changes take a fraction.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.version = store.data_version()
+        self.fresh: dict[str, dict[str, Any]] = {}
+
+    def figures(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        row = self.store.query(
+            "SELECT body FROM status_cache WHERE key = ? AND version = ?", (key, self.version)
+        )
+        if row:
+            body: dict[str, Any] = json.loads(row[0]["body"])
+            return body
+        body = compute()
+        self.fresh[key] = body
+        return body
+
+    def save(self) -> None:
+        """Store what was counted, unless a writer holds the store (never wait for it)."""
+        if not self.fresh or str(self.store.path) == ":memory:":
+            return
+        conn = self.store.conn
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return  # busy: the next status counts again
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            if self.store.data_version() == self.version:  # nothing changed while counting
+                stamp = db_time(utcnow())
+                conn.executemany(
+                    "INSERT INTO status_cache(key, version, body, computed_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET version = excluded.version, "
+                    "body = excluded.body, computed_at = excluded.computed_at",
+                    [(k, self.version, json.dumps(v), stamp) for k, v in self.fresh.items()],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
 
 def migration_status(
-    store: Store, sm: StoredMigration, now: datetime, tz: tzinfo
+    store: Store, sm: StoredMigration, now: datetime, tz: tzinfo, cache: FiguresCache | None = None
 ) -> dict[str, Any]:
+    cache = cache or FiguresCache(store)
     m = sm.migration
     per_scope = phases(m, now, tz, enforced_scopes=sm.enforced_scopes)
     tbd_plans = m.per_plan and (
@@ -29,7 +86,11 @@ def migration_status(
         if sm.status == "retired"
         else overall_phase(per_scope, has_tbd_plans=bool(tbd_plans))
     )
-    counts = state_counts(store, m, tz)
+    figures = cache.figures(
+        f"{m.id}:{canonical_hash(m)}",
+        lambda: {**state_counts(store, m, tz), "admins_pending": admins_pending(store, m, tz)},
+    )
+    counts = figures
     upcoming = [p.days_left for p in per_scope if p.days_left is not None and p.days_left >= 0]
     days_left = (
         min(upcoming)
@@ -57,7 +118,7 @@ def migration_status(
             "enforced": counts["enforced"],
         },
         "migrated_share": round(migrated / counts["total"], 4) if counts["total"] else None,
-        "admins_pending": admins_pending(store, m, tz),
+        "admins_pending": figures["admins_pending"],
         "status": sm.status,
     }
     if m.per_plan:
@@ -86,17 +147,33 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
                 ", ".join(sm.id for sm in load_catalog(store)) or "none — run `migctl sync` first"
             )
             raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
-    from migrate_cli.outbox import counts
-    from migrate_cli.suppressions import unreachable_accounts
 
+    cache = FiguresCache(store)
+    migrations = [migration_status(store, sm, now, tz, cache) for sm in catalog]
+    reach = cache.figures("*", lambda: _reachability(store))
+    cache.save()
     return {
         "now": iso(now),
         "timezone": store.meta("timezone") or "UTC",
-        "migrations": [migration_status(store, sm, now, tz) for sm in catalog],
-        "outbox": counts(store),
+        "migrations": migrations,
+        "outbox": outbox_counts(store),
         # Accounts nobody can be told about: every administrator suppressed, or none at all.
-        "accounts_all_admins_suppressed": unreachable_accounts(store),
-        "accounts_without_admins": int(
+        "accounts_all_admins_suppressed": reach["all_admins_suppressed"],
+        "accounts_without_admins": reach["without_admins"],
+    }
+
+
+def refresh_figures(store: Store, now: datetime) -> None:
+    """Count and cache the status figures now (cron runs do it so `status` stays fast)."""
+    status_report(store, now)
+
+
+def _reachability(store: Store) -> dict[str, Any]:
+    from migrate_cli.suppressions import unreachable_accounts
+
+    return {
+        "all_admins_suppressed": unreachable_accounts(store),
+        "without_admins": int(
             store.scalar(
                 "SELECT count(*) FROM accounts a WHERE a.status = 'active' AND NOT EXISTS "
                 "(SELECT 1 FROM account_admins x WHERE x.account_id = a.id)"

@@ -79,19 +79,30 @@ class Store:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (all-or-nothing writes)."""
+    def transaction(self, *, counts: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (all-or-nothing writes).
+
+        ``counts=False`` declares that the transaction cannot change what `status` counts
+        (accounts, administrators, enrollments, definitions, suppressions); every other write
+        invalidates the cached status figures. Over-invalidating only costs a recount.
+        """
         conn = self.conn
         if conn.in_transaction:
             raise StoreError("internal error: nested transaction")
         conn.execute("BEGIN IMMEDIATE")
+        before = conn.total_changes
         try:
             yield conn
+            if counts and conn.total_changes != before:  # a no-op stays byte-for-byte a no-op
+                bump_data_version(conn)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         else:
             conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        return int(self.meta("data_version") or 0)
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         cur = self.conn.execute(sql, params)
@@ -120,6 +131,14 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.scalar("PRAGMA integrity_check") == "ok"
+
+
+def bump_data_version(conn: sqlite3.Connection) -> None:
+    """Mark the status figures stale (inside the writer's own transaction)."""
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('data_version', '1') ON CONFLICT(key) "
+        "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def audit(
