@@ -82,8 +82,12 @@ def latest_slot(
         k = int((now - grace_start) / settings.reminder_every)
         if k >= 1:
             at = grace_start + k * settings.reminder_every
+            # Named by its instant, not its number: a changed `reminder_every` or grace start
+            # renumbers the slots, and a reused name would collide with a key already sent.
             best = Slot(
-                at, f"r{k}", f"reminder #{k} (every {format_duration(settings.reminder_every)})"
+                at,
+                f"r-{at:%Y%m%dT%H%M%SZ}",
+                f"reminder #{k} (every {format_duration(settings.reminder_every)})",
             )
     if deadline_at is not None:
         day = (deadline or deadline_at.date()).isoformat()

@@ -3,6 +3,7 @@ same rules end to end through the store (digests of a daily cron over a whole gr
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -72,6 +73,11 @@ def due(
     )
 
 
+def r(at: datetime) -> str:
+    """A reminder slot's name: its instant (renumbering a cadence never reuses a key)."""
+    return f"r-{at:%Y%m%dT%H%M%SZ}"
+
+
 def slot_name(now: datetime, **kw: object) -> str | None:
     verdict = due(now, **kw)  # type: ignore[arg-type]
     if verdict is None:
@@ -83,9 +89,9 @@ def slot_name(now: datetime, **kw: object) -> str | None:
 # The default cadence for a 2016-04-04 → 2016-05-11 migration, in time order.
 TIMELINE = [
     (datetime(2016, 4, 11, tzinfo=UTC), "v0-e30d-2016-05-11"),
-    (datetime(2016, 4, 18, tzinfo=UTC), "r1"),
+    (datetime(2016, 4, 18, tzinfo=UTC), r(datetime(2016, 4, 18, tzinfo=UTC))),
     (datetime(2016, 4, 27, tzinfo=UTC), "v0-e14d-2016-05-11"),
-    (datetime(2016, 5, 2, tzinfo=UTC), "r2"),
+    (datetime(2016, 5, 2, tzinfo=UTC), r(datetime(2016, 5, 2, tzinfo=UTC))),
     (datetime(2016, 5, 4, tzinfo=UTC), "v0-e7d-2016-05-11"),
     (datetime(2016, 5, 8, tzinfo=UTC), "v0-e3d-2016-05-11"),
     (datetime(2016, 5, 10, tzinfo=UTC), "v0-e1d-2016-05-11"),
@@ -154,7 +160,7 @@ def test_latest_slot_at_and_one_second_before(instant: datetime, name: str) -> N
 
 def test_latest_slot_reminder_count_and_reason() -> None:
     slot = latest_slot(DEFAULT, GRACE, None, GRACE + 42 * D, 0)
-    assert slot is not None and slot.name == "r3" and slot.at == GRACE + 42 * D
+    assert slot is not None and slot.name == r(GRACE + 42 * D) and slot.at == GRACE + 42 * D
     assert "14d" in slot.why
 
 
@@ -175,7 +181,7 @@ def test_a_slot_already_covered_by_the_last_notice_is_not_due_again() -> None:
     # The e30d slot was sent at 10:00 on its day; the same day it is not due again.
     sent = datetime(2016, 4, 11, 10, tzinfo=UTC)
     assert slot_name(datetime(2016, 4, 17, 23, 59, 59, tzinfo=UTC), last_at=sent) is None
-    assert slot_name(datetime(2016, 4, 18, tzinfo=UTC), last_at=sent) == "r1"
+    assert slot_name(datetime(2016, 4, 18, tzinfo=UTC), last_at=sent) == r(GRACE + 14 * D)
 
 
 def test_nothing_on_or_after_the_mandatory_instant() -> None:
@@ -251,7 +257,7 @@ def test_tbd_keeps_reminding_every_period_and_never_escalates() -> None:
     for k in range(1, 13):  # almost half a year
         slot_at = GRACE + k * 14 * D
         assert due(slot_at - S, deadline=None, last_at=last) is None
-        assert slot_name(slot_at, deadline=None, last_at=last) == f"r{k}"
+        assert slot_name(slot_at, deadline=None, last_at=last) == r(slot_at)
         last = slot_at
 
 
@@ -281,7 +287,7 @@ def test_a_moved_date_re_arms_the_escalations() -> None:
     kw = {"deadline": new, "seen": 1, "version": 1}
     # 30d before 06-01 (05-02) is older than the last notice: not due.
     assert slot_name(datetime(2016, 5, 10, tzinfo=UTC), last_at=last, **kw) is None
-    assert slot_name(datetime(2016, 5, 16, tzinfo=UTC), last_at=last, **kw) == "r3"
+    assert slot_name(datetime(2016, 5, 16, tzinfo=UTC), last_at=last, **kw) == r(GRACE + 42 * D)
     assert (
         slot_name(
             datetime(2016, 5, 18, tzinfo=UTC), last_at=datetime(2016, 5, 16, tzinfo=UTC), **kw
@@ -366,11 +372,11 @@ def test_per_severity_overrides_change_the_cadence(severity_defs: dict[str, Migr
     # At grace start + 7d: high gets r1, medium has nothing (its first slot, e20d, is 04-21).
     now = GRACE + 7 * D
     assert due(now, settings=plain.notices, m=plain) is None
-    assert slot_name(now, settings=loud.notices, m=loud) == "r1"
+    assert slot_name(now, settings=loud.notices, m=loud) == r(GRACE + 7 * D)
     # Critical: every 3 days, and min_gap 1d lets them through.
-    assert slot_name(GRACE + 3 * D, settings=urgent.notices, m=urgent) == "r1"
-    assert (
-        slot_name(GRACE + 6 * D, settings=urgent.notices, m=urgent, last_at=GRACE + 3 * D) == "r2"
+    assert slot_name(GRACE + 3 * D, settings=urgent.notices, m=urgent) == r(GRACE + 3 * D)
+    assert slot_name(GRACE + 6 * D, settings=urgent.notices, m=urgent, last_at=GRACE + 3 * D) == r(
+        GRACE + 6 * D
     )
 
 
@@ -383,7 +389,9 @@ def test_per_migration_overrides_go_on_top_of_the_severity(
     assert tuned.notices.escalate_before == (D,)  # its own, replacing the list
     last = GRACE + 7 * D  # r1
     assert due(GRACE + 14 * D - S, settings=tuned.notices, m=tuned, last_at=last) is None
-    assert slot_name(GRACE + 14 * D, settings=tuned.notices, m=tuned, last_at=last) == "r2"
+    assert slot_name(GRACE + 14 * D, settings=tuned.notices, m=tuned, last_at=last) == r(
+        GRACE + 14 * D
+    )
     # The defaults' 30d/7d escalations are gone; only 1d is left.
     assert (
         slot_name(
@@ -392,7 +400,7 @@ def test_per_migration_overrides_go_on_top_of_the_severity(
             m=tuned,
             last_at=datetime(2016, 4, 27, 12, tzinfo=UTC),
         )
-        == "r4"
+        == "r-20160502T000000Z"
     )
     assert (
         slot_name(DEADLINE_AT - D, settings=tuned.notices, m=tuned, last_at=DEADLINE_AT - 6 * D)
@@ -431,9 +439,9 @@ def test_daily_cron_over_the_whole_grace_period_sends_the_documented_timeline() 
     assert sent == [
         ("2016-04-04", "announcement"),
         ("2016-04-11", "v0-e30d-2016-05-11"),
-        ("2016-04-18", "r1"),
+        ("2016-04-18", "r-20160418T000000Z"),
         ("2016-04-27", "v0-e14d-2016-05-11"),
-        ("2016-05-02", "r2"),
+        ("2016-05-02", "r-20160502T000000Z"),
         ("2016-05-04", "v0-e7d-2016-05-11"),
         ("2016-05-08", "v0-e3d-2016-05-11"),
         ("2016-05-10", "v0-e1d-2016-05-11"),
@@ -448,8 +456,11 @@ def test_a_weekly_cron_collapses_missed_slots() -> None:
     assert [(r["created_at"][:10], r["slot"]) for r in outbox()] == [
         ("2016-04-04", "announcement"),
         ("2016-04-11", "v0-e30d-2016-05-11"),
-        ("2016-04-18", "r1"),
-        ("2016-05-02", "r2"),  # 04-27's e14d was overtaken by r2 before the next run
+        ("2016-04-18", "r-20160418T000000Z"),
+        (
+            "2016-05-02",
+            "r-20160502T000000Z",
+        ),  # 04-27's e14d was overtaken by r2 before the next run
         ("2016-05-09", "v0-e3d-2016-05-11"),  # e7d (05-04) collapsed into e3d
     ]
 
@@ -464,7 +475,7 @@ def test_tbd_then_a_date_set_later_through_sync() -> None:
     rows = [(r["created_at"][:10], r["kind"], r["slot"], r["schedule_version"]) for r in outbox()]
     assert rows == [
         ("2016-04-04", "announcement", "announcement", 0),
-        ("2016-04-18", "reminder", "r1", 0),
+        ("2016-04-18", "reminder", "r-20160418T000000Z", 0),
         ("2016-04-20", "schedule_change", "schedule-v1", 1),
         ("2016-04-27", "reminder", "v1-e14d-2016-05-11", 1),
     ]
@@ -480,7 +491,7 @@ def test_a_date_moved_later_re_arms_the_escalations_through_sync() -> None:
     after = [(r["created_at"][:10], r["slot"]) for r in outbox("created_at >= '2016-05-05'")]
     assert after == [
         ("2016-05-06", "schedule-v1"),  # min_gap after the 05-04 escalation
-        ("2016-05-16", "r3"),
+        ("2016-05-16", "r-20160516T000000Z"),
         ("2016-05-18", "v1-e14d-2016-06-01"),
         ("2016-05-25", "v1-e7d-2016-06-01"),
         ("2016-05-29", "v1-e3d-2016-06-01"),
@@ -525,7 +536,7 @@ def test_an_administrators_deadline_moving_later_does_not_lose_escalations() -> 
     later = [(r["created_at"][:10], r["slot"]) for r in outbox("created_at >= '2016-05-05'")]
     assert later == [
         ("2016-05-11", "v0-e14d-2016-05-25"),
-        ("2016-05-16", "r3"),
+        ("2016-05-16", "r-20160516T000000Z"),
         ("2016-05-18", "v0-e7d-2016-05-25"),
         ("2016-05-22", "v0-e3d-2016-05-25"),
         ("2016-05-24", "v0-e1d-2016-05-25"),
@@ -544,3 +555,13 @@ def test_the_plan_says_why_with_slot_accounts_and_days_left() -> None:
     )
     assert n.key == notice_key(MIG, "ops@x.test", REMINDER, "v0-e14d-2016-05-11")
     assert "14d before the mandatory date" in n.why and "2 pending" in n.why and "14 day" in n.why
+
+
+def test_a_longer_reminder_period_never_reuses_a_sent_key() -> None:
+    """Weekly reminders r1..r7 went out; switching to 14d must still remind (review finding)."""
+    weekly = replace(DEFAULT, reminder_every=7 * D, escalate_before=())
+    fortnightly = replace(DEFAULT, reminder_every=14 * D, escalate_before=())
+    sent = {latest_slot(weekly, GRACE, None, GRACE + k * 7 * D, 0).name for k in range(1, 8)}  # type: ignore[union-attr]
+    for k in range(4, 8):
+        later = latest_slot(fortnightly, GRACE, None, GRACE + k * 14 * D, 0)
+        assert later is not None and later.name not in sent
