@@ -43,6 +43,7 @@ class DispatchSummary:
     retry_later: int = 0
     in_doubt: int = 0
     quota_reached: bool = False
+    suppressed_at_send: int = 0  # waiting rows dropped: address suppressed or nothing pending
     stopped: str | None = None  # a configuration error or a signal stopped the run
     by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -96,12 +97,42 @@ class Dispatcher:
     # ------------------------------------------------------------------ public
 
     def run(self, only: str | None = None) -> DispatchSummary:
+        self._sweep()
         quota = self._quota_left()
         if self.network and self.config.email.concurrency > 1:
             self._run_pool(only, quota)
         else:
             self._run_serial(only, quota)
         return self.summary
+
+    def _sweep(self) -> None:
+        """Before sending, drop what must no longer go out, without losing track of it.
+
+        Rows waiting from an earlier run (quota reached, retry later, `outbox retry`) may be
+        addressed to someone suppressed since, or be about accounts that have all migrated
+        since (SPEC rule 5: no more mail then). They become `suppressed` with the reason in
+        `last_error`; `enforced` notices always go out.
+        """
+        stamp = db_time(self.clock())
+        this_run = db_time(self.now)
+        with self.store.transaction(counts=False) as conn:
+            muted = conn.execute(
+                "UPDATE outbox SET state = 'suppressed', error_code = 'suppressed', "
+                "last_error = 'not sent: the address is suppressed', updated_at = ? "
+                "WHERE state = 'pending' AND email IN (SELECT email FROM suppressions)",
+                (stamp,),
+            ).rowcount
+            stale = conn.execute(
+                "UPDATE outbox SET state = 'suppressed', error_code = 'superseded', "
+                "last_error = 'not sent: every account it was about has migrated', "
+                "updated_at = ? WHERE state = 'pending' AND kind != 'enforced' "
+                "AND created_at != ? AND NOT EXISTS (SELECT 1 FROM json_each(outbox.accounts) j "
+                "JOIN accounts a ON a.id = j.value AND a.status = 'active' WHERE NOT EXISTS "
+                "(SELECT 1 FROM enrollments e WHERE e.migration_id = outbox.migration_id "
+                "AND e.account_id = j.value))",
+                (stamp, this_run),
+            ).rowcount
+        self.summary.suppressed_at_send = muted + stale
 
     # ------------------------------------------------------------------ claiming
 

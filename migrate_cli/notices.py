@@ -41,7 +41,7 @@ class NotifySummary:
             "sent": self.dispatch.sent,
             "failed": self.dispatch.failed,
             "in_doubt": self.in_doubt_total,
-            "suppressed": self.suppressed,
+            "suppressed": self.suppressed + self.dispatch.suppressed_at_send,
             "retry_later": self.dispatch.retry_later,
             "by_kind": dict(sorted(self.by_kind.items())),
             "quota_reached": self.dispatch.quota_reached,

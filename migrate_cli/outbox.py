@@ -30,51 +30,60 @@ class EnqueueReport:
     by_kind: dict[str, int] | None = None
 
 
+_INSERT = (
+    "INSERT INTO outbox(key, migration_id, email, kind, slot, state, "
+    "schedule_version, accounts, accounts_count, deadline, why, message_id, "
+    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
+    "schedule_version = excluded.schedule_version, accounts = excluded.accounts, "
+    "accounts_count = excluded.accounts_count, deadline = excluded.deadline, "
+    "why = excluded.why, created_at = excluded.created_at, "
+    "updated_at = excluded.updated_at "
+    "WHERE outbox.state = 'suppressed' AND excluded.state = 'pending'"
+)
+
+
 def enqueue(
     conn: sqlite3.Connection, notices: Iterable[PlannedNotice], *, now: datetime, from_addr: str
 ) -> EnqueueReport:
-    """Insert planned notices (INSERT OR IGNORE on the key: re-planning never duplicates)."""
-    report = EnqueueReport(by_kind={})
-    assert report.by_kind is not None
-    stamp = db_time(now)
-    batch: list[tuple[Any, ...]] = []
+    """Insert planned notices; an existing key is never duplicated. Counts what was written.
 
-    def flush() -> None:
+    An existing key is left alone, except a `suppressed` row whose address is no longer
+    suppressed: that notice was never sent, so it becomes pending (a new notice, dated now).
+    Without this, the planner proposes it forever (the administrator's only row is suppressed,
+    so they "never had a notice") and nothing is ever sent to them again.
+    """
+    report = EnqueueReport(by_kind={})
+    by_kind: dict[str, int] = {}
+    stamp = db_time(now)
+    # One batch per (kind, suppressed): total_changes then counts exactly the rows written of
+    # each, leaving out keys that already existed.
+    batches: dict[tuple[str, bool], list[tuple[Any, ...]]] = {}
+
+    def flush(group: tuple[str, bool]) -> None:
+        rows = batches.pop(group, [])
+        if not rows:
+            return
         before = conn.total_changes
-        # An existing key is left alone, except a `suppressed` row whose address is no longer
-        # suppressed: that notice was never sent, so it becomes pending (a new notice, dated
-        # now). Without this, the planner proposes it forever (the administrator's only row is
-        # suppressed, so they "never had a notice") and nothing is ever sent to them again.
-        conn.executemany(
-            "INSERT INTO outbox(key, migration_id, email, kind, slot, state, "
-            "schedule_version, accounts, accounts_count, deadline, why, message_id, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
-            "schedule_version = excluded.schedule_version, accounts = excluded.accounts, "
-            "accounts_count = excluded.accounts_count, deadline = excluded.deadline, "
-            "why = excluded.why, created_at = excluded.created_at, "
-            "updated_at = excluded.updated_at "
-            "WHERE outbox.state = 'suppressed' AND excluded.state = 'pending'",
-            batch,
-        )
-        # Rows ignored because the key exists are not counted.
-        report.enqueued += conn.total_changes - before
-        batch.clear()
+        conn.executemany(_INSERT, rows)
+        written = conn.total_changes - before
+        if group[1]:
+            report.suppressed += written
+        else:
+            report.enqueued += written
+            by_kind[group[0]] = by_kind.get(group[0], 0) + written
 
     for n in notices:
-        state = SUPPRESSED if n.suppressed else PENDING
-        if n.suppressed:
-            report.suppressed += 1
-        else:
-            report.by_kind[n.kind] = report.by_kind.get(n.kind, 0) + 1
-        batch.append(
+        group = (n.kind, n.suppressed)
+        rows = batches.setdefault(group, [])
+        rows.append(
             (
                 n.key,
                 n.migration_id,
                 n.email,
                 n.kind,
                 n.slot,
-                state,
+                SUPPRESSED if n.suppressed else PENDING,
                 n.schedule_version,
                 json.dumps(list(n.account_ids)),
                 len(n.account_ids),
@@ -85,10 +94,11 @@ def enqueue(
                 stamp,
             )
         )
-        if len(batch) >= BATCH:
-            flush()
-    flush()
-    report.enqueued -= report.suppressed
+        if len(rows) >= BATCH:
+            flush(group)
+    for group in list(batches):
+        flush(group)
+    report.by_kind = {k: v for k, v in by_kind.items() if v}
     return report
 
 

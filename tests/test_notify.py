@@ -618,3 +618,51 @@ def test_an_override_folder_of_another_migration_does_not_stop_notify(tmp_path: 
         strays = make_renderer(config).check([sm.migration for sm in catalog])
         assert any("not a known migration id" in p.message for p in strays)
         assert store_timezone(store) is not None
+
+
+def test_enqueue_counts_only_rows_written(tmp_path: Path) -> None:
+    """Planned counts and by_kind agree when keys already exist (review finding)."""
+    from datetime import UTC, date, datetime
+
+    from migrate_cli.outbox import enqueue
+    from migrate_cli.planning import PlannedNotice
+    from migrate_cli.store import Store
+
+    notice = PlannedNotice(
+        "m", "a@x.test", "reminder", "r-x", ("acc",), date(2016, 5, 11), 3, "why", 0
+    )
+    with Store(tmp_path / "s.db") as store:
+        store.conn.execute("PRAGMA foreign_keys = OFF")  # no migration row needed here
+        now = datetime(2016, 5, 8, tzinfo=UTC)
+        with store.transaction() as conn:
+            first = enqueue(conn, [notice], now=now, from_addr="n@x.test")
+        with store.transaction() as conn:
+            again = enqueue(conn, [notice], now=now, from_addr="n@x.test")
+    assert (first.enqueued, first.by_kind) == (1, {"reminder": 1})
+    assert (again.enqueued, again.by_kind, again.suppressed) == (0, {}, 0)
+
+
+def test_waiting_notices_are_not_sent_to_an_address_suppressed_since(runner: RunCli) -> None:
+    """A notice queued earlier (here: left pending by a stopped run) and an address suppressed
+    afterwards: nothing is sent to it, the row says why (review finding)."""
+    build_store([account("a1", "ops@x.test"), account("b1", "other@x.test")])
+    assert enqueue_only(at("2016-04-20")) == 2
+    assert runner("suppress", "add", "ops@x.test").exit_code == 0
+    doc = notify_json(runner, "2016-04-21")
+    assert sorted(mail_by_recipient()) == ["other@x.test"]
+    (row,) = outbox("email = 'ops@x.test'")
+    assert (row["state"], row["error_code"]) == ("suppressed", "suppressed")
+    assert doc["notices"]["suppressed"] >= 1
+
+
+def test_waiting_notices_about_migrated_accounts_are_not_sent(runner: RunCli) -> None:
+    """SPEC rule 5: mail stops once every account is migrated, also for a notice that was
+    still waiting in the outbox when the last account opted in."""
+    build_store([account("a1", "ops@x.test"), account("b1", "other@x.test")])
+    assert enqueue_only(at("2016-04-20")) == 2
+    opt = runner("--now", "2016-04-21", "opt-in", MIG, "--account", "a1")
+    assert opt.exit_code == 0, opt.stderr
+    notify_json(runner, "2016-04-21")
+    assert sorted(mail_by_recipient()) == ["other@x.test"]
+    (row,) = outbox("email = 'ops@x.test'")
+    assert (row["state"], row["error_code"]) == ("suppressed", "superseded")
