@@ -17,7 +17,14 @@ import typer
 
 from migrate_cli import __version__
 from migrate_cli.context import Env, default_actor
-from migrate_cli.errors import EXIT_ERROR, EXIT_PARTIAL, InputError, MigctlError, StoreError
+from migrate_cli.errors import (
+    EXIT_ERROR,
+    EXIT_PARTIAL,
+    InputError,
+    MigctlError,
+    StoreError,
+    UsageError,
+)
 from migrate_cli.output import console, emit_json, emit_lines, emit_table, is_terminal, progress_bar
 
 app = typer.Typer(
@@ -55,6 +62,8 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx: typer.Context = kwargs["ctx"]  # every command takes ctx first
         try:
+            if env(ctx).config_explicit and fn.__name__ != "validate":  # validate lists all
+                env(ctx).config  # noqa: B018 - a --config given by name must exist and be valid
             return fn(*args, **kwargs)
         except MigctlError as exc:
             fail(exc)
@@ -206,7 +215,7 @@ def sync(
 
     e = env(ctx)
     defs = e.definitions(file)
-    with store_lock(e.db_path):
+    with store_lock(e.db_path, command="sync"):
         report = do_sync(
             e.store(), defs, now=e.now_in(defs.timezone), actor=actor or default_actor()
         )
@@ -248,8 +257,8 @@ def accounts_import(
 
     e = env(ctx)
     if fmt is not None and fmt not in ("csv", "jsonl"):
-        raise InputError([], f"--format must be csv or jsonl, not {fmt!r}")
-    with store_lock(e.db_path):
+        raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
+    with store_lock(e.db_path, command="accounts import"):
         store = e.store()
         report = import_accounts(
             store, file, now=e.now(store), actor=actor or default_actor(), fmt=fmt
@@ -306,7 +315,7 @@ def accounts_add(
     from migrate_cli.timeutil import iso
 
     e = env(ctx)
-    with store_lock(e.db_path):
+    with store_lock(e.db_path, command="accounts add"):
         store = e.store()
         now = e.now(store)
         try:
@@ -354,8 +363,8 @@ def accounts_list(
     admin: Annotated[
         str | None, typer.Option("--admin", help="Only accounts this email administers.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
-    offset: Annotated[int, typer.Option("--offset", help="Skip this many.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """List accounts (sorted by id, paged).
@@ -364,7 +373,7 @@ def accounts_list(
     """
     from migrate_cli.accounts import count_accounts, list_accounts
 
-    store = env(ctx).store()
+    store = env(ctx).store(create=False)
     rows = list_accounts(store, plan=plan, status=status, admin=admin, limit=limit, offset=offset)
     if json_out:
         emit_json({"accounts": rows, "counts": count_accounts(store)})
@@ -409,11 +418,13 @@ def accounts_export(
     from migrate_cli.accounts import export_accounts
 
     if fmt not in ("csv", "jsonl"):
-        raise InputError([], f"--format must be csv or jsonl, not {fmt!r}")
-    store = env(ctx).store()
+        raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
+    store = env(ctx).store(create=False)
     if out is None:
         export_accounts(store, sys.stdout, fmt)
         return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".accounts-", dir=out.parent)  # 0600: it holds emails
     try:
@@ -441,7 +452,7 @@ def accounts_show(
     from migrate_cli.catalog import load_catalog, store_timezone
     from migrate_cli.enrollment import account_enrollments
 
-    store = env(ctx).store()
+    store = env(ctx).store(create=False)
     account = get_account(store, account_id)
     account["enrollments"] = account_enrollments(
         store, load_catalog(store), store_timezone(store), account_id
@@ -502,7 +513,7 @@ def _switch(
         ids += _read_ids(from_file)
     except UnicodeDecodeError:
         raise InputError([], f"{from_file}: not valid UTF-8") from None
-    with store_lock(e.db_path):
+    with store_lock(e.db_path, command="opt-in/opt-out"):
         store = e.store()
         sm = get_migration(store, migration)
         report = switch(
@@ -596,7 +607,7 @@ def status(
     from migrate_cli.status import status_report
 
     e = env(ctx)
-    store = e.store()
+    store = e.store(create=False)
     report = status_report(store, e.now(store), migration)
     if json_out:
         emit_json(report)
@@ -692,7 +703,9 @@ def audit_cmd(
     action: Annotated[
         str | None, typer.Option("--action", help="Only actions starting with this.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many (newest first).")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many (newest first).")
+    ] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """The audit log: every change to definitions, accounts and enrollments.
@@ -702,7 +715,11 @@ def audit_cmd(
     from migrate_cli.audit_log import list_events
 
     events = list_events(
-        env(ctx).store(), migration_id=migration, account_id=account, action=action, limit=limit
+        env(ctx).store(create=False),
+        migration_id=migration,
+        account_id=account,
+        action=action,
+        limit=limit,
     )
     if json_out:
         emit_json({"events": events})
@@ -863,7 +880,7 @@ def notify(
         _send_test(e, migration, test_to, kind, json_out)
         return
     if dry_run:
-        store = e.store()
+        store = e.store(create=False)
         catalog = load_catalog(store)
         if migration and migration not in {sm.id for sm in catalog}:
             from migrate_cli.catalog import get_migration
@@ -923,12 +940,12 @@ def _send_test(e: Env, migration: str | None, to: str, kind: str, json_out: bool
     from migrate_cli.providers import SendStatus
 
     if migration is None:
-        raise InputError([], "--test-to needs a MIGRATION argument")
+        raise UsageError("--test-to needs a MIGRATION argument")
     try:
         address = normalise_email(to)
     except ValueError as exc:
         raise InputError([], f"--test-to: {exc}") from None
-    store = e.store()
+    store = e.store(create=False)
     sm = get_migration(store, migration)
     factory, _ = provider_factory(e.config)
     preview = build_preview(
@@ -991,7 +1008,7 @@ def preview(
     from migrate_cli.preview import build_preview, write_preview
 
     e = env(ctx)
-    store = e.store()
+    store = e.store(create=False)
     sm = get_migration(store, migration)
     p = build_preview(
         store,
@@ -1030,13 +1047,15 @@ def dashboard_export(
     from migrate_cli.dashboard import write_export
 
     e = env(ctx)
-    store = e.store()
+    store = e.store(create=False)
     catalog = load_catalog(store)
     tz = store_timezone(store)
     now = e.now(store)
     if out is None:
         write_export(sys.stdout, store, catalog, tz, now, e.config.dashboard_url)
         return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".dashboard-", dir=out.parent)
     try:
@@ -1061,7 +1080,9 @@ def outbox_list(
         str | None, typer.Option("--migration", "-m", help="Only this migration.")
     ] = None,
     email: Annotated[str | None, typer.Option("--email", help="Only this administrator.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many (newest first).")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many (newest first).")
+    ] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """Notices in the outbox with their state, attempts and last error.
@@ -1070,7 +1091,7 @@ def outbox_list(
     """
     from migrate_cli.outbox import counts, list_rows
 
-    store = env(ctx).store()
+    store = env(ctx).store(create=False)
     rows = list_rows(store, state=state, migration_id=migration, email=email, limit=limit)
     if json_out:
         emit_json({"counts": counts(store), "rows": rows})
@@ -1141,7 +1162,7 @@ def outbox_resolve(
     from migrate_cli.outbox import resolve
 
     if sent == not_sent:
-        raise InputError([], "give exactly one of --sent or --not-sent")
+        raise UsageError("give exactly one of --sent or --not-sent")
     e = env(ctx)
     with store_lock(e.db_path, command="outbox resolve"):
         store = e.store()
@@ -1211,7 +1232,7 @@ def suppress_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """
     from migrate_cli.suppressions import list_all
 
-    rows = list_all(env(ctx).store())
+    rows = list_all(env(ctx).store(create=False))
     if json_out:
         emit_json({"suppressions": rows})
         return
@@ -1259,7 +1280,7 @@ def enforce(
 
     e = env(ctx)
     if immediately and (not migration or not reason or not reason.strip()):
-        raise InputError([], "--immediately needs a MIGRATION and a --reason (it is recorded)")
+        raise UsageError("--immediately needs a MIGRATION and a --reason (it is recorded)")
     with store_lock(e.db_path, command="enforce"):
         store = e.store()
         tz = store_timezone(store)
@@ -1377,8 +1398,12 @@ def run_cmd(
                     progress=progress,
                 )
             except ProviderConfigError as exc:
-                if json_out:
-                    emit_json({"dry_run": dry_run, "error": str(exc)})
+                if json_out:  # enforcement and the sends before the stop still count
+                    partial = getattr(exc, "run_summary", None)
+                    doc = partial.to_json() if partial else {"dry_run": dry_run}
+                    sys.stdout.write(
+                        json.dumps({**doc, "error": str(exc)}, separators=(",", ":")) + "\n"
+                    )
                 raise
     doc = summary.to_json()
     if json_out:
@@ -1430,14 +1455,14 @@ def plan_cmd(
     Example: migctl --now 2016-04-01 plan --until 2016-06-01
     """
     from migrate_cli.simulate import simulate
-    from migrate_cli.timeutil import parse_date
+    from migrate_cli.timeutil import iso, parse_date
 
     e = env(ctx)
     try:
         last = parse_date(until)
     except ValueError as exc:
-        raise InputError([], f"--until: {exc}") from None
-    store = e.store()
+        raise UsageError(f"--until: {exc}") from None
+    store = e.store(create=False)
     try:
         days = simulate(store, e.now(store), last, from_addr=e.config.email.from_addr)
     except ValueError as exc:
@@ -1445,7 +1470,7 @@ def plan_cmd(
     if json_out:
         emit_json(
             {
-                "now": e.now(store).isoformat(),
+                "now": iso(e.now(store)),
                 "until": last.isoformat(),
                 "days": [d.to_json() for d in days if all_days or not d.empty],
             }

@@ -48,9 +48,11 @@ class Env:
                 raise
         return self._config
 
-    def store(self) -> Store:
+    def store(self, *, create: bool = True) -> Store:
+        """The store; reading commands pass create=False so a mistyped --db is an error,
+        not a new empty store that reports nothing."""
         if self._store is None:
-            self._store = Store(self.db_path)
+            self._store = Store(self.db_path, create=create)
         return self._store
 
     def definitions(self, file: Path | None = None) -> Definitions:

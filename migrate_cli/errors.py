@@ -43,7 +43,14 @@ class InputError(MigctlError):
         self.problems = list(problems)
         self.summary = summary
         head = summary or f"{len(self.problems)} problem(s) found"
-        super().__init__(head + "\n" + "\n".join(f"  {p}" for p in self.problems))
+        lines = "".join(f"\n  {p}" for p in self.problems)
+        super().__init__(head + lines)
+
+
+class UsageError(MigctlError):
+    """A command line that cannot be right (a bad option value or combination): exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(MigctlError):

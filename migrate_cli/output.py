@@ -18,10 +18,15 @@ def console(stderr: bool = False) -> Console:
     return Console(
         stderr=stderr,
         force_terminal=True if forced == "1" else None,
-        width=int(os.environ["MIGCTL_WIDTH"]) if os.environ.get("MIGCTL_WIDTH") else None,
+        width=_width(),
         highlight=False,
         soft_wrap=False,
     )
+
+
+def _width() -> int | None:
+    raw = os.environ.get("MIGCTL_WIDTH", "")
+    return int(raw) if raw.isdigit() and 20 <= int(raw) <= 1000 else None  # else: Rich decides
 
 
 def is_terminal() -> bool:

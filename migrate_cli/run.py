@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from migrate_cli.catalog import load_catalog, store_timezone
 from migrate_cli.config import Config
 from migrate_cli.definitions import Definitions, load_definitions
 from migrate_cli.enforce import EnforceReport, apply_enforcements, due_enforcements
-from migrate_cli.errors import InputError
+from migrate_cli.errors import InputError, MigctlError
 from migrate_cli.notices import (
     NotifySummary,
     make_renderer,
@@ -22,6 +24,7 @@ from migrate_cli.notices import (
     plan_only,
     provider_factory,
 )
+from migrate_cli.providers.base import ProviderConfigError
 from migrate_cli.status import refresh_figures
 from migrate_cli.store import Store
 from migrate_cli.sync import SyncReport, sync
@@ -126,8 +129,19 @@ def run(
     summary.notify.suppressed += summary.enforce.suppressed
     if summary.enforce.notices:
         summary.notify.by_kind["enforced"] = summary.enforce.notices
-    notify(store, config, catalog, tz, now, stop=stop, progress=progress, summary=summary.notify)
+    try:
+        notify(
+            store, config, catalog, tz, now, stop=stop, progress=progress, summary=summary.notify
+        )
+    except ProviderConfigError as exc:
+        summary.error = str(exc)
+        exc.run_summary = summary  # type: ignore[attr-defined]  # the CLI still reports it
+        raise
     if not (stop and stop.is_set()):
-        # Count once per cron run, so a `status` between runs reads cached figures.
-        refresh_figures(store, now)
+        # Count once per cron run, so a `status` between runs reads cached figures. Only an
+        # optimisation: a failure here must not turn a good run into an error.
+        try:
+            refresh_figures(store, now)
+        except (sqlite3.Error, MigctlError) as exc:
+            sys.stderr.write(f"warning: status figures not refreshed: {exc}\n")
     return summary

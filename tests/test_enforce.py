@@ -231,7 +231,7 @@ def test_enforce_immediately_needs_a_reason_and_records_it(tmp_path: Path) -> No
         ("enforce", "--immediately", "--reason", "no migration named"),
     ):
         r = migctl(tmp_path, "--now", "2016-04-20", *args)
-        assert r.returncode == 1, r
+        assert r.returncode == 2, r  # a usage error (SPEC exit codes)
         assert "--reason" in r.stderr
     assert dump(db) == snapshot
 

@@ -512,7 +512,7 @@ def test_resolve_refuses_rows_that_are_not_in_doubt(runner: RunCli) -> None:
     assert refused.exit_code == 1 and "not in_doubt" in flat(refused.stderr)
     assert runner("outbox", "resolve", "999", "--sent").exit_code == 1
     both = runner("outbox", "resolve", str(row["id"]), "--sent", "--not-sent")
-    assert both.exit_code == 1 and "exactly one" in flat(both.stderr)
+    assert both.exit_code == 2 and "exactly one" in flat(both.stderr)  # usage error
     assert outbox("id = ?", (other["id"],))[0]["state"] == "sent"
 
 

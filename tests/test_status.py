@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from migrate_cli.store import Store
+
 EDC = "email-delivery-changes"
 VPF = "vulnerable-password-flow"
 GRACE = {VPF: date(2016, 3, 22), EDC: date(2016, 4, 4)}
@@ -201,11 +203,19 @@ def test_unknown_migration_exits_1(synced_store: Path, runner) -> None:  # type:
         assert result.stdout == ""
 
 
-def test_empty_store(runner) -> None:  # type: ignore[no-untyped-def]
-    result = runner("--db", "empty.db", "status")
+def test_empty_store(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "empty.db"
+    runner("--db", db, "accounts", "list")  # a reading command does not create a store
+    assert not db.exists()
+    missing = runner("--db", db, "status")
+    assert missing.exit_code == 1 and "no store at" in missing.stderr
+    with Store(db):  # an existing store with nothing synced yet
+        pass
+    result = runner("--db", db, "status")
     assert result.exit_code == 0
-    assert "run `migctl sync` first" in result.stdout
-    assert json.loads(runner("--db", "empty.db", "status", "--json").stdout)["migrations"] == []
+    assert "no migrations in the store" in result.stdout
+    result = runner("--db", db, "status", "--json")
+    assert json.loads(result.stdout)["migrations"] == []
 
 
 def test_audit_filters(synced_store: Path, runner) -> None:  # type: ignore[no-untyped-def]

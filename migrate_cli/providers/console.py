@@ -1,4 +1,4 @@
-"""Development provider that prints each message to a stream (stdout by default)."""
+"""Development provider that prints each message to a stream (stderr by default)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class ConsoleProvider(Provider):
 
     @property
     def stream(self) -> TextIO:
-        # Resolved late so a test or the CLI that swaps sys.stdout is honoured.
-        return self._stream if self._stream is not None else sys.stdout
+        # stderr: stdout belongs to the command's own output (one JSON document with --json).
+        # Resolved late so a test or the CLI that swaps sys.stderr is honoured.
+        return self._stream if self._stream is not None else sys.stderr
 
     def send(self, email: OutgoingEmail) -> SendResult:
         try:
