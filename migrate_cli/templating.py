@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from migrate_cli.config import Config
 from migrate_cli.definitions import Definitions
 from migrate_cli.errors import Problem
 
-# The repository's own templates, used when neither the config nor the working folder has any.
-BUNDLED = Path(__file__).resolve().parent.parent / "email_templates"
+# The shipped templates, used when neither the config nor the working folder has any: the
+# checkout's own folder (editable installs) or the copy a wheel installs under share/.
+_CANDIDATES = (
+    Path(__file__).resolve().parent.parent / "email_templates",
+    Path(sys.prefix) / "share" / "migctl" / "email_templates",
+)
+
+
+def bundled_templates() -> Path:
+    for folder in _CANDIDATES:
+        if (folder / "layout.html").is_file():
+            return folder
+    return _CANDIDATES[0]
 
 
 def templates_dir(config: Config) -> Path:
@@ -18,7 +30,7 @@ def templates_dir(config: Config) -> Path:
     local = Path("email_templates")
     if (local / "layout.html").exists():
         return local
-    return BUNDLED
+    return bundled_templates()
 
 
 def check_templates(config: Config, defs: Definitions) -> list[Problem]:

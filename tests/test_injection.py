@@ -29,7 +29,7 @@ from migrate_cli.planning import message_id, notice_key
 from migrate_cli.providers import OutgoingEmail, SendStatus, provider_class
 from migrate_cli.providers.sendgrid import build_payload
 from migrate_cli.render import AccountRef, NoticeContext, Renderer, override_name
-from migrate_cli.templating import BUNDLED
+from migrate_cli.templating import bundled_templates
 from tests import fuzz_settings
 from tests.fakes.common import header_names, make_config, parse
 from tests.fakes.sendgrid_server import FakeSendgrid
@@ -98,7 +98,7 @@ def html_shape(html: str) -> Counter[tuple[str, tuple[str, ...]]]:
 
 @pytest.fixture(scope="module")
 def renderer() -> Renderer:
-    return Renderer(BUNDLED, "https://dashboard.example.com", product_name="Platform")
+    return Renderer(bundled_templates(), "https://dashboard.example.com", product_name="Platform")
 
 
 def context(kind: str, name: str) -> NoticeContext:
