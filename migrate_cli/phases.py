@@ -88,16 +88,6 @@ def overall_phase(per_scope: list[ScopePhase], *, has_tbd_plans: bool = False) -
     return PHASE_ORDER[min(order)]
 
 
-def in_grace(m: Migration, now: datetime, tz: tzinfo) -> bool:
-    """Opt-in/opt-out window: from grace start until the earliest mandatory instant (if any)."""
-    if now < m.grace_start_instant(tz):
-        return False
-    dates = m.deadlines()
-    if not dates or isinstance(m.mandatory_opt_in, dict):
-        return True  # per plan: checked per account by plan_in_grace
-    return now < mandatory_instant(dates[0], tz)
-
-
 def plan_in_grace(m: Migration, plan: str, now: datetime, tz: tzinfo) -> bool:
     if now < m.grace_start_instant(tz):
         return False

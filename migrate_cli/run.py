@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import sys
 import threading
@@ -54,10 +53,6 @@ class RunSummary:
     @property
     def partial(self) -> bool:
         return bool(self.notify and self.notify.partial)
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def preflight(store: Store, config: Config, defs: Definitions, *, dry_run: bool) -> None:
