@@ -97,6 +97,7 @@ class FakeSendgrid:
         self.latency = latency
         self.requests: list[dict[str, Any]] = []  # accepted payloads
         self.attempts = 0  # every POST, accepted or not
+        self.arrivals: list[float] = []  # time.monotonic() of every POST, as it arrived
         self.auth_headers: list[str] = []
         self._script: list[Reply] = []
         self._lock = threading.Lock()
@@ -134,6 +135,7 @@ class FakeSendgrid:
     def _respond(self, auth: str, body: bytes) -> Reply:
         with self._lock:
             self.attempts += 1
+            self.arrivals.append(time.monotonic())
             self.auth_headers.append(auth)
             scripted = self._script.pop(0) if self._script else None
         if self.latency:
