@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
 
 from migrate_cli.accounts_io import MAX_PROBLEMS, AccountRow, normalise_email, read_accounts
 from migrate_cli.catalog import store_timezone
 from migrate_cli.errors import InputError, NotFoundError, Problem
-from migrate_cli.store import Store, audit, db_time
+from migrate_cli.store import Store, audit, bump_data_version, db_time
 
 BATCH = 5_000
+# Creation instants repeat (whole days): format each distinct one once.
+_db_time = functools.lru_cache(maxsize=4096)(db_time)
 
 
 @dataclass
@@ -64,7 +67,7 @@ def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
                 row.name,
                 row.plan,
                 None if row.tags is None else ";".join(row.tags),
-                db_time(row.created_at),
+                _db_time(row.created_at),
                 row.status,
                 ";".join(sorted(row.admins)),
                 row.tags is not None,
@@ -164,13 +167,17 @@ def _merge(
         )
         if new == "closed":
             report.closed += 1
-    audit(
-        conn,
-        at=now,
-        actor=actor,
-        action="accounts.imported",
-        detail={"source": source, **report.to_json()},
-    )
+    if report.added or report.updated:
+        # A re-import that changes nothing leaves the store exactly as it was (no event, and
+        # the status figures stay valid).
+        audit(
+            conn,
+            at=now,
+            actor=actor,
+            action="accounts.imported",
+            detail={"source": source, **report.to_json()},
+        )
+        bump_data_version(conn)
     conn.execute("DROP TABLE temp.cur_admins")
     conn.execute("DROP TABLE temp.imp_diff")
 
@@ -180,9 +187,13 @@ def import_accounts(
 ) -> ImportReport:
     """Add and update accounts from CSV/JSON Lines; any bad row and nothing is written."""
     tz = store_timezone(store)
-    problems: list[Problem] = []
     report = ImportReport()
-    with store.transaction() as conn:
+    # counts=False: the staging tables would count as changes; _merge bumps the data version
+    # itself when accounts really changed.
+    with store.transaction(counts=False) as conn:
+        if not _has_accounts(conn) and _import_into_empty(conn, path, tz, fmt, now, actor, report):
+            return report
+        problems: list[Problem] = []
         _staging(conn)
         report.rows = _stage(conn, read_accounts(path, tz, problems, fmt))
         for acc_id, lines in conn.execute(
@@ -213,6 +224,107 @@ def import_accounts(
     return report
 
 
+def _has_accounts(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM accounts)").fetchone()[0] == 1
+
+
+def _import_into_empty(
+    conn: sqlite3.Connection,
+    path: Path,
+    tz: tzinfo,
+    fmt: str | None,
+    now: datetime,
+    actor: str,
+    report: ImportReport,
+) -> bool:
+    """The first import into an empty store: every row is new, so write the rows straight into
+    the tables (no staging, no diff). At the first bad row or duplicate id, or for an empty
+    file, undo this and return False: the staged path then reads the file again and reports
+    every problem exactly as for any other import."""
+    problems: list[Problem] = []
+    rows = read_accounts(path, tz, problems, fmt)
+    stamp = db_time(now)
+    accounts: list[tuple[str, ...]] = []
+    admins: list[tuple[str, str]] = []
+    tags: list[tuple[str, str]] = []
+    count = without_admins = 0
+
+    def flush() -> None:
+        conn.executemany(
+            "INSERT INTO accounts(id, name, plan, tags, created_at, status, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            accounts,
+        )
+        conn.executemany("INSERT INTO account_admins(account_id, email) VALUES (?, ?)", admins)
+        conn.executemany("INSERT INTO account_tags(account_id, tag) VALUES (?, ?)", tags)
+        accounts.clear()
+        admins.clear()
+        tags.clear()
+
+    conn.execute("SAVEPOINT first_import")
+    # Building an index once over the loaded rows (a sort) is several times cheaper than
+    # growing it row by row in random order (the administrators' email index). The tables are
+    # empty and the savepoint brings the definitions back if anything fails.
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        "AND tbl_name IN ('accounts', 'account_admins', 'account_tags')"
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f'DROP INDEX "{name}"')
+    clean = False
+    try:
+        for row in rows:
+            if problems:
+                break
+            count += 1
+            # The defaults the staged path gives a new account for an absent column.
+            status = row.status or "active"
+            accounts.append(
+                (
+                    row.id,
+                    row.id if row.name is None else row.name,
+                    row.plan,
+                    "" if row.tags is None else ";".join(row.tags),
+                    _db_time(row.created_at),
+                    status,
+                    stamp,
+                )
+            )
+            if row.admins:
+                admins.extend((row.id, email) for email in row.admins)
+            elif status == "active":
+                without_admins += 1
+            if row.tags:
+                tags.extend((row.id, tag) for tag in row.tags)
+            if len(accounts) >= BATCH:
+                flush()
+        else:
+            flush()
+            clean = count > 0 and not problems
+    except sqlite3.IntegrityError:  # a duplicate id (the primary key)
+        clean = False
+    finally:
+        rows.close()
+    if not clean:
+        conn.execute("ROLLBACK TO first_import")
+        conn.execute("RELEASE first_import")
+        return False
+    for _, sql in indexes:
+        conn.execute(sql)
+    conn.execute("RELEASE first_import")
+    report.rows = report.added = count
+    report.without_admins = without_admins
+    bump_data_version(conn)
+    audit(
+        conn,
+        at=now,
+        actor=actor,
+        action="accounts.imported",
+        detail={"source": str(path), **report.to_json()},
+    )
+    return True
+
+
 def _staging(conn: sqlite3.Connection) -> None:
     # executescript would COMMIT the open transaction, so run the statements one by one.
     for statement in _STAGING.split(";"):
@@ -223,7 +335,9 @@ def _staging(conn: sqlite3.Connection) -> None:
 def add_account(store: Store, row: AccountRow, *, now: datetime, actor: str) -> str:
     """Add or update one account from the command line; returns 'added'/'updated'/'unchanged'."""
     report = ImportReport()
-    with store.transaction() as conn:
+    # counts=False: the staging tables would count as changes; _merge bumps the data version
+    # itself when accounts really changed.
+    with store.transaction(counts=False) as conn:
         _staging(conn)
         _stage(conn, [row])
         _merge(conn, now, actor, "command line", report)

@@ -11,7 +11,7 @@ from migrate_cli.catalog import StoredMigration
 from migrate_cli.definitions import Migration
 from migrate_cli.errors import NotFoundError, RuleError
 from migrate_cli.phases import mandatory_instant, plan_in_grace
-from migrate_cli.store import Store, audit, db_time
+from migrate_cli.store import Store, audit, bump_data_version, db_time
 
 PENDING = "pending"
 OPTED_IN = "opted_in"
@@ -181,7 +181,8 @@ def switch(
     where, wparams = audience_sql(m)
     expr, sparams = state_sql(m, tz)
     stamp = db_time(now)
-    with store.transaction() as conn:
+    # counts=False: the temp table of ids would count as a change; bumped below when needed.
+    with store.transaction(counts=False) as conn:
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS switch_ids (id TEXT PRIMARY KEY)")
         conn.execute("DELETE FROM switch_ids")
         conn.executemany("INSERT OR IGNORE INTO switch_ids VALUES (?)", ((i,) for i in ids))
@@ -241,6 +242,8 @@ def switch(
             "VALUES (?, ?, ?, ?, ?, ?)",
             ((stamp, actor, action, m.id, acc, _reason_json(reason)) for acc in to_change),
         )
+        if to_change:
+            bump_data_version(conn)
         conn.execute("DROP TABLE temp.switch_ids")
     return report
 

@@ -537,7 +537,7 @@ def test_cli_import_json_and_bad_format(runner) -> None:  # type: ignore[no-unty
     assert json.loads(result.stdout)["added"] == 1
     assert (
         runner("--db", "s.db", "accounts", "import", "accounts.csv", "--format", "xml").exit_code
-        == 1
+        == 2  # a usage error
     )
     missing = runner("--db", "s.db", "accounts", "import", "nope.csv")
     assert missing.exit_code == 1 and "nope.csv" in flat(missing.stderr)

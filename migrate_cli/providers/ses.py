@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
-    ConnectionClosedError,
     ClientError,
+    ConnectionClosedError,
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -75,6 +76,42 @@ def ses_tag_value(key: str) -> str:
     return f"{readable}-{digest}" if readable else digest
 
 
+class _SharedClient:
+    """One boto3 client per run, shared by the run's worker threads.
+
+    botocore clients are thread-safe, but creating one is not cheap: a session per worker cost
+    ~80 ms of CPU and ~10 MB each (16 workers: 250 MB, and CPU the sends needed). Providers built
+    from the same Config object (one ``notify`` run: ``provider_factory`` hands every worker the
+    same one) share a client; the last provider to close closes it, so the next run resolves
+    credentials and settings afresh.
+    """
+
+    lock = threading.Lock()
+    entries: ClassVar[dict[tuple[Any, ...], list[Any]]] = {}  # key -> [client, users, config]
+
+    @classmethod
+    def acquire(cls, key: tuple[Any, ...], config: Config, make: Callable[[], Any]) -> Any:
+        with cls.lock:
+            entry = cls.entries.get(key)
+            if entry is None:
+                # Under the lock: boto3 sessions are not safe to use from several threads,
+                # and the other workers need this client anyway.
+                entry = cls.entries[key] = [make(), 0, config]
+            entry[1] += 1
+            return entry[0]
+
+    @classmethod
+    def release(cls, key: tuple[Any, ...], client: Any) -> None:
+        with cls.lock:
+            entry = cls.entries.get(key)
+            if entry is not None and entry[0] is client:
+                entry[1] -= 1
+                if entry[1] > 0:
+                    return
+                del cls.entries[key]
+        client.close()
+
+
 class SesProvider(Provider):
     """Send each notice as a raw MIME message through the SES v2 API."""
 
@@ -86,6 +123,14 @@ class SesProvider(Provider):
         self.settings = config.email.ses
         self._client: Any = None
         self._lock = threading.Lock()
+        # The config object itself is part of the key (the entry holds it, so its id stays
+        # unique): providers of one run share a client, separate runs never do.
+        self._key = (
+            id(config),
+            self.settings.region,
+            self.settings.endpoint_url,
+            self.settings.timeout,
+        )
 
     def _make_client(self) -> Any:
         boto_config = BotoConfig(
@@ -94,8 +139,11 @@ class SesProvider(Provider):
             retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=self.settings.timeout,
             read_timeout=self.settings.timeout,
+            # Every worker thread sends through this client: one pooled connection each
+            # (botocore's default of 10 would open and drop connections above that).
+            max_pool_connections=max(10, self.config.email.concurrency),
         )
-        # A session per provider: boto3's default session is not safe to share across threads.
+        # A private session: boto3's default session is not safe to share across threads.
         session = boto3.session.Session()
         return session.client(
             "sesv2",
@@ -108,7 +156,7 @@ class SesProvider(Provider):
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = self._make_client()
+                self._client = _SharedClient.acquire(self._key, self.config, self._make_client)
             return self._client
 
     def open(self) -> None:
@@ -118,7 +166,7 @@ class SesProvider(Provider):
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
-            client.close()
+            _SharedClient.release(self._key, client)
 
     def send(self, email: OutgoingEmail) -> SendResult:
         try:
