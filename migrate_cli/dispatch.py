@@ -27,7 +27,7 @@ from migrate_cli.render import AccountRef, NoticeContext, Renderer
 from migrate_cli.store import Store, audit, bump_data_version, db_time
 from migrate_cli.timeutil import days_until, local_date
 
-RATE_HEADROOM = 0.03  # share of rate_per_second left unused to absorb client-side jitter
+RATE_HEADROOM = 0.025  # share of rate_per_second left unused to absorb client-side jitter
 # Rows claimed per commit by the serial loop: bounds what a kill leaves in doubt, while one
 # commit per row would cost a third of the throughput of local providers.
 SERIAL_BATCH = 10
