@@ -147,17 +147,23 @@ def apply_enforcements(
                 detail = {"batch": b.batch, "immediate": b.immediate}
                 if reason:
                     detail["reason"] = reason
+                # The pending set is computed once (a scan of every account) for both inserts.
+                conn.execute("DROP TABLE IF EXISTS temp.enforce_ids")
+                conn.execute(
+                    f"CREATE TEMP TABLE enforce_ids AS SELECT p.id AS id FROM ({sql}) p", params
+                )
                 conn.execute(
                     "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "
-                    f"SELECT ?, ?, 'enrollment.enforced', ?, p.id, ? FROM ({sql}) p",
-                    [stamp, actor, migration_id, json.dumps(detail, sort_keys=True), *params],
+                    "SELECT ?, ?, 'enrollment.enforced', ?, id, ? FROM temp.enforce_ids",
+                    [stamp, actor, migration_id, json.dumps(detail, sort_keys=True)],
                 )
                 cur = conn.execute(
                     "INSERT INTO enrollments(migration_id, account_id, state, changed_at, actor, reason, batch) "
-                    f"SELECT ?, p.id, 'enforced', ?, ?, ?, ? FROM ({sql}) p",
-                    [migration_id, stamp, actor, reason, b.batch, *params],
+                    "SELECT ?, id, 'enforced', ?, ?, ?, ? FROM temp.enforce_ids",
+                    [migration_id, stamp, actor, reason, b.batch],
                 )
                 switched = cur.rowcount
+                conn.execute("DROP TABLE temp.enforce_ids")
                 already = b.scope in sm.enforced_scopes or ALL_SCOPE in sm.enforced_scopes
                 if switched == 0 and already:
                     # Nothing left to switch in a scope already enforced (e.g. a repeated
