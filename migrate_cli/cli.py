@@ -745,8 +745,6 @@ def audit_cmd(
 def _short(detail: Any) -> str:
     if not detail:
         return ""
-    import json
-
     text = json.dumps(detail, sort_keys=True)
     return text if len(text) <= 120 else text[:117] + "..."
 

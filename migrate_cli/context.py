@@ -62,11 +62,7 @@ class Env:
         """--now in the store's timezone (dates are midnight there), else the real clock."""
         if not self.now_raw:
             return utcnow()
-        tz = store_timezone(store) if store is not None else store_timezone(self.store())
-        try:
-            return parse_instant(self.now_raw, tz)
-        except (ValueError, OverflowError) as exc:
-            raise InputError([Problem("--now", None, None, str(exc))], "invalid --now") from None
+        return self.now_in(store_timezone(store if store is not None else self.store()))
 
     def now_in(self, tz: tzinfo) -> datetime:
         """--now resolved in an explicit timezone (sync, before the store knows one)."""

@@ -15,7 +15,6 @@ from typing import Any
 from migrate_cli.catalog import StoredMigration
 from migrate_cli.config import Config
 from migrate_cli.fastrender import BulkRenderer
-from migrate_cli.planning import message_id
 from migrate_cli.providers import (
     OutgoingEmail,
     Provider,
@@ -82,6 +81,7 @@ class Dispatcher:
         self.renderer = renderer
         self.bulk = BulkRenderer(renderer)
         self.migrations = {sm.id: sm for sm in catalog}
+        self.previous_deadlines = {sm.id: _previous_deadline(sm) for sm in catalog}
         self.tz = tz
         self.now = now  # the (possibly simulated) instant for content: days left etc.
         self.clock = clock  # the real clock for retries and the daily quota
@@ -188,9 +188,10 @@ class Dispatcher:
             return [_Job(row, email) for row, email in zip(rows, self._build(rows), strict=True)]
 
     def _build(self, rows: list[sqlite3.Row]) -> list[OutgoingEmail]:
+        accounts = [json.loads(r["accounts"]) for r in rows]  # decoded once per row
         ids: set[str] = set()
-        for r in rows:
-            ids.update(json.loads(r["accounts"])[:MAX_LISTED_ACCOUNTS])
+        for account_ids in accounts:
+            ids.update(account_ids[:MAX_LISTED_ACCOUNTS])
         names = {
             a["id"]: AccountRef(a["id"], a["name"], a["plan"])
             for a in self.store.query(
@@ -198,11 +199,12 @@ class Dispatcher:
                 (json.dumps(sorted(ids)),),
             )
         }
-        return [self._email(r, names) for r in rows]
+        return [self._email(r, ids_, names) for r, ids_ in zip(rows, accounts, strict=True)]
 
-    def _email(self, r: sqlite3.Row, names: dict[str, AccountRef]) -> OutgoingEmail:
+    def _email(
+        self, r: sqlite3.Row, account_ids: list[str], names: dict[str, AccountRef]
+    ) -> OutgoingEmail:
         sm = self.migrations[r["migration_id"]]
-        account_ids = json.loads(r["accounts"])
         listed = [names.get(a, AccountRef(a, a, "")) for a in account_ids[:MAX_LISTED_ACCOUNTS]]
         deadline = date.fromisoformat(r["deadline"]) if r["deadline"] else None
         emergency = r["kind"] == "enforced" and r["slot"].endswith("-immediate")
@@ -217,7 +219,7 @@ class Dispatcher:
             accounts=listed,
             accounts_total=len(account_ids),
             today=local_date(self.now, self.tz),
-            previous_deadline=_previous_deadline(sm),
+            previous_deadline=self.previous_deadlines[sm.id],
             emergency=emergency,
             reason=sm.immediate_reason if emergency else None,
         )
@@ -230,7 +232,7 @@ class Dispatcher:
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            message_id=r["message_id"] or message_id(r["key"], self.config.email.from_addr),
+            message_id=r["message_id"],
             headers={"X-Migctl-Kind": r["kind"], "X-Migctl-Migration": r["migration_id"]},
         )
 

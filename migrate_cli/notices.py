@@ -10,6 +10,7 @@ from typing import Any
 
 from migrate_cli.catalog import StoredMigration
 from migrate_cli.config import Config
+from migrate_cli.definitions import Migration
 from migrate_cli.dispatch import Dispatcher, DispatchSummary
 from migrate_cli.errors import InputError
 from migrate_cli.outbox import counts, enqueue, recover_in_doubt
@@ -59,12 +60,16 @@ def make_renderer(config: Config) -> Renderer:
     return Renderer(templates_dir(config), config.dashboard_url, product_name=config.product_name)
 
 
-def check_renderer(renderer: Renderer, catalog: list[StoredMigration]) -> None:
-    """Stop before anything is sent when a template does not render (file and line named)."""
-    # Retired migrations too: their override folders are still known ids, not strays.
-    problems = renderer.check([sm.migration for sm in catalog], strays=False)
+def check_renderer(renderer: Renderer, migrations: list[Migration]) -> None:
+    """Stop before anything is written or sent when a template does not render (file, line).
+
+    Pass retired migrations too: their override folders are still known ids, not strays.
+    """
+    problems = renderer.check(migrations, strays=False)
     if problems:
-        raise InputError(problems, "a template does not render; nothing was sent")
+        raise InputError(
+            problems, "a template does not render; nothing was written and nothing was sent"
+        )
 
 
 def provider_factory(config: Config) -> tuple[Callable[[], Provider], bool]:
@@ -120,11 +125,16 @@ def notify(
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
     summary: NotifySummary | None = None,
+    templates_checked: bool = False,
 ) -> NotifySummary:
-    """Plan, enqueue and dispatch. Raises ProviderConfigError after recording what was sent."""
+    """Plan, enqueue and dispatch. Raises ProviderConfigError after recording what was sent.
+
+    ``templates_checked``: the caller (run's preflight) already rendered every template.
+    """
     factory, network = provider_factory(config)
     renderer = make_renderer(config)
-    check_renderer(renderer, catalog)
+    if not templates_checked:
+        check_renderer(renderer, [sm.migration for sm in catalog])
     summary = summary or NotifySummary(now=now, dry_run=False)
     summary.recovered_in_doubt = recover_in_doubt(store, now=now)
     enqueue_due(store, config, catalog, tz, now, only, summary)

@@ -15,9 +15,10 @@ from migrate_cli.catalog import load_catalog, store_timezone
 from migrate_cli.config import Config
 from migrate_cli.definitions import Definitions, load_definitions
 from migrate_cli.enforce import EnforceReport, apply_enforcements, due_enforcements
-from migrate_cli.errors import InputError, MigctlError
+from migrate_cli.errors import MigctlError
 from migrate_cli.notices import (
     NotifySummary,
+    check_renderer,
     make_renderer,
     notify,
     plan_only,
@@ -64,9 +65,7 @@ def preflight(store: Store, config: Config, defs: Definitions, *, dry_run: bool)
     """
     migrations = {sm.id: sm.migration for sm in load_catalog(store)}  # retired ones too
     migrations.update({m.id: m for m in defs.migrations})
-    problems = make_renderer(config).check(list(migrations.values()), strays=False)
-    if problems:
-        raise InputError(problems, "a template does not render; nothing was written")
+    check_renderer(make_renderer(config), list(migrations.values()))
     if not dry_run:
         provider_factory(config)  # raises ProviderConfigError (exit 1)
 
@@ -126,7 +125,15 @@ def run(
         summary.notify.by_kind["enforced"] = summary.enforce.notices
     try:
         notify(
-            store, config, catalog, tz, now, stop=stop, progress=progress, summary=summary.notify
+            store,
+            config,
+            catalog,
+            tz,
+            now,
+            stop=stop,
+            progress=progress,
+            summary=summary.notify,
+            templates_checked=True,
         )
     except ProviderConfigError as exc:
         summary.error = str(exc)

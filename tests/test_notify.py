@@ -614,7 +614,7 @@ def test_an_override_folder_of_another_migration_does_not_stop_notify(tmp_path: 
         sync(store, load_definitions(yaml_path), now=datetime(2016, 1, 2, tzinfo=UTC), actor="t")
         config = Config(templates_dir=templates)
         catalog = load_catalog(store)
-        check_renderer(make_renderer(config), catalog)  # no exception
+        check_renderer(make_renderer(config), [sm.migration for sm in catalog])  # no exception
         strays = make_renderer(config).check([sm.migration for sm in catalog])
         assert any("not a known migration id" in p.message for p in strays)
         assert store_timezone(store) is not None
