@@ -6,6 +6,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 from migrate_cli.catalog import StoredMigration
 from migrate_cli.config import Config
-from migrate_cli.fastrender import BulkRenderer
+from migrate_cli.fastrender import BulkRenderer, shape_key
 from migrate_cli.providers import (
     OutgoingEmail,
     Provider,
@@ -30,6 +31,9 @@ RATE_HEADROOM = 0.025  # share of rate_per_second left unused to absorb client-s
 # Rows claimed per commit by the serial loop: bounds what a kill leaves in doubt, while one
 # commit per row would cost a third of the throughput of local providers.
 SERIAL_BATCH = 10
+LOCAL_BATCH = 200  # the most rows a local provider (console, file, null) claims at once
+BATCH_SECONDS = 0.02  # ... as many as it sends in this time
+POLL_SECONDS = 0.02  # how often a dispatcher looks for rows another process is still queuing
 MAX_LISTED_ACCOUNTS = 100  # an email lists this many accounts, then "and N more"
 WAIT_FOR_RETRY = 30.0  # seconds a run waits for a transient retry before leaving it pending
 
@@ -52,6 +56,7 @@ class DispatchSummary:
 class _Job:
     row: sqlite3.Row
     email: OutgoingEmail
+    attempts: int  # including this one (counted by the claim)
 
 
 _Outcome = tuple[_Job, SendResult | None, BaseException | None]
@@ -74,6 +79,8 @@ class Dispatcher:
         stop: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
         network: bool = False,
+        descending: bool = False,
+        more_coming: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.config = config
@@ -84,10 +91,17 @@ class Dispatcher:
         self.previous_deadlines = {sm.id: _previous_deadline(sm) for sm in catalog}
         self.tz = tz
         self.now = now  # the (possibly simulated) instant for content: days left etc.
+        self.today = local_date(now, tz)
+        self._dates: dict[str, date] = {}
+        self._days: dict[date, int] = {}
         self.clock = clock  # the real clock for retries and the daily quota
         self.stop = stop or threading.Event()
         self.progress = progress or (lambda n: None)
         self.network = network
+        # Two dispatchers share a large local run: one takes rows from the lowest id up, the
+        # other from the highest down, so they only meet (and race for one batch) at the end.
+        self.descending = descending
+        self.more_coming = more_coming  # True while another process is still queuing rows
         self.summary = DispatchSummary()
         self._limiter: Any = None
         if config.email.rate_per_second:
@@ -100,8 +114,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ public
 
-    def run(self, only: str | None = None) -> DispatchSummary:
-        self._sweep()
+    def run(self, only: str | None = None, *, sweep: bool = True) -> DispatchSummary:
+        if sweep:
+            self.sweep()
         quota = self._quota_left()
         if self.network and self.config.email.concurrency > 1:
             self._run_pool(only, quota)
@@ -109,7 +124,7 @@ class Dispatcher:
             self._run_serial(only, quota)
         return self.summary
 
-    def _sweep(self) -> None:
+    def sweep(self) -> None:
         """Before sending, drop what must no longer go out, without losing track of it.
 
         Rows waiting from an earlier run (quota reached, retry later, `outbox retry`) may be
@@ -149,81 +164,130 @@ class Dispatcher:
         )
         return max(0, self.config.email.daily_quota - int(used))
 
+    def _candidates(self, only: str | None, limit: int) -> list[sqlite3.Row]:
+        """The next pending rows due now, read without a lock (the claim re-checks them)."""
+        real_now = db_time(self.clock())
+        sql = (
+            "SELECT * FROM outbox WHERE state = 'pending' AND "
+            "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        )
+        params: list[Any] = [real_now]
+        if only:
+            sql += " AND migration_id = ?"
+            params.append(only)
+        sql += f" ORDER BY id {'DESC' if self.descending else 'ASC'} LIMIT ?"
+        params.append(limit)
+        return self.store.query(sql, params)
+
     def _claim(
         self, only: str | None, limit: int, record: list[_Outcome] | None = None
-    ) -> list[_Job]:
-        """Mark rows `sending` and render them in one transaction, committed before any send.
+    ) -> tuple[list[_Job], bool]:
+        """Render the next rows, then mark them `sending` in one transaction before any send.
 
-        ``record`` holds the outcomes of the previous batch: they commit in the same
-        transaction, so a serial run costs one commit per batch. A rendering failure rolls
-        the claim back, so no row is ever left `sending` by it.
+        Rendering happens before the claim and outside any lock: a rendering failure claims
+        nothing, and a second dispatcher (the helper process of a large local run) is never
+        kept waiting while this one renders. The claim takes only rows still `pending`, so
+        two dispatchers never send the same row. ``record`` holds the outcomes of the previous
+        batch: they commit in the same transaction (one commit per batch).
+
+        Returns the claimed jobs, and whether there were candidates at all (all of them may
+        have been claimed by another dispatcher in the meantime).
         """
         if limit <= 0:
             if record:
                 self._record(record)
-            return []
-        real_now = db_time(self.clock())
-        inner = (
-            "SELECT id FROM outbox WHERE state = 'pending' AND "
-            "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
-        )
-        params: list[Any] = [self.config.email.provider, real_now, real_now]
-        if only:
-            inner += " AND migration_id = ?"
-            params.append(only)
-        inner += " ORDER BY id LIMIT ?"
-        params.append(limit)
+            return [], False
+        rows = self._candidates(only, limit)
+        emails = self._build(rows) if rows else []
+        stamp = db_time(self.clock())
         with self.store.transaction(counts=False) as conn:
             if record:
                 self._record_in(conn, record)
-            cur = conn.execute(
-                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, provider = ?, "
-                f"updated_at = ? WHERE id IN ({inner}) RETURNING *",
-                params,
-            )
-            cur.row_factory = sqlite3.Row
-            rows = sorted(cur.fetchall(), key=lambda r: r["id"])
             if not rows:
-                return []
-            return [_Job(row, email) for row, email in zip(rows, self._build(rows), strict=True)]
+                return [], False
+            marks = ",".join("?" * len(rows))
+            claimed = dict(
+                conn.execute(
+                    "UPDATE outbox SET state = 'sending', attempts = attempts + 1, provider = ?, "
+                    f"updated_at = ? WHERE id IN ({marks}) AND state = 'pending' "
+                    "RETURNING id, attempts",
+                    [self.config.email.provider, stamp, *(r["id"] for r in rows)],
+                ).fetchall()
+            )
+        jobs = [
+            _Job(row, email, claimed[row["id"]])
+            for row, email in zip(rows, emails, strict=True)
+            if row["id"] in claimed
+        ]
+        return jobs, True
 
     def _build(self, rows: list[sqlite3.Row]) -> list[OutgoingEmail]:
-        accounts = [json.loads(r["accounts"]) for r in rows]  # decoded once per row
-        ids: set[str] = set()
-        for account_ids in accounts:
-            ids.update(account_ids[:MAX_LISTED_ACCOUNTS])
-        names = {
-            a["id"]: AccountRef(a["id"], a["name"], a["plan"])
-            for a in self.store.query(
-                "SELECT id, name, plan FROM accounts WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted(ids)),),
-            )
-        }
-        return [self._email(r, ids_, names) for r, ids_ in zip(rows, accounts, strict=True)]
+        """Render each row: what it lists comes from the row (``listed``) or, for rows queued
+        without it, from one lookup for the whole batch."""
+        found: list[tuple[list[AccountRef] | None, int]] = []  # None: look the names up
+        lookups: list[list[str]] = []
+        missing: set[str] = set()
+        for r in rows:
+            raw = r["listed"]
+            if raw is not None:
+                refs = sorted(
+                    (AccountRef(i, name, plan) for i, name, plan in json.loads(raw)),
+                    key=lambda a: a.id,
+                )
+                found.append((refs[:MAX_LISTED_ACCOUNTS], r["accounts_count"]))
+            else:  # queued before `listed` existed, or an `enforced` notice queued in SQL
+                ids = json.loads(r["accounts"])
+                missing.update(ids[:MAX_LISTED_ACCOUNTS])
+                lookups.append(ids)
+                found.append((None, len(ids)))
+        names: dict[str, AccountRef] = {}
+        if missing:
+            names = {
+                a["id"]: AccountRef(a["id"], a["name"], a["plan"])
+                for a in self.store.query(
+                    "SELECT id, name, plan FROM accounts "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(missing)),),
+                )
+            }
+        pending_lookups = iter(lookups)
+        out = []
+        for r, (own, total) in zip(rows, found, strict=True):
+            if own is None:
+                ids = next(pending_lookups)
+                own = [names.get(a, AccountRef(a, a, "")) for a in ids[:MAX_LISTED_ACCOUNTS]]
+            out.append(self._email(r, own, total))
+        return out
 
-    def _email(
-        self, r: sqlite3.Row, account_ids: list[str], names: dict[str, AccountRef]
-    ) -> OutgoingEmail:
+    def _email(self, r: sqlite3.Row, listed: list[AccountRef], total: int) -> OutgoingEmail:
         sm = self.migrations[r["migration_id"]]
-        listed = [names.get(a, AccountRef(a, a, "")) for a in account_ids[:MAX_LISTED_ACCOUNTS]]
-        deadline = date.fromisoformat(r["deadline"]) if r["deadline"] else None
-        emergency = r["kind"] == "enforced" and r["slot"].endswith("-immediate")
-        context = NoticeContext(
-            migration=sm.migration,
-            kind=r["kind"],
-            admin_email=r["email"],
-            deadline=deadline,
-            days_left=days_until(deadline, self.now, self.tz)
-            if deadline and r["kind"] != "enforced"
-            else None,
-            accounts=listed,
-            accounts_total=len(account_ids),
-            today=local_date(self.now, self.tz),
-            previous_deadline=self.previous_deadlines[sm.id],
-            emergency=emergency,
-            reason=sm.immediate_reason if emergency else None,
-        )
-        rendered = self.bulk.render(r["kind"], context)
+        kind = r["kind"]
+        deadline = self._dates.get(r["deadline"]) if r["deadline"] else None
+        if r["deadline"] and deadline is None:
+            deadline = self._dates[r["deadline"]] = date.fromisoformat(r["deadline"])
+        days_left = self._days_left(deadline) if deadline and kind != "enforced" else None
+        emergency = kind == "enforced" and r["slot"].endswith("-immediate")
+        reason = sm.immediate_reason if emergency else None
+        previous = self.previous_deadlines[sm.id]
+
+        def context() -> NoticeContext:
+            return NoticeContext(
+                migration=sm.migration,
+                kind=kind,
+                admin_email=r["email"],
+                deadline=deadline,
+                days_left=days_left,
+                accounts=listed,
+                accounts_total=total,
+                today=self.today,
+                previous_deadline=previous,
+                emergency=emergency,
+                reason=reason,
+            )
+
+        shape = (deadline, previous, days_left, self.today, emergency, reason)
+        key = shape_key(sm.migration, kind, *shape, len(listed), total)
+        rendered = self.bulk.render_shape(key, kind, r["email"], listed, context)
         return OutgoingEmail(
             key=r["key"],
             to=r["email"],
@@ -233,8 +297,14 @@ class Dispatcher:
             text=rendered.text,
             html=rendered.html,
             message_id=r["message_id"],
-            headers={"X-Migctl-Kind": r["kind"], "X-Migctl-Migration": r["migration_id"]},
+            headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": r["migration_id"]},
         )
+
+    def _days_left(self, deadline: date) -> int:
+        days = self._days.get(deadline)
+        if days is None:
+            days = self._days[deadline] = days_until(deadline, self.now, self.tz)
+        return days
 
     # ------------------------------------------------------------------ recording
 
@@ -251,7 +321,7 @@ class Dispatcher:
         sent: list[tuple[Any, ...]] = []
         for job, result, error in outcomes:
             row_id = job.row["id"]
-            attempts = job.row["attempts"]  # already counts this attempt (claim)
+            attempts = job.attempts
             if error is not None:
                 if isinstance(error, ProviderConfigError):
                     # Not this notice's fault: back to pending, nothing marked failed.
@@ -391,8 +461,11 @@ class Dispatcher:
         return provider.send(email)
 
     def _run_serial(self, only: str | None, quota: int | None) -> None:
-        # At most SERIAL_BATCH rows are `sending` at any time, so a killed run leaves at most
-        # that many in doubt; their outcomes commit with the next claim (one commit per batch).
+        # At most `batch` rows are `sending` at any time, so a killed run leaves at most that
+        # many in doubt; their outcomes commit with the next claim (one commit per batch).
+        # When sends take microseconds (a local provider), one commit per 10 rows would cost
+        # a third of the throughput: the batch then grows to what is sent in BATCH_SECONDS,
+        # so a kill still leaves only the sends of the last few milliseconds in doubt.
         batch = max(SERIAL_BATCH, self.config.email.concurrency)
         provider = self.provider_factory()
         done: list[_Outcome] = []
@@ -401,15 +474,21 @@ class Dispatcher:
             try:
                 while not self.stop.is_set() and config_error is None:
                     self._inflight_count = len(done)
-                    jobs = self._claim(only, self._budget(quota, batch), record=done)
+                    jobs, seen = self._claim(only, self._budget(quota, batch), record=done)
                     done = []
                     if not jobs:
+                        if seen:
+                            continue  # another dispatcher took these rows: look again
+                        if self.more_coming():
+                            self.stop.wait(POLL_SECONDS)
+                            continue
                         wait_s = self._next_retry_wait(only)
                         if wait_s is None or self.summary.quota_reached:
                             break
                         if self.stop.wait(wait_s):
                             break
                         continue
+                    started = time.perf_counter()
                     for i, job in enumerate(jobs):
                         if self.stop.is_set() or config_error is not None:
                             self._release(jobs[i:])
@@ -421,6 +500,9 @@ class Dispatcher:
                             config_error = exc
                         except Exception as exc:  # a provider bug: the send may have happened
                             done.append((job, None, exc))
+                    if not self.network and done:
+                        per_send = (time.perf_counter() - started) / len(done)
+                        batch = _adapted_batch(per_send)
             finally:
                 self._record(done)
         if config_error is not None:
@@ -453,7 +535,7 @@ class Dispatcher:
                     if not self.stop.is_set() and config_error is None:
                         room = 2 * concurrency - len(in_flight)
                         self._inflight_count = len(in_flight)
-                        jobs = self._claim(only, self._budget(quota, room)) if room > 0 else []
+                        jobs = self._claim(only, self._budget(quota, room))[0] if room > 0 else []
                         for job in jobs:
                             in_flight[pool.submit(worker_send, job.email)] = job
                     if not in_flight:
@@ -482,6 +564,13 @@ class Dispatcher:
         if config_error is not None:
             self.summary.stopped = str(config_error)
             raise config_error
+
+
+def _adapted_batch(per_send: float) -> int:
+    """Rows to claim next for a local provider: what it sends in BATCH_SECONDS, bounded."""
+    if per_send <= 0:
+        return LOCAL_BATCH
+    return max(SERIAL_BATCH, min(LOCAL_BATCH, int(BATCH_SECONDS / per_send)))
 
 
 def _previous_deadline(sm: StoredMigration) -> date | None:

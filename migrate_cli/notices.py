@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from migrate_cli import parallel
 from migrate_cli.catalog import StoredMigration
 from migrate_cli.config import Config
 from migrate_cli.definitions import Migration
 from migrate_cli.dispatch import Dispatcher, DispatchSummary
 from migrate_cli.errors import InputError
 from migrate_cli.outbox import counts, enqueue, recover_in_doubt
+from migrate_cli.parallel import Helper, HelperJob
 from migrate_cli.planning import PlannedNotice, plan_all
 from migrate_cli.providers import Provider, provider_class
 from migrate_cli.render import Renderer
@@ -22,6 +24,7 @@ from migrate_cli.templating import templates_dir
 from migrate_cli.timeutil import iso
 
 SHOWN_IN_DRY_RUN = 500  # rows kept for the dry-run table; the counts cover everything
+ENQUEUE_CHUNK = 5_000  # rows per commit while a helper process may already be sending
 
 
 @dataclass
@@ -83,7 +86,7 @@ def plan_only(
 ) -> NotifySummary:
     """The dry run: stream the plan, count it, keep a sample for display; writes nothing."""
     summary = NotifySummary(now=now, dry_run=True)
-    for n in plan_all(store, catalog, tz, now, only):
+    for n in plan_all(store, catalog, tz, now, only, listed=False):
         if n.suppressed:
             summary.suppressed += 1
         else:
@@ -103,11 +106,29 @@ def enqueue_due(
     now: datetime,
     only: str | None,
     summary: NotifySummary,
+    *,
+    committed: Callable[[int], None] | None = None,
 ) -> None:
-    with store.transaction(counts=False) as conn:
-        report = enqueue(
-            conn, plan_all(store, catalog, tz, now, only), now=now, from_addr=config.email.from_addr
-        )
+    """Plan and queue. With ``committed``, queue in chunks, telling it the total after each.
+
+    Chunked, the plan is read through a second connection: a read cursor left open on the
+    writing connection would pin its snapshot, and once another process commits (the helper
+    sending), that connection could no longer begin a write.
+    """
+    reader = Store(store.path, create=False) if committed else store
+    try:
+        with store.transaction(counts=False) as conn:
+            report = enqueue(
+                conn,
+                plan_all(reader, catalog, tz, now, only),
+                now=now,
+                from_addr=config.email.from_addr,
+                commit_every=ENQUEUE_CHUNK if committed else None,
+                committed=committed,
+            )
+    finally:
+        if reader is not store:
+            reader.close()
     summary.planned += report.enqueued
     summary.suppressed += report.suppressed
     for kind, n in (report.by_kind or {}).items():
@@ -137,7 +158,6 @@ def notify(
         check_renderer(renderer, [sm.migration for sm in catalog])
     summary = summary or NotifySummary(now=now, dry_run=False)
     summary.recovered_in_doubt = recover_in_doubt(store, now=now)
-    enqueue_due(store, config, catalog, tz, now, only, summary)
     dispatcher = Dispatcher(
         store,
         config,
@@ -151,10 +171,33 @@ def notify(
         network=network,
     )
     summary.dispatch = dispatcher.summary
+    # Waiting rows that must no longer go out are dropped before anything is queued or sent
+    # (a helper process may start sending while this one is still queuing).
+    dispatcher.sweep()
+    helper: Helper | None = None
+    if parallel.wanted(config, network, store.path):
+        helper = Helper(HelperJob(str(store.path), config, now, only), progress or (lambda n: None))
+
+        def committed(total: int) -> None:
+            if helper is not None and not helper.started and total >= parallel.PARALLEL_MIN:
+                helper.start()
+
+        enqueue_due(store, config, catalog, tz, now, only, summary, committed=committed)
+        if not helper.started and pending_count(store, only) >= parallel.PARALLEL_MIN:
+            helper.start()  # a large backlog from earlier runs
+        helper.queuing_done()
+    else:
+        enqueue_due(store, config, catalog, tz, now, only, summary)
+    failed = True
     try:
-        dispatcher.run(only)
+        dispatcher.run(only, sweep=False)
+        failed = False
     finally:
-        summary.in_doubt_total = counts(store)["in_doubt"]
+        try:
+            if helper is not None:
+                helper.join(dispatcher.summary, stopping=failed or dispatcher.stop.is_set())
+        finally:
+            summary.in_doubt_total = counts(store)["in_doubt"]
     return summary
 
 

@@ -38,6 +38,8 @@ class PlannedNotice:
     why: str
     schedule_version: int
     suppressed: bool = False
+    # JSON [[id, name, plan], ...] of the accounts, in any order (dispatch sorts and cuts it).
+    listed: str | None = None
 
     @property
     def key(self) -> str:
@@ -144,7 +146,7 @@ def decide(
 
 
 def plan_migration(
-    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime
+    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime, *, listed: bool = True
 ) -> Iterator[PlannedNotice]:
     """Announcement/reminder/schedule_change notices for one migration, streamed from SQL."""
     m = sm.migration
@@ -156,11 +158,17 @@ def plan_migration(
     sql = (
         f"WITH p AS ({pending_sql}), "
         "agg AS (SELECT x.email AS email, count(*) AS n, group_concat(p.id, char(31)) AS ids, "
-        "min(p.deadline) AS deadline, max(p.deadline IS NULL) AS has_tbd "
-        "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
+        "min(p.deadline) AS deadline, max(p.deadline IS NULL) AS has_tbd, "
+        + (
+            "json_group_array(json_array(p.id, p.name, p.plan)) AS listed "
+            if listed  # what the notice will list, for dispatch (a dry run needs no names)
+            else "NULL AS listed "
+        )
+        + "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
         "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
         "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
-        "SELECT agg.email, agg.n, agg.ids, agg.deadline, agg.has_tbd, last.last_at, last.sv, "
+        "SELECT agg.email, agg.n, agg.ids, agg.deadline, agg.has_tbd, agg.listed, last.last_at, "
+        "last.sv, "
         "s.email IS NOT NULL AS suppressed "
         "FROM agg LEFT JOIN last ON last.email = agg.email "
         "LEFT JOIN suppressions s ON s.email = agg.email ORDER BY agg.email"
@@ -205,6 +213,7 @@ def plan_migration(
             detail,
             sm.schedule_version,
             suppressed=bool(row["suppressed"]),
+            listed=row["listed"],
         )
 
 
@@ -291,7 +300,13 @@ def _existing_keys_checker(store: Store, migration_id: str) -> Any:
 
 
 def plan_all(
-    store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None = None
+    store: Store,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    only: str | None = None,
+    *,
+    listed: bool = True,
 ) -> Iterator[PlannedNotice]:
     """Every announcement, reminder and schedule change due now across migrations.
 
@@ -300,4 +315,4 @@ def plan_all(
     for sm in catalog:
         if only is not None and sm.id != only:
             continue
-        yield from plan_migration(store, sm, tz, now)
+        yield from plan_migration(store, sm, tz, now, listed=listed)

@@ -150,3 +150,14 @@ def m003_status_cache(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m004_outbox_listed(db: Database) -> None:
+    """The accounts a notice lists (id, name, plan), captured when it is queued.
+
+    Dispatch then renders without looking each account up again (two B-tree searches per
+    account, most of the cost of a local send), and the row records what the notice said.
+    Rows queued before this column existed keep NULL and are looked up as before.
+    """
+    db.execute("ALTER TABLE outbox ADD COLUMN listed TEXT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -89,7 +90,7 @@ class Store:
         conn = self.conn
         if conn.in_transaction:
             raise StoreError("internal error: nested transaction")
-        conn.execute("BEGIN IMMEDIATE")
+        _begin_immediate(conn)
         before = conn.total_changes
         try:
             yield conn
@@ -131,6 +132,30 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.scalar("PRAGMA integrity_check") == "ok"
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting for another writer in steps of a fraction of a millisecond.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between attempts: two processes that
+    take turns with transactions of a few milliseconds (a large run's two dispatchers) would
+    spend much of their time asleep. The overall limit stays BUSY_TIMEOUT_MS.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.0002
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.005)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def bump_data_version(conn: sqlite3.Connection) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DURATION = re.compile(r"^(\d{1,5})([dhm])$")
@@ -51,6 +52,7 @@ def get_timezone(name: str) -> tzinfo:
         ) from None
 
 
+@lru_cache(maxsize=4096)  # planning asks for the same few dates once per administrator
 def start_of_day(day: date, tz: tzinfo) -> datetime:
     """Midnight at the start of ``day`` in ``tz``, as an aware UTC instant."""
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)

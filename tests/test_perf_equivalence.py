@@ -240,3 +240,12 @@ def test_first_import_with_a_duplicate_reports_every_line(
     assert [(p.line, p.field) for p in problems] == [(4, "id")]
     assert fast[1]["accounts"] == [] and fast[1]["audit"] == []
     assert len(fast[1]["indexes"]) >= 4  # the dropped indexes came back with the rollback
+
+
+@given(st.text(max_size=200))
+def test_the_bulk_renderers_html_escaping_is_markupsafes(value: str) -> None:
+    from markupsafe import escape
+
+    from migrate_cli.fastrender import _html
+
+    assert _html(value) == str(escape(value))

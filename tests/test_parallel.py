@@ -1,0 +1,176 @@
+"""Large local runs share the sending with a helper process: every row sent once, stops clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import migrate_cli.notices as notices_module
+import migrate_cli.parallel as parallel
+from migrate_cli.config import Config
+from migrate_cli.dispatch import DispatchSummary
+from migrate_cli.providers.file import FileProvider, eml_filename
+from tests.helpers_enforce import (
+    MAIL,
+    base_env,
+    in_process,
+    json_out,
+    ok,
+    query,
+    setup_store,
+    wait_for,
+)
+
+ACCOUNTS = 600
+
+
+def many_accounts(n: int) -> str:
+    rows = ["id,name,plan,tags,created_at,status,admins"]
+    for i in range(n):
+        rows.append(f"acc-{i:05d},Account {i} & Co <x>,free,,2015-01-01,active,u{i}@x.test")
+    return "\n".join(rows) + "\n"
+
+
+def _check_all_sent_once(folder: Path, db: Path) -> int:
+    rows = query(db, "SELECT key, state, attempts FROM outbox")
+    assert rows, "nothing was queued"
+    assert {r["state"] for r in rows} == {"sent"}, {r["state"] for r in rows}
+    assert {r["attempts"] for r in rows} == {1}, "a row was claimed twice"
+    files = {p.name for p in (folder / "outbox").glob("*.eml")}
+    assert files == {eml_filename(r["key"]) for r in rows}
+    return len(rows)
+
+
+def test_a_large_local_run_is_shared_with_a_helper_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(notices_module, "ENQUEUE_CHUNK", 20)
+    # This process sends slowly, so the helper (a fresh interpreter) surely gets a share.
+    write = FileProvider.write_message
+
+    def slow_write(self: FileProvider, msg: Any, email: Any) -> str:
+        time.sleep(0.004)
+        return write(self, msg, email)
+
+    monkeypatch.setattr(FileProvider, "write_message", slow_write)
+    shares: list[int] = []
+    merge = parallel._merge
+
+    def spy(into: DispatchSummary, other: DispatchSummary) -> None:
+        shares.append(other.sent)
+        merge(into, other)
+
+    monkeypatch.setattr(parallel, "_merge", spy)
+    out = in_process(tmp_path, "--now", "2016-04-20", "notify", "--json")
+    doc = json.loads(out)
+    sent = _check_all_sent_once(tmp_path, db)
+    assert doc["notices"]["planned"] == doc["notices"]["sent"] == sent == ACCOUNTS
+    assert len(shares) == 1, "the helper never reported"
+    assert 0 < shares[0] < sent, shares
+
+
+WRAPPER = """\
+import sys, time
+import migrate_cli.notices as n
+import migrate_cli.parallel as p
+from migrate_cli.providers.file import FileProvider
+p.PARALLEL_MIN = 50
+n.ENQUEUE_CHUNK = 20
+write = FileProvider.write_message
+def slow(self, msg, email):
+    time.sleep(0.01)
+    return write(self, msg, email)
+FileProvider.write_message = slow
+from migrate_cli.cli import main
+main()
+"""
+
+
+def test_sigterm_stops_both_processes_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(WRAPPER)
+    argv = [
+        sys.executable,
+        str(wrapper),
+        "--db",
+        str(db),
+        "--config",
+        str(tmp_path / "migctl.toml"),
+        "--now",
+        "2016-04-20",
+        "notify",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        env=base_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def helper_has_sent() -> bool:
+        # The helper sends from the highest id down.
+        top = query(db, "SELECT state FROM outbox ORDER BY id DESC LIMIT 1") if db.exists() else []
+        return bool(top) and top[0]["state"] == "sent"
+
+    assert wait_for(helper_has_sent, timeout=60), "the helper never sent"
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=90)
+    states = {r["state"] for r in query(db, "SELECT DISTINCT state FROM outbox")}
+    assert states <= {"sent", "pending"}, states  # nothing left `sending`, nothing in doubt
+    sent_keys = {r["key"] for r in query(db, "SELECT key FROM outbox WHERE state = 'sent'")}
+    files = {p.name for p in (tmp_path / "outbox").glob("*.eml")}
+    assert files == {eml_filename(k) for k in sent_keys}  # every file written is recorded
+    assert "pending" in states, "the run finished before the signal: nothing was tested"
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "migrate_cli", *argv[2:]],
+        cwd=tmp_path,
+        env=base_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    ok(rerun)
+    assert json_out(rerun)["notices"]["planned"] == 0  # nothing planned twice
+    assert _check_all_sent_once(tmp_path, db) == ACCOUNTS
+
+
+def test_a_failing_helper_fails_the_run_loudly(tmp_path: Path) -> None:
+    job = parallel.HelperJob(
+        str(tmp_path / "missing.db"), Config(), datetime(2016, 4, 20, tzinfo=UTC), None
+    )
+    progress: list[int] = []
+    helper = parallel.Helper(job, progress.append)
+    helper.start()
+    helper.queuing_done()
+    with pytest.raises(RuntimeError, match="helper process failed: StoreError"):
+        helper.join(DispatchSummary(), stopping=False)
+    assert progress == []
+
+
+def test_small_runs_and_rate_limited_runs_stay_in_one_process(tmp_path: Path) -> None:
+    from migrate_cli.config import EmailConfig
+
+    db = tmp_path / "x.db"
+    assert parallel.wanted(Config(), False, db) == ((os.cpu_count() or 1) >= 2)
+    assert not parallel.wanted(Config(), True, db)  # network providers use threads
+    limited = Config(email=EmailConfig(rate_per_second=5))
+    assert not parallel.wanted(limited, False, db)
+    assert not parallel.wanted(Config(), False, Path(":memory:"))
