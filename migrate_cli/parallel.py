@@ -177,11 +177,15 @@ def helper_main() -> None:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
 
+    def watch_parent() -> None:
+        while not stop.wait(0.2):
+            if os.getppid() != parent:  # the parent was killed: stop after this batch
+                stop.set()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+
     def more_coming() -> bool:
-        if os.getppid() != parent:  # the parent was killed: stop after this batch
-            stop.set()
-            return False
-        return queuing.is_set()
+        return queuing.is_set() and not stop.is_set()
 
     dispatcher: Dispatcher | None = None
     try:

@@ -174,3 +174,53 @@ def test_small_runs_and_rate_limited_runs_stay_in_one_process(tmp_path: Path) ->
     limited = Config(email=EmailConfig(rate_per_second=5))
     assert not parallel.wanted(limited, False, db)
     assert not parallel.wanted(Config(), False, Path(":memory:"))
+
+
+def _helpers_running() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"migrate_cli.parallel" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the helper")
+def test_a_killed_run_takes_its_helper_down_and_nothing_is_sent_twice(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(WRAPPER)
+    args = ["--db", str(db), "--config", str(tmp_path / "migctl.toml"), "--now", "2016-04-20"]
+    proc = subprocess.Popen(
+        [sys.executable, str(wrapper), *args, "notify", "--json"],
+        cwd=tmp_path,
+        env=base_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(lambda: bool(_helpers_running()), timeout=60), "no helper started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert wait_for(lambda: not _helpers_running(), timeout=30), "the helper outlived its run"
+    rerun = subprocess.run(
+        [sys.executable, "-m", "migrate_cli", *args, "notify", "--json"],
+        cwd=tmp_path,
+        env=base_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    ok(rerun, 0, 3)
+    rows = query(db, "SELECT state, attempts FROM outbox")
+    assert len(rows) == ACCOUNTS
+    assert {r["attempts"] for r in rows} == {1}, "a notice was claimed twice"
+    in_doubt = sum(r["state"] == "in_doubt" for r in rows)
+    assert {r["state"] for r in rows} <= {"sent", "in_doubt"}
+    assert in_doubt <= 200  # at most the killed run's one claimed batch
