@@ -106,7 +106,7 @@ def enqueue(
                 n.slot,
                 SUPPRESSED if n.suppressed else PENDING,
                 n.schedule_version,
-                json.dumps(list(n.account_ids)),
+                json.dumps(list(n.account_ids), separators=(",", ":")),  # as SQLite writes it
                 len(n.account_ids),
                 n.deadline.isoformat() if n.deadline else None,
                 n.why,
