@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from migrate_cli.config import Config
 from migrate_cli.definitions import Migration
 from migrate_cli.dispatch import Dispatcher, DispatchSummary
 from migrate_cli.errors import InputError
-from migrate_cli.outbox import counts, enqueue, recover_in_doubt
+from migrate_cli.outbox import EnqueueReport, counts, enqueue, recover_in_doubt
 from migrate_cli.parallel import Helper, HelperJob
 from migrate_cli.planning import PlannedNotice, plan_all
 from migrate_cli.providers import Provider, provider_class
@@ -109,26 +110,35 @@ def enqueue_due(
     *,
     committed: Callable[[int], None] | None = None,
 ) -> None:
-    """Plan and queue. With ``committed``, queue in chunks, telling it the total after each.
+    """Plan and queue, in one transaction; or, with ``committed``, in chunks.
 
-    Chunked, the plan is read through a second connection: a read cursor left open on the
-    writing connection would pin its snapshot, and once another process commits (the helper
-    sending), that connection could no longer begin a write.
+    Chunked, each ENQUEUE_CHUNK notices are written in a transaction of their own and
+    ``committed`` is told the total so far: a helper process can send them while the rest is
+    planned, and it is never kept waiting while this one plans (outside any transaction). The
+    plan is then read through a second connection, since a cursor left open on the writing
+    one would pin its snapshot. An interrupted run keeps what it queued; every notice has its
+    own key, so the next run plans only the rest.
     """
-    reader = Store(store.path, create=False) if committed else store
-    try:
+    if committed is None:
         with store.transaction(counts=False) as conn:
             report = enqueue(
                 conn,
-                plan_all(reader, catalog, tz, now, only),
+                plan_all(store, catalog, tz, now, only),
                 now=now,
                 from_addr=config.email.from_addr,
-                commit_every=ENQUEUE_CHUNK if committed else None,
-                committed=committed,
             )
-    finally:
-        if reader is not store:
-            reader.close()
+        _add(summary, report)
+        return
+    with Store(store.path, create=False) as reader:
+        planned = plan_all(reader, catalog, tz, now, only)
+        while chunk := list(itertools.islice(planned, ENQUEUE_CHUNK)):
+            with store.transaction(counts=False) as conn:
+                report = enqueue(conn, chunk, now=now, from_addr=config.email.from_addr)
+            _add(summary, report)
+            committed(summary.planned)
+
+
+def _add(summary: NotifySummary, report: EnqueueReport) -> None:
     summary.planned += report.enqueued
     summary.suppressed += report.suppressed
     for kind, n in (report.by_kind or {}).items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,15 +49,8 @@ def enqueue(
     *,
     now: datetime,
     from_addr: str,
-    commit_every: int | None = None,
-    committed: Callable[[int], None] | None = None,
 ) -> EnqueueReport:
     """Insert planned notices; an existing key is never duplicated. Counts what was written.
-
-    With ``commit_every``, the caller's transaction is committed (and a new one begun) each
-    time that many rows were written, and ``committed`` is told the total so far: another
-    process can start sending them while the rest is planned. An interrupted run then keeps
-    what it queued; every row has its own key, so the next run plans only the rest.
 
     An existing key is left alone, except a `suppressed` row whose address is no longer
     suppressed: that notice was never sent, so it becomes pending (a new notice, dated now).
@@ -71,10 +64,7 @@ def enqueue(
     # each, leaving out keys that already existed.
     batches: dict[tuple[str, bool], list[tuple[Any, ...]]] = {}
 
-    uncommitted = 0
-
     def flush(group: tuple[str, bool]) -> None:
-        nonlocal uncommitted
         rows = batches.pop(group, [])
         if not rows:
             return
@@ -86,13 +76,6 @@ def enqueue(
         else:
             report.enqueued += written
             by_kind[group[0]] = by_kind.get(group[0], 0) + written
-        uncommitted += written
-        if commit_every and uncommitted >= commit_every:
-            conn.execute("COMMIT")
-            conn.execute("BEGIN IMMEDIATE")
-            uncommitted = 0
-            if committed is not None:
-                committed(report.enqueued)
 
     for n in notices:
         group = (n.kind, n.suppressed)
