@@ -16,7 +16,9 @@ Three phases, each timed on its own and reported per item:
   commit. Item = notice; the planning time is charged per notice in the same proportion.
 * ``enforce`` (compare: ``enforce``) — loop over the sample accounts; per account one query for
   its enrollment and, if it is still pending in a due migration, one INSERT into enrollments,
-  one INSERT into the audit log and a commit. Item = account switched.
+  one INSERT into the audit log and a commit, and one query for its administrators; then one
+  `enforced` notice per administrator (a suppression lookup, one INSERT into the outbox and a
+  commit each), as migctl's `enforce` queues them in the same step. Item = account switched.
 
 It reads the store's tables directly (the schema is migctl's) and knows nothing of migctl's code.
 """
@@ -198,8 +200,11 @@ def notify(
 
 def enforce(
     conn: sqlite3.Connection, migrations: list[dict[str, Any]], now: str, sample: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """Switch the due accounts one by one, then queue one `enforced` notice per administrator
+    (migctl's `enforce` queues them in the same step, so the baseline does the same work)."""
     switched = 0
+    digests: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     accounts = conn.execute(
         "SELECT id, plan, created_at, status FROM accounts ORDER BY id LIMIT ?", (sample,)
     ).fetchall()
@@ -232,8 +237,38 @@ def enforce(
                 (now, m["id"], acc_id),
             )
             conn.execute("COMMIT")
+            for (email,) in conn.execute(
+                "SELECT email FROM account_admins WHERE account_id = ?", (acc_id,)
+            ).fetchall():
+                digests[(m["id"], email, deadline)].append(acc_id)
             switched += 1
-    return switched, len(accounts)
+    queued = 0
+    for (mid, email, deadline), ids in digests.items():
+        suppressed = conn.execute("SELECT 1 FROM suppressions WHERE email = ?", (email,)).fetchone()
+        key = f"{mid}|{email}|enforced|enforced-*-{deadline}"
+        conn.execute("BEGIN")
+        conn.execute(
+            "INSERT INTO outbox(key, migration_id, email, kind, slot, state, accounts, "
+            "accounts_count, deadline, why, message_id, created_at, updated_at) "
+            "VALUES (?, ?, ?, 'enforced', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
+            (
+                key,
+                mid,
+                email,
+                f"enforced-*-{deadline}",
+                "suppressed" if suppressed else "pending",
+                json.dumps(sorted(ids)),
+                len(ids),
+                deadline,
+                f"the mandatory date passed; {len(ids)} account(s) switched",
+                f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@platform.example>",
+                now,
+                now,
+            ),
+        )
+        conn.execute("COMMIT")
+        queued += 1
+    return switched, len(accounts), queued
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     share = (sent / len(due)) if due else 0.0
 
     t0, c0 = time.perf_counter(), time.process_time()
-    switched, enf_scanned = enforce(conn, migrations, args.enforce_now, args.sample)
+    switched, enf_scanned, enf_queued = enforce(conn, migrations, args.enforce_now, args.sample)
     t_enf, c_enf = time.perf_counter() - t0, time.process_time() - c0
 
     doc = {
@@ -284,7 +319,10 @@ def main(argv: list[str] | None = None) -> None:
             "seconds": t_enf,
             "cpu_s": c_enf,
             "items": switched,
-            "note": f"{enf_scanned:,} accounts scanned, {switched:,} switched",
+            "note": (
+                f"{enf_scanned:,} accounts scanned, {switched:,} switched, "
+                f"{enf_queued:,} enforced notices queued"
+            ),
         },
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
