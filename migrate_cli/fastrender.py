@@ -221,9 +221,13 @@ class BulkRenderer:
 
 def _escaped(fills: dict[str, str]) -> dict[str, str]:
     """The values as the HTML part shows them (the escaping of markupsafe.escape)."""
-    if not _HTML_SPECIAL.search("".join(fills.values())):
+    joined = "\x00".join(fills.values())
+    if not _HTML_SPECIAL.search(joined):
         return fills
-    return {k: _html(v) for k, v in fills.items()}
+    parts = _html(joined).split("\x00")  # one pass for all values
+    if len(parts) != len(fills):  # a value held a NUL itself (a plan is not cleaned)
+        return {k: _html(v) for k, v in fills.items()}
+    return dict(zip(fills, parts, strict=True))
 
 
 def _html(value: str) -> str:
