@@ -68,22 +68,36 @@ class Helper:
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._result: tuple[str, Any] | None = None
+        self._failed = False  # could not start: never tried again
 
     @property
     def started(self) -> bool:
-        return self._proc is not None
+        return self._proc is not None or self._failed
 
     def start(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "migrate_cli.parallel"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            # Its own session: a terminal's Ctrl-C reaches this process, which stops the helper.
-            start_new_session=True,
-        )
-        assert self._proc.stdin is not None
-        pickle.dump(self.job, self._proc.stdin)
-        self._proc.stdin.flush()
+        """Start the helper; if it cannot start, the run simply continues on its own."""
+        if self._failed:
+            return
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "migrate_cli.parallel"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                # Its own session: Ctrl-C reaches this process, which then stops the helper.
+                start_new_session=True,
+            )
+            assert proc.stdin is not None
+            pickle.dump(self.job, proc.stdin)
+            proc.stdin.flush()
+        except OSError as exc:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            self._failed = True
+            sys.stderr.write(f"warning: no helper process ({exc}); sending from one process\n")
+            return
+        self._proc = proc
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

@@ -224,3 +224,14 @@ def test_a_killed_run_takes_its_helper_down_and_nothing_is_sent_twice(tmp_path: 
     in_doubt = sum(r["state"] == "in_doubt" for r in rows)
     assert {r["state"] for r in rows} <= {"sent", "in_doubt"}
     assert in_doubt <= 200  # at most the killed run's one claimed batch
+
+
+def test_a_helper_that_cannot_start_leaves_the_run_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(120), provider="file")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(notices_module, "ENQUEUE_CHUNK", 20)
+    monkeypatch.setattr(parallel.sys, "executable", str(tmp_path / "no-such-python"))
+    doc = json.loads(in_process(tmp_path, "--now", "2016-04-20", "notify", "--json"))
+    assert doc["notices"]["sent"] == _check_all_sent_once(tmp_path, db) == 120
