@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -110,7 +111,13 @@ class Dispatcher:
             # The bucket's guarantee holds when a send is granted; building, signing and
             # connecting before the request reaches the provider add jitter that can bunch
             # arrivals. Pacing a little under the limit keeps the provider's own count within it.
-            self._limiter = TokenBucket(config.email.rate_per_second * (1 - RATE_HEADROOM))
+            paced = config.email.rate_per_second * (1 - RATE_HEADROOM)
+            # Where that margin is two sends or more, burst=2 lets a grant that came late (a
+            # worker woke a fraction of a millisecond after its slot) be followed by one a
+            # little early, so lateness is not lost for good; the sliding one-second window
+            # still caps the grants at ceil(paced), under the limit.
+            margin = config.email.rate_per_second - math.ceil(paced)
+            self._limiter = TokenBucket(paced, burst=2 if margin >= 2 else 1)
 
     # ------------------------------------------------------------------ public
 

@@ -64,6 +64,39 @@ def test_rate_limit_is_never_exceeded_with_concurrent_workers(
     assert {r["state"] for r in outbox()} == {"sent"}
 
 
+@pytest.mark.slow
+def test_a_high_rate_with_catch_up_pacing_stays_under_the_limit(
+    runner: RunCli, server: FakeSendgrid
+) -> None:
+    # At 100/s the margin under the limit (100 - ceil(97.5) = 2 sends) allows burst=2 pacing.
+    _admins(450)
+    _config(server, rate_per_second=100, concurrency=8)
+    server.latency = 0.02
+    doc = _notify(runner)
+    assert doc["notices"]["sent"] == 450  # type: ignore[index]
+    times = sorted(server.arrivals)
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 100, busiest
+    assert times[-1] - times[0] >= 4.0  # 450 sends at <= 100/s take at least ~4.5 s
+
+
+def test_catch_up_pacing_only_where_the_margin_allows_it(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from migrate_cli.config import Config, EmailConfig
+    from migrate_cli.dispatch import Dispatcher
+    from migrate_cli.store import Store
+
+    def burst(rate: float) -> int:
+        config = Config(email=EmailConfig(provider="null", rate_per_second=rate))
+        with Store(tmp_path / "x.db") as store:
+            d = Dispatcher(store, config, lambda: None, None, [], UTC, datetime.now(UTC))  # type: ignore[arg-type,return-value]
+            return int(d._limiter.burst)
+
+    assert burst(200) == 2 and burst(100) == 2
+    assert burst(20) == 1 and burst(50) == 1 and burst(1) == 1
+
+
 def test_a_throttled_send_is_retried_once_and_never_duplicated(
     runner: RunCli, server: FakeSendgrid
 ) -> None:

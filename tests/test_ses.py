@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from migrate_cli.mime import as_bytes, build_message
 from migrate_cli.providers.base import ProviderConfigError, SendStatus
 from migrate_cli.providers.ses import TAG_NAME, SesProvider, ses_tag_value
-from tests.fakes.common import free_port, make_config, make_email, parse
+from tests.fakes.common import bodies, free_port, make_config, make_email, parse
 from tests.fakes.ses_server import DUMMY_AWS_ENV, FakeSes, SesReply, moto_server, sent_raw_messages
 
 SENDER = "notices@platform.example"
@@ -91,6 +92,30 @@ def test_request_shape(fake: FakeSes) -> None:
     assert tag["Name"] == TAG_NAME and TAG_VALUE.fullmatch(tag["Value"])
     assert parse(request.raw_message)["X-Migctl-Notice"] == email.key
     assert "ConfigurationSetName" not in _one_request_body(fake.url)
+
+
+def test_raw_message_is_what_build_message_writes(fake: FakeSes) -> None:
+    """SES sends mime.build_raw's bytes: the stdlib builder's, apart from boundary and date."""
+    email = make_email(subject="Änderung für Café ☕", html="<p>" + "x" * 120 + "</p>")
+    with ses(fake.url) as provider:
+        provider.send(email)
+    (request,) = fake.requests
+    sent = parse(request.raw_message)
+    built = parse(as_bytes(build_message(email)))
+    assert [(k, str(v)) for k, v in sent.items() if k not in ("Date", "Content-Type")] == [
+        (k, str(v)) for k, v in built.items() if k not in ("Date", "Content-Type")
+    ]
+    assert bodies(sent) == bodies(built)
+    assert request.raw_message.count(b"\r\n") == request.raw_message.count(b"\n")  # CRLF only
+
+
+def test_client_side_parameter_validation_is_off(fake: FakeSes) -> None:
+    # send() builds every request itself; validating it again cost CPU on each send. (The
+    # client's meta.config does not show the setting, so check what it does.)
+    with ses(fake.url) as provider:
+        provider.client.send_email(FromEmailAddress=42, Content={"Raw": {"Data": b"x"}})
+    (request,) = fake.requests  # with validation on, botocore would refuse the int
+    assert request.body["FromEmailAddress"] == 42
 
 
 def _one_request_body(url: str) -> dict[str, object]:
