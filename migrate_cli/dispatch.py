@@ -28,7 +28,7 @@ from migrate_cli.render import AccountRef, NoticeContext, Renderer
 from migrate_cli.store import Store, audit, bump_data_version, db_time
 from migrate_cli.timeutil import days_until, local_date
 
-RATE_HEADROOM = 0.025  # share of rate_per_second left unused to absorb client-side jitter
+RATE_HEADROOM = 0.035  # share of rate_per_second left unused to absorb client-side jitter
 # Rows claimed per commit by the serial loop: bounds what a kill leaves in doubt, while one
 # commit per row would cost a third of the throughput of local providers.
 SERIAL_BATCH = 10
@@ -112,12 +112,12 @@ class Dispatcher:
             # connecting before the request reaches the provider add jitter that can bunch
             # arrivals. Pacing a little under the limit keeps the provider's own count within it.
             paced = config.email.rate_per_second * (1 - RATE_HEADROOM)
-            # Where that margin is two sends or more, burst=2 lets a grant that came late (a
-            # worker woke a fraction of a millisecond after its slot) be followed by one a
-            # little early, so lateness is not lost for good; the sliding one-second window
-            # still caps the grants at ceil(paced), under the limit.
+            # Where that margin is two sends or more, a grant that came late (a worker woke a
+            # fraction of a millisecond after its slot) may be followed by one up to half an
+            # interval early, so lateness is not lost for good while two grants never go out
+            # together; the sliding one-second window still caps them at ceil(paced).
             margin = config.email.rate_per_second - math.ceil(paced)
-            self._limiter = TokenBucket(paced, burst=2 if margin >= 2 else 1)
+            self._limiter = TokenBucket(paced, burst=1.1 if margin >= 2 else 1)
 
     # ------------------------------------------------------------------ public
 

@@ -20,7 +20,9 @@ class TokenBucket:
     through within one second):
 
     * a cell-rate rule (GCRA): on average one grant every ``1 / rate`` seconds, with at most
-      ``burst`` grants ahead of that schedule; ``burst = 1`` (the default) is strict spacing;
+      ``burst`` grants ahead of that schedule; ``burst = 1`` (the default) is strict spacing,
+      and a fraction above 1 lets a late grant be followed by one that early (a fraction of an
+      interval), which recovers lateness without letting two grants through at once;
     * a sliding-window log: a grant needs the ``ceil(rate)``-th previous grant to be at least one
       second old, which is what providers' "N per second" limits mean.
     """
@@ -28,7 +30,7 @@ class TokenBucket:
     def __init__(
         self,
         rate_per_second: float,
-        burst: int | None = None,
+        burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

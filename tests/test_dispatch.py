@@ -68,7 +68,7 @@ def test_rate_limit_is_never_exceeded_with_concurrent_workers(
 def test_a_high_rate_with_catch_up_pacing_stays_under_the_limit(
     runner: RunCli, server: FakeSendgrid
 ) -> None:
-    # At 100/s the margin under the limit (100 - ceil(97.5) = 2 sends) allows burst=2 pacing.
+    # At 100/s the margin under the limit (100 - ceil(96.5) = 3 sends) allows catch-up pacing.
     _admins(450)
     _config(server, rate_per_second=100, concurrency=8)
     server.latency = 0.02
@@ -87,13 +87,13 @@ def test_catch_up_pacing_only_where_the_margin_allows_it(tmp_path: Path) -> None
     from migrate_cli.dispatch import Dispatcher
     from migrate_cli.store import Store
 
-    def burst(rate: float) -> int:
+    def burst(rate: float) -> float:
         config = Config(email=EmailConfig(provider="null", rate_per_second=rate))
         with Store(tmp_path / "x.db") as store:
             d = Dispatcher(store, config, lambda: None, None, [], UTC, datetime.now(UTC))  # type: ignore[arg-type,return-value]
-            return int(d._limiter.burst)
+            return float(d._limiter.burst)
 
-    assert burst(200) == 2 and burst(100) == 2
+    assert burst(200) == burst(100) == 1.5
     assert burst(20) == 1 and burst(50) == 1 and burst(1) == 1
 
 
