@@ -93,7 +93,7 @@ def test_catch_up_pacing_only_where_the_margin_allows_it(tmp_path: Path) -> None
             d = Dispatcher(store, config, lambda: None, None, [], UTC, datetime.now(UTC))  # type: ignore[arg-type,return-value]
             return float(d._limiter.burst)
 
-    assert burst(200) == burst(100) == 1.5
+    assert burst(200) == burst(100) == 1.1
     assert burst(20) == 1 and burst(50) == 1 and burst(1) == 1
 
 
