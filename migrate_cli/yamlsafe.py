@@ -181,6 +181,15 @@ def load_yaml(path: Path) -> Located:
         raise InputError([Problem(name, None, None, f"invalid YAML: {exc}")]) from None
     except RecursionError:
         raise InputError([Problem(name, None, None, "the document is nested too deeply")]) from None
+    except (ValueError, OverflowError):
+        # PyYAML turns an escape like "\U7fffffff" into chr() and lets its error through.
+        raise InputError(
+            [
+                Problem(
+                    name, _bad_escape_line(text), None, "invalid YAML: an escape is not a character"
+                )
+            ]
+        ) from None
     docs = [d for d in docs if d is not None]
     if not docs:
         raise InputError([Problem(name, 1, None, "file has no content")])
@@ -224,3 +233,11 @@ def load_yaml(path: Path) -> Located:
     if builder.problems:
         raise InputError(builder.problems)
     return Located(data=data, lines=builder.lines, file=name)
+
+
+def _bad_escape_line(text: str) -> int | None:
+    """The line of the first \\U escape naming no Unicode character (beyond U+10FFFF)."""
+    for match in re.finditer(r"\\U([0-9A-Fa-f]{8})", text):
+        if int(match.group(1), 16) > 0x10FFFF:
+            return text.count("\n", 0, match.start()) + 1
+    return None

@@ -76,6 +76,12 @@ CASES: list[tuple[str, str | bytes, int | None, str]] = [
         "'2016-13-01' is not a real calendar date",
     ),
     ("feb-30", _replace(8, "    mandatory_opt_in: 2016-02-30"), 8, "not a real calendar date"),
+    (  # found by test_fuzz_loaders: PyYAML's chr() error escaped as a traceback
+        "escape-beyond-unicode",
+        _replace(9, '    summary: "bad \\U7fffffff escape"'),
+        9,
+        "an escape is not a character",
+    ),
     (
         "naive-datetime",
         _replace(7, "    grace_period_start: 2016-04-04T10:00:00"),
