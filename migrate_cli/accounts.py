@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -12,7 +13,7 @@ from typing import IO, Any
 
 from migrate_cli.accounts_io import MAX_PROBLEMS, AccountRow, normalise_email, read_accounts
 from migrate_cli.catalog import store_timezone
-from migrate_cli.errors import InputError, NotFoundError, Problem
+from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
 from migrate_cli.store import Store, audit, bump_data_version, db_time
 
 BATCH = 5_000
@@ -186,6 +187,23 @@ def import_accounts(
     store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None = None
 ) -> ImportReport:
     """Add and update accounts from CSV/JSON Lines; any bad row and nothing is written."""
+    report = _import(store, path, now=now, actor=actor, fmt=fmt)
+    if report.added or report.updated:
+        # The import invalidated every status figure: count them once now, after the commit,
+        # so that the next `status` reads them (like the end of a cron run). Only an
+        # optimisation: a failure here must not turn a good import into an error.
+        from migrate_cli.status import refresh_figures
+
+        try:
+            refresh_figures(store, now)
+        except (sqlite3.Error, MigctlError) as exc:
+            sys.stderr.write(f"warning: status figures not refreshed: {exc}\n")
+    return report
+
+
+def _import(
+    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None
+) -> ImportReport:
     tz = store_timezone(store)
     report = ImportReport()
     # counts=False: the staging tables would count as changes; _merge bumps the data version

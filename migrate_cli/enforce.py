@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from migrate_cli.catalog import StoredMigration
-from migrate_cli.enrollment import pending_accounts_sql
+from migrate_cli.enrollment import (
+    admins_pending,
+    admins_without_pending,
+    delta_is_cheaper,
+    pending_accounts_sql,
+)
 from migrate_cli.errors import RuleError
+from migrate_cli.figures import FiguresCarry, migration_key
 from migrate_cli.phases import ALL_SCOPE, mandatory_instant, scopes
 from migrate_cli.planning import enforcement_batch, enqueue_enforced
 from migrate_cli.store import Store, audit, db_time
@@ -133,7 +140,12 @@ def apply_enforcements(
     stamp = db_time(now)
     for migration_id in dict.fromkeys(b.migration_id for b in batches):
         sm = by_id[migration_id]
-        with store.transaction() as conn:
+        key = migration_key(sm.migration)
+        # counts=False: FiguresCarry bumps the data version once and keeps the status figures
+        # current (pending -> enforced), so the next `status` does not recount them.
+        with store.transaction(counts=False) as conn:
+            carry = FiguresCarry(conn)
+            wrote = False
             for b in (x for x in batches if x.migration_id == migration_id):
                 if not b.immediate and (
                     b.deadline is None or now < mandatory_instant(b.deadline, tz)
@@ -147,11 +159,20 @@ def apply_enforcements(
                 detail = {"batch": b.batch, "immediate": b.immediate}
                 if reason:
                     detail["reason"] = reason
-                # The pending set is computed once (a scan of every account) for both inserts.
+                # The pending set is computed once (a scan of every account) for both inserts and
+                # the notices, kept in account order (the order of the indexes they go into).
                 conn.execute("DROP TABLE IF EXISTS temp.enforce_ids")
-                conn.execute(
-                    f"CREATE TEMP TABLE enforce_ids AS SELECT p.id AS id FROM ({sql}) p", params
-                )
+                conn.execute("CREATE TEMP TABLE enforce_ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
+                conn.execute(f"INSERT INTO temp.enforce_ids SELECT p.id FROM ({sql}) p", params)
+                # A batch name used before (a late batch run again at the same instant, a
+                # repeated `--immediately`) has accounts of the earlier run: its notices then
+                # read the whole batch back from `enrollments`. Otherwise the batch is exactly
+                # the accounts switched here, all active, and the notices are built from them.
+                reused = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM enrollments WHERE migration_id = ? AND batch = ?)",
+                    (migration_id, b.batch),
+                ).fetchone()[0]
+                known = None if reused else "temp.enforce_ids"
                 conn.execute(
                     "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "
                     "SELECT ?, ?, 'enrollment.enforced', ?, id, ? FROM temp.enforce_ids",
@@ -163,12 +184,16 @@ def apply_enforcements(
                     [migration_id, stamp, actor, reason, b.batch],
                 )
                 switched = cur.rowcount
-                conn.execute("DROP TABLE temp.enforce_ids")
+                if switched:
+                    wrote = True
+                    _carry_figures(store, carry, key, conn, sm, tz, b.scope, switched)
                 already = b.scope in sm.enforced_scopes or ALL_SCOPE in sm.enforced_scopes
                 if switched == 0 and already:
                     # Nothing left to switch in a scope already enforced (e.g. a repeated
                     # `--immediately`): a second enforcement changes nothing, not even the log.
+                    conn.execute("DROP TABLE temp.enforce_ids")
                     continue
+                wrote = True
                 conn.execute(
                     "INSERT INTO enforcements(migration_id, scope, deadline, at, accounts, actor, reason, immediate) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(migration_id, scope) DO UPDATE SET "
@@ -209,7 +234,46 @@ def apply_enforcements(
                     )
                 )
                 # Same transaction: an enforcement is never recorded without its notices.
-                queued, suppressed = enqueue_enforced(conn, sm, b.batch, now, from_addr)
+                queued, suppressed = enqueue_enforced(
+                    conn, sm, b.batch, now, from_addr, accounts=known
+                )
+                conn.execute("DROP TABLE temp.enforce_ids")
                 report.notices += queued
                 report.suppressed += suppressed
+            if wrote:
+                carry.commit()
     return report
+
+
+def _carry_figures(
+    store: Store,
+    carry: FiguresCarry,
+    key: str,
+    conn: sqlite3.Connection,
+    sm: StoredMigration,
+    tz: tzinfo,
+    scope: str,
+    switched: int,
+) -> None:
+    """Adjust the cached status figures for ``switched`` pending accounts now enforced (called
+    after the insert, while temp.enforce_ids still holds them)."""
+    figures = carry.current(key)
+    if figures is None:
+        return  # not counted at this version: `status` recounts anyway
+    figures["pending"] -= switched
+    figures["enforced"] += switched
+    if scope == ALL_SCOPE:
+        # The whole audience's pending set was switched: nobody has a pending account left.
+        # Checked rather than assumed: if the cached count disagrees, recount.
+        if figures["pending"] != 0:
+            carry.set(key, None)
+            return
+        figures["admins_pending"] = 0
+    elif delta_is_cheaper(switched, figures["pending"]):
+        # One plan: the administrators whose last pending account was in it drop out.
+        figures["admins_pending"] -= admins_without_pending(
+            conn, sm.migration, tz, "temp.enforce_ids"
+        )
+    else:
+        figures["admins_pending"] = admins_pending(store, sm.migration, tz)
+    carry.set(key, figures)

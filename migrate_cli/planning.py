@@ -224,20 +224,40 @@ def enforcement_batch(scope: str, deadline: date | None, late: str | None = None
 
 
 def enqueue_enforced(
-    conn: sqlite3.Connection, sm: StoredMigration, batch: str, now: datetime, from_addr: str
+    conn: sqlite3.Connection,
+    sm: StoredMigration,
+    batch: str,
+    now: datetime,
+    from_addr: str,
+    *,
+    accounts: str | None = None,
 ) -> tuple[int, int]:
     """Queue one `enforced` notice per administrator of an enforcement batch, in SQL.
 
     Called in the enforcement's own transaction, so a batch is never recorded without its
-    notices. Returns (queued to send, suppressed).
+    notices. ``accounts``: a table (column `id`, in account order) holding exactly the batch's
+    accounts, all active, when the caller has it (the enforcement that just switched them);
+    otherwise they are read back from `enrollments`. Returns (queued to send, suppressed).
     """
     m = sm.migration
     immediate = batch.endswith("-immediate")
     why = "emergency change enforced immediately" if immediate else "the mandatory date passed"
     deadline = None if immediate else _batch_date(batch)
     stamp = db_time(now)
+    # message_id(key, from_addr), called once per notice: the sender's part is computed once
+    # (checked against message_id itself; any difference and the plain call is used).
+    sample = message_id("", from_addr)
+    head, tail, sha256 = sample[:8], sample[40:], hashlib.sha256
+
+    def fast_id(key: str) -> str:
+        return head + sha256(key.encode()).hexdigest()[:32] + tail
+
+    same = fast_id("") == sample and fast_id(batch) == message_id(batch, from_addr)
     conn.create_function(
-        "migctl_message_id", 1, lambda key: message_id(key, from_addr), deterministic=True
+        "migctl_message_id",
+        1,
+        fast_id if same else (lambda key: message_id(key, from_addr)),
+        deterministic=True,
     )
     # ON CONFLICT(key) only: a row already queued for this key stays as it is, while any other
     # constraint failure is an error (OR IGNORE would silently drop rows).
@@ -249,11 +269,16 @@ def enqueue_enforced(
         "? || '; ' || g.n || ' account(s) switched', migctl_message_id(g.key), ?, ? FROM ("
         "  SELECT ? || '|' || x.email || '|enforced|' || ? AS key, x.email AS email, "
         "  json_group_array(e.account_id) AS ids, count(*) AS n FROM "
-        "  (SELECT account_id FROM enrollments WHERE migration_id = ? AND state = 'enforced' "
-        "   AND batch = ? ORDER BY account_id) e "
-        "  CROSS JOIN account_admins x ON x.account_id = e.account_id "
-        "  JOIN accounts a ON a.id = e.account_id AND a.status = 'active' "
-        "  GROUP BY x.email"
+        + (
+            f"  (SELECT id AS account_id FROM {accounts}) e "
+            "  CROSS JOIN account_admins x ON x.account_id = e.account_id "
+            if accounts
+            else "  (SELECT account_id FROM enrollments WHERE migration_id = ? "
+            "   AND state = 'enforced' AND batch = ? ORDER BY account_id) e "
+            "  CROSS JOIN account_admins x ON x.account_id = e.account_id "
+            "  JOIN accounts a ON a.id = e.account_id AND a.status = 'active' "
+        )
+        + "  GROUP BY x.email"
         ") g LEFT JOIN suppressions s ON s.email = g.email WHERE true "
         "ON CONFLICT(key) DO NOTHING",
         (
@@ -266,8 +291,7 @@ def enqueue_enforced(
             stamp,
             m.id,
             batch,
-            m.id,
-            batch,
+            *(() if accounts else (m.id, batch)),
         ),
     )
     queued = cur.rowcount

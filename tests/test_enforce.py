@@ -332,6 +332,41 @@ def test_late_enforced_account_gets_its_own_enforced_notice(tmp_path: Path) -> N
     assert "|a@x.test|enforced|enforced-*-late" in key and key.endswith("-2016-05-11")
 
 
+def test_a_batch_enforced_again_at_the_same_instant_lists_all_its_accounts(
+    tmp_path: Path,
+) -> None:
+    """Notices of a new batch are built from the accounts just switched; a batch name used
+    again (a late batch run twice at the same --now) still lists every account of the batch
+    for an administrator told for the first time, as read back from the enrollments."""
+    db = setup_store(tmp_path, MAIL)
+    enforce_json(tmp_path, "2016-05-11")
+    header = "id,name,plan,tags,created_at,status,admins\n"
+    (tmp_path / "late1.csv").write_text(header + "late-1,L1,free,,2015-01-01,active,z@x.test\n")
+    ok(migctl(tmp_path, "--now", "2016-05-12", "accounts", "import", "late1.csv"))
+    assert enforce_json(tmp_path, "2016-05-12")["enforced"] == {"mail": 1}
+
+    def listed(email: str) -> list[list[str]]:
+        return [
+            json.loads(r["accounts"])
+            for r in query(
+                db,
+                "SELECT accounts FROM outbox WHERE kind = 'enforced' AND email = ? "
+                "AND slot LIKE 'enforced-*-late%'",
+                (email,),
+            )
+        ]
+
+    assert listed("z@x.test") == [["late-1"]]
+    (tmp_path / "late2.csv").write_text(
+        header + "late-1,L1,free,,2015-01-01,active,y@x.test;z@x.test\n"
+        "late-2,L2,free,,2015-01-01,active,y@x.test\n"
+    )
+    ok(migctl(tmp_path, "--now", "2016-05-12", "accounts", "import", "late2.csv"))
+    assert enforce_json(tmp_path, "2016-05-12")["enforced"] == {"mail": 1}
+    assert listed("y@x.test") == [["late-1", "late-2"]]
+    assert listed("z@x.test") == [["late-1"]]  # already told: not queued twice
+
+
 # --------------------------------------------------------------------------- dry run
 
 
