@@ -25,7 +25,7 @@ from migrate_cli.templating import templates_dir
 from migrate_cli.timeutil import iso
 
 SHOWN_IN_DRY_RUN = 500  # rows kept for the dry-run table; the counts cover everything
-ENQUEUE_CHUNK = 5_000  # rows per commit while a helper process may already be sending
+ENQUEUE_CHUNK = 1_000  # rows per commit while a helper process may already be sending
 
 
 @dataclass

@@ -21,6 +21,8 @@ IN_DOUBT = "in_doubt"
 SUPPRESSED = "suppressed"
 STATES = (PENDING, SENDING, SENT, FAILED, IN_DOUBT, SUPPRESSED)
 BATCH = 2_000
+# Compact, as SQLite writes JSON; one encoder (json.dumps with separators builds one per call).
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -89,7 +91,7 @@ def enqueue(
                 n.slot,
                 SUPPRESSED if n.suppressed else PENDING,
                 n.schedule_version,
-                json.dumps(list(n.account_ids), separators=(",", ":")),  # as SQLite writes it
+                _compact_json(list(n.account_ids)),
                 len(n.account_ids),
                 n.deadline.isoformat() if n.deadline else None,
                 n.why,

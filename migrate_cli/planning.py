@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from migrate_cli.catalog import StoredMigration
@@ -53,8 +54,12 @@ def notice_key(migration_id: str, email: str, kind: str, slot: str) -> str:
 
 def message_id(key: str, from_addr: str) -> str:
     """A Message-ID derived from the key, so a resend (never intended) would be recognisable."""
-    domain = from_addr.rsplit("@", 1)[-1].strip(" >") or "migctl.invalid"
-    return f"<migctl.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+    return f"<migctl.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{_id_domain(from_addr)}>"
+
+
+@lru_cache(maxsize=64)  # one sender per run: parsed once, not once per notice
+def _id_domain(from_addr: str) -> str:
+    return from_addr.rsplit("@", 1)[-1].strip(" >") or "migctl.invalid"
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,12 @@ def plan_migration(
     )
     settings = m.notices
     existing = _existing_keys_checker(store, m.id)
+    dates: dict[str, date] = {}  # a handful of distinct dates: parse each once
     for row in store.iterate(sql, [*params, m.id]):
-        deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
+        raw = row["deadline"]
+        deadline = (
+            (dates.get(raw) or dates.setdefault(raw, date.fromisoformat(raw))) if raw else None
+        )
         # An administrator with a TBD-plan account keeps getting notices about those accounts
         # even after their dated accounts pass the deadline.
         if deadline is not None and row["has_tbd"] and now >= mandatory_instant(deadline, tz):
