@@ -15,7 +15,7 @@ from migrate_cli.definitions import Migration, NoticeSettings
 from migrate_cli.enrollment import pending_accounts_sql
 from migrate_cli.phases import mandatory_instant
 from migrate_cli.store import Store, db_time, parse_db_time
-from migrate_cli.timeutil import days_until, format_duration
+from migrate_cli.timeutil import format_duration, local_date
 
 ANNOUNCEMENT = "announcement"
 REMINDER = "reminder"
@@ -131,11 +131,7 @@ def decide(
     if deadline_at is not None and now >= deadline_at:
         return None  # past the date: enforcement (and its `enforced` notice) takes over
     if last_at is None:
-        return (
-            ANNOUNCEMENT,
-            "announcement",
-            f"grace period started {m.grace_period_start.isoformat()}",
-        )
+        return ANNOUNCEMENT, "announcement", _started(m.grace_period_start)
     if now - last_at < settings.min_gap:
         return None
     if seen_version is not None and schedule_version > seen_version:
@@ -148,6 +144,11 @@ def decide(
     if slot is None or slot.at <= last_at:
         return None
     return REMINDER, slot.name, slot.why
+
+
+@lru_cache(maxsize=64)
+def _started(day: date) -> str:
+    return f"grace period started {day.isoformat()}"
 
 
 def plan_migration(
@@ -180,17 +181,19 @@ def plan_migration(
     )
     settings = m.notices
     existing = _existing_keys_checker(store, m.id)
+    today = local_date(now, tz)
     dates: dict[str, date] = {}  # a handful of distinct dates: parse each once
-    for row in store.iterate(sql, [*params, m.id]):
-        raw = row["deadline"]
+    # Plain tuples, not sqlite3.Row: this loop runs once per administrator.
+    cur = store.conn.execute(sql, [*params, m.id])
+    for email, _n, joined_ids, raw, has_tbd, listed_json, last_raw, sv, suppressed in cur:
         deadline = (
             (dates.get(raw) or dates.setdefault(raw, date.fromisoformat(raw))) if raw else None
         )
         # An administrator with a TBD-plan account keeps getting notices about those accounts
         # even after their dated accounts pass the deadline.
-        if deadline is not None and row["has_tbd"] and now >= mandatory_instant(deadline, tz):
+        if deadline is not None and has_tbd and now >= mandatory_instant(deadline, tz):
             deadline = None
-        last_at = parse_db_time(row["last_at"]) if row["last_at"] else None
+        last_at = parse_db_time(last_raw) if last_raw else None
         verdict = decide(
             m,
             settings,
@@ -198,22 +201,22 @@ def plan_migration(
             now,
             deadline=deadline,
             last_at=last_at,
-            seen_version=row["sv"],
+            seen_version=sv,
             schedule_version=sm.schedule_version,
         )
         if verdict is None:
             continue
         kind, slot, why = verdict
         # Only suppressed rows are invisible to `last`, so only they can collide with a key.
-        if row["suppressed"] and existing(row["email"], kind, slot):
+        if suppressed and existing(email, kind, slot):
             continue
-        ids = tuple(sorted(row["ids"].split(SEP)))
-        days = days_until(deadline, now, tz) if deadline else None
+        ids = tuple(sorted(joined_ids.split(SEP)))
+        days = (deadline - today).days if deadline else None  # days_until, today hoisted
         detail = f"{why}; {len(ids)} pending account(s)"
         detail += f"; {days} day(s) left" if days is not None else "; mandatory date not set"
         yield PlannedNotice(
             m.id,
-            row["email"],
+            email,
             kind,
             slot,
             ids,
@@ -221,8 +224,8 @@ def plan_migration(
             days,
             detail,
             sm.schedule_version,
-            suppressed=bool(row["suppressed"]),
-            listed=row["listed"],
+            suppressed=bool(suppressed),
+            listed=listed_json,
         )
 
 
