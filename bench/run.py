@@ -319,7 +319,7 @@ class Bench:
             )
             doc = json.loads(out)
             step.extra = {"notices": doc["notices"]}
-            step.note = "plan + enqueue + render + record, one process"
+            step.note = "plan + enqueue + render + record; CPU s and RSS include the helper process"
             self.record(step, doc["notices"]["sent"])
 
         def dashboard() -> None:
