@@ -97,31 +97,38 @@ main()
 """
 
 
-def test_sigterm_stops_both_processes_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
-    db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
-    wrapper = tmp_path / "wrapper.py"
+def _start_slow_run(folder: Path, db: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """`notify` through WRAPPER (helper from 50 notices, slow sends here); returns its args."""
+    wrapper = folder / "wrapper.py"
     wrapper.write_text(WRAPPER)
-    argv = [
-        sys.executable,
-        str(wrapper),
-        "--db",
-        str(db),
-        "--config",
-        str(tmp_path / "migctl.toml"),
-        "--now",
-        "2016-04-20",
-        "notify",
-        "--json",
-    ]
+    args = ["--db", str(db), "--config", str(folder / "migctl.toml"), "--now", "2016-04-20"]
     proc = subprocess.Popen(
-        argv,
-        cwd=tmp_path,
+        [sys.executable, str(wrapper), *args, "notify", "--json"],
+        cwd=folder,
         env=base_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, args
+
+
+def _rerun(folder: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "migrate_cli", *args, "notify", "--json"],
+        cwd=folder,
+        env=base_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_sigterm_stops_both_processes_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
+    proc, args = _start_slow_run(tmp_path, db)
 
     def helper_has_sent() -> bool:
         # The helper sends from the highest id down.
@@ -138,15 +145,7 @@ def test_sigterm_stops_both_processes_cleanly_and_a_rerun_finishes(tmp_path: Pat
     assert files == {eml_filename(k) for k in sent_keys}  # every file written is recorded
     assert "pending" in states, "the run finished before the signal: nothing was tested"
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "migrate_cli", *argv[2:]],
-        cwd=tmp_path,
-        env=base_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = _rerun(tmp_path, args)
     ok(rerun)
     assert json_out(rerun)["notices"]["planned"] == 0  # nothing planned twice
     assert _check_all_sent_once(tmp_path, db) == ACCOUNTS
@@ -192,31 +191,12 @@ def _helpers_running() -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the helper")
 def test_a_killed_run_takes_its_helper_down_and_nothing_is_sent_twice(tmp_path: Path) -> None:
     db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
-    wrapper = tmp_path / "wrapper.py"
-    wrapper.write_text(WRAPPER)
-    args = ["--db", str(db), "--config", str(tmp_path / "migctl.toml"), "--now", "2016-04-20"]
-    proc = subprocess.Popen(
-        [sys.executable, str(wrapper), *args, "notify", "--json"],
-        cwd=tmp_path,
-        env=base_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, args = _start_slow_run(tmp_path, db)
     assert wait_for(lambda: bool(_helpers_running()), timeout=60), "no helper started"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert wait_for(lambda: not _helpers_running(), timeout=30), "the helper outlived its run"
-    rerun = subprocess.run(
-        [sys.executable, "-m", "migrate_cli", *args, "notify", "--json"],
-        cwd=tmp_path,
-        env=base_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = _rerun(tmp_path, args)
     ok(rerun, 0, 3)
     rows = query(db, "SELECT state, attempts FROM outbox")
     assert len(rows) == ACCOUNTS
