@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
             "items": switched,
             "note": (
                 f"{enf_scanned:,} accounts scanned, {switched:,} switched, "
-                f"{enf_queued:,} enforced notices queued"
+                f"{enf_queued:,} enforced notices written (pending or suppressed)"
             ),
         },
     }

@@ -4,7 +4,8 @@
     python -m bench.run --scale 1 --out /tmp/bench-full        # the reference load
 
 Every step runs as its own ``python -m migrate_cli`` process; wall time is measured around it and
-its peak RSS comes from ``os.wait4`` (the rusage of that one child, not a max over all children).
+its peak RSS comes from ``os.wait4`` (the rusage of that one child, not a max over all children;
+for `notify` it is the larger of the run and the helper process it waited for).
 Figures go to the terminal and to ``OUT/bench.json``; see bench/README.md.
 """
 
@@ -319,7 +320,7 @@ class Bench:
             )
             doc = json.loads(out)
             step.extra = {"notices": doc["notices"]}
-            step.note = "plan + enqueue + render + record; CPU s and RSS include the helper process"
+            step.note = "plan + enqueue + render + record; CPU s include the helper process"
             self.record(step, doc["notices"]["sent"])
 
         def dashboard() -> None:

@@ -113,11 +113,14 @@ class Dispatcher:
             # arrivals. Pacing a little under the limit keeps the provider's own count within it.
             paced = config.email.rate_per_second * (1 - RATE_HEADROOM)
             # Where that margin is two sends or more, a grant that came late (a worker woke a
-            # fraction of a millisecond after its slot) may be followed by one up to half an
-            # interval early, so lateness is not lost for good while two grants never go out
+            # fraction of a millisecond after its slot) may be followed by one up to a tenth of
+            # an interval early, so lateness is not lost for good while two grants never go out
             # together; the sliding one-second window still caps them at ceil(paced).
-            margin = config.email.rate_per_second - math.ceil(paced)
-            self._limiter = TokenBucket(paced, burst=1.1 if margin >= 2 else 1)
+            limit = config.email.rate_per_second
+            margin = limit - math.ceil(paced)
+            # At low rates ceil(paced) is the limit itself: keep the window one send under it.
+            window = max(1, min(math.ceil(paced), math.ceil(limit) - 1))
+            self._limiter = TokenBucket(paced, burst=1.1 if margin >= 2 else 1, window_limit=window)
 
     # ------------------------------------------------------------------ public
 
@@ -211,16 +214,25 @@ class Dispatcher:
             if record:
                 self._record_in(conn, record)
             if not rows:
-                return [], False
-            marks = ",".join("?" * len(rows))
-            claimed = dict(
-                conn.execute(
-                    "UPDATE outbox SET state = 'sending', attempts = attempts + 1, provider = ?, "
-                    f"updated_at = ? WHERE id IN ({marks}) AND state = 'pending' "
-                    "RETURNING id, attempts",
-                    [self.config.email.provider, stamp, *(r["id"] for r in rows)],
-                ).fetchall()
-            )
+                claimed = {}
+            else:
+                # Still pending and still due: another dispatcher may have sent a candidate,
+                # or put it back with a retry time, since it was read.
+                marks = ",".join("?" * len(rows))
+                claimed = dict(
+                    conn.execute(
+                        "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
+                        f"provider = ?, updated_at = ? WHERE id IN ({marks}) "
+                        "AND state = 'pending' "
+                        "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                        "RETURNING id, attempts",
+                        [self.config.email.provider, stamp, *(r["id"] for r in rows), stamp],
+                    ).fetchall()
+                )
+        if record:
+            self._report(len(record))
+        if not rows:
+            return [], False
         jobs = [
             _Job(row, email, claimed[row["id"]])
             for row, email in zip(rows, emails, strict=True)
@@ -321,6 +333,7 @@ class Dispatcher:
             return
         with self.store.transaction(counts=False) as conn:
             self._record_in(conn, outcomes)
+        self._report(len(outcomes))
 
     def _record_in(self, conn: sqlite3.Connection, outcomes: list[_Outcome]) -> None:
         real = self.clock()
@@ -424,7 +437,11 @@ class Dispatcher:
             "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
             sent,
         )
-        self.progress(len(outcomes))
+
+    def _report(self, n: int) -> None:
+        """Progress, after the commit: a failing display never undoes or stops a send."""
+        with contextlib.suppress(Exception):
+            self.progress(n)
 
     def _release(self, jobs: list[_Job]) -> None:
         """Claimed but never handed to the provider: back to pending, attempt not counted."""

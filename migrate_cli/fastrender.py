@@ -33,7 +33,9 @@ _TOKEN = re.compile(r"(Zq[A-Z]\d+Qz)")
 # Values that one_line() would change (controls, separators, bidi marks, odd whitespace) or
 # that HTML escaping would change; the common case matches neither and is used as is.
 _UNCLEAN = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|\s\s|^\s|\s$"
+    # [^\S ]: whitespace other than a plain space (a no-break or ideographic space...), which
+    # one_line's split() turns into a plain one.
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|[^\S ]|\s\s|^\s|\s$"
 )
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 VERIFY_EVERY = 1_000  # re-check a shape against a full render this often
@@ -67,7 +69,7 @@ def _clean(value: str) -> str:
 # next to a separator is a value's leading or trailing space. A "|" inside a value can only
 # make this stricter (a false alarm sends that notice through the per-value path).
 _ANY_UNCLEAN = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|\s\s|^\s|\s$|\s\||\|\s"
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|[^\S ]|\s\s|^\s|\s$|\s\||\|\s"
 )
 
 

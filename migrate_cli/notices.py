@@ -108,16 +108,17 @@ def enqueue_due(
     only: str | None,
     summary: NotifySummary,
     *,
-    committed: Callable[[int], None] | None = None,
+    committed: Callable[[int], bool] | None = None,
 ) -> None:
     """Plan and queue, in one transaction; or, with ``committed``, in chunks.
 
     Chunked, each ENQUEUE_CHUNK notices are written in a transaction of their own and
-    ``committed`` is told the total so far: a helper process can send them while the rest is
-    planned, and it is never kept waiting while this one plans (outside any transaction). The
-    plan is then read through a second connection, since a cursor left open on the writing
-    one would pin its snapshot. An interrupted run keeps what it queued; every notice has its
-    own key, so the next run plans only the rest.
+    ``committed`` is told the total so far (and answers False to stop queuing: a signal): a
+    helper process can send them while the rest is planned, and it is never kept waiting while
+    this one plans (outside any transaction). The plan is then read through a second
+    connection, since a cursor left open on the writing one would pin its snapshot. An
+    interrupted or failed run keeps what it queued; every notice has its own key, so the next
+    run plans only the rest.
     """
     if committed is None:
         with store.transaction(counts=False) as conn:
@@ -135,7 +136,8 @@ def enqueue_due(
             with store.transaction(counts=False) as conn:
                 report = enqueue(conn, chunk, now=now, from_addr=config.email.from_addr)
             _add(summary, report)
-            committed(summary.planned)
+            if not committed(summary.planned):
+                return
 
 
 def _add(summary: NotifySummary, report: EnqueueReport) -> None:
@@ -185,27 +187,41 @@ def notify(
     # (a helper process may start sending while this one is still queuing).
     dispatcher.sweep()
     helper: Helper | None = None
-    if parallel.wanted(config, network, store.path):
-        helper = Helper(HelperJob(str(store.path), config, now, only), progress or (lambda n: None))
-
-        def committed(total: int) -> None:
-            if helper is not None and not helper.started and total >= parallel.PARALLEL_MIN:
-                helper.start()
-
-        enqueue_due(store, config, catalog, tz, now, only, summary, committed=committed)
-        if not helper.started and pending_count(store, only) >= parallel.PARALLEL_MIN:
-            helper.start()  # a large backlog from earlier runs
-        helper.queuing_done()
-    else:
-        enqueue_due(store, config, catalog, tz, now, only, summary)
     failed = True
     try:
+        if parallel.wanted(config, network, store.path):
+            helper = Helper(
+                HelperJob(str(store.path), config, now, only), progress or (lambda n: None)
+            )
+
+            def committed(total: int) -> bool:
+                """After each chunk: start the helper once the run is large; False: stop."""
+                if helper is not None and not helper.started and total >= parallel.PARALLEL_MIN:
+                    helper.start()
+                return not dispatcher.stop.is_set()
+
+            enqueue_due(store, config, catalog, tz, now, only, summary, committed=committed)
+            if (
+                not dispatcher.stop.is_set()
+                and not helper.started
+                and pending_count(store, only) >= parallel.PARALLEL_MIN
+            ):
+                helper.start()  # a large backlog from earlier runs
+            helper.queuing_done()
+        else:
+            enqueue_due(store, config, catalog, tz, now, only, summary)
         dispatcher.run(only, sweep=False)
         failed = False
     finally:
+        # The helper never outlives this call: on an error or a stop it is stopped (it
+        # finishes its send in flight and records it), otherwise its share is waited for.
         try:
             if helper is not None:
-                helper.join(dispatcher.summary, stopping=failed or dispatcher.stop.is_set())
+                helper.join(
+                    dispatcher.summary,
+                    stopping=failed or dispatcher.stop.is_set(),
+                    stop=dispatcher.stop,
+                )
         finally:
             summary.in_doubt_total = counts(store)["in_doubt"]
     return summary

@@ -1,6 +1,6 @@
 """A second dispatcher process for large runs of a local provider (the machine's other core).
 
-A local provider (console, file, null) costs nothing to wait for: a run is bound by one core
+A local provider (file, null) costs nothing to wait for: a run is bound by one core
 rendering and recording. For a large run, a helper process sends from the highest pending id
 down while this process is still queuing notices, then sends from the lowest id up; each row
 is claimed atomically (``pending`` → ``sending``), so the two never send the same row and
@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from typing import Any
 
 from migrate_cli.config import Config
 from migrate_cli.dispatch import DispatchSummary
+from migrate_cli.locking import held_lock_fds
 from migrate_cli.providers import ProviderConfigError
 
 PARALLEL_MIN = 10_000  # notices queued before a helper is worth its start-up (~0.5 s)
@@ -47,6 +49,7 @@ def wanted(config: Config, network: bool, db_path: Path) -> bool:
     email = config.email
     return (
         not network
+        and email.provider != "console"  # two processes printing would interleave messages
         and not email.rate_per_second
         and not email.daily_quota
         and str(db_path) != ":memory:"
@@ -86,6 +89,9 @@ class Helper:
                 stdout=subprocess.PIPE,
                 # Its own session: Ctrl-C reaches this process, which then stops the helper.
                 start_new_session=True,
+                # The run lock's descriptor: the lock then lasts until the helper has exited
+                # too, even if this process is killed (no second run meanwhile).
+                pass_fds=held_lock_fds(),
             )
             assert proc.stdin is not None
             pickle.dump(self.job, proc.stdin)
@@ -93,7 +99,7 @@ class Helper:
         except OSError as exc:
             if proc is not None:
                 proc.kill()
-                proc.wait()
+                proc.communicate()  # reaps it and closes its pipes
             self._failed = True
             sys.stderr.write(f"warning: no helper process ({exc}); sending from one process\n")
             return
@@ -103,34 +109,46 @@ class Helper:
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
-        try:
-            while True:
+        while True:  # drain to the end, whatever happens: a full pipe would block the helper
+            try:
                 kind, value = pickle.load(self._proc.stdout)
-                if kind == "progress":
+            except (EOFError, OSError):
+                return  # the helper ended (without a word, if no result: join() says so)
+            except Exception:  # a garbled message (its bytes are consumed): read on
+                continue
+            if kind == "progress":
+                with contextlib.suppress(Exception):  # the display must not stop the drain
                     self.progress(value)
-                    continue
+            else:
                 self._result = (kind, value)
-                return
-        except (EOFError, OSError, pickle.UnpicklingError):
-            return  # the helper died without a word: reported by join()
 
     def queuing_done(self) -> None:
         if self._proc is not None and self._proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
 
-    def join(self, summary: DispatchSummary, *, stopping: bool) -> None:
-        """Wait for the helper and add its figures to ``summary``; re-raise its failure."""
+    def join(
+        self, summary: DispatchSummary, *, stopping: bool, stop: threading.Event | None = None
+    ) -> None:
+        """Wait for the helper and add its figures to ``summary``; re-raise its failure.
+
+        ``stopping``: ask it to stop now (SIGTERM; it finishes its send in flight and records
+        it). While waiting, a ``stop`` set later (a signal to this process) does the same.
+        """
         if self._proc is None:
             return
         self.queuing_done()
-        if stopping and self._proc.poll() is None:
-            self._proc.terminate()  # SIGTERM: it finishes the send in flight and records it
-        try:
-            self._proc.wait(JOIN_SECONDS if stopping else None)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        asked = False
+        deadline: float | None = None
+        while self._proc.poll() is None:
+            if (stopping or (stop is not None and stop.is_set())) and not asked:
+                self._proc.terminate()
+                asked = True
+                deadline = time.monotonic() + JOIN_SECONDS
+            if deadline is not None and time.monotonic() > deadline:
+                self._proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(0.1)
         if self._reader is not None:
             self._reader.join(5.0)
         if self._proc.stdout is not None:
@@ -177,6 +195,12 @@ def helper_main() -> None:
         pickle.dump(message, out)
         out.flush()
 
+    def report_progress(n: int) -> None:
+        # Best effort: with the parent gone, the pipe is broken, and the send just recorded
+        # must not be rolled back for a progress bar nobody sees.
+        with contextlib.suppress(OSError):
+            send(("progress", n))
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -214,7 +238,7 @@ def helper_main() -> None:
                 store_timezone(store),
                 job.now,
                 stop=stop,
-                progress=lambda n: send(("progress", n)),
+                progress=report_progress,
                 descending=True,
                 more_coming=more_coming,
             )

@@ -33,7 +33,11 @@ class TokenBucket:
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        window_limit: int | None = None,
     ) -> None:
+        """``window_limit``: grants allowed in any sliding second (default ``ceil(rate)``; a
+        caller may ask for fewer, to keep a margin under a provider's own count)."""
         if not rate_per_second > 0 or math.isinf(rate_per_second):
             raise ValueError(f"rate_per_second must be a positive number, got {rate_per_second!r}")
         burst = 1 if burst is None else burst
@@ -41,7 +45,10 @@ class TokenBucket:
             raise ValueError(f"burst must be between 1 and the rate, got {burst!r}")
         self.rate = float(rate_per_second)
         self.burst = burst
-        self.window_limit = max(1, math.ceil(self.rate))
+        most = max(1, math.ceil(self.rate))
+        if window_limit is not None and not 1 <= window_limit <= most:
+            raise ValueError(f"window_limit must be between 1 and {most}, got {window_limit!r}")
+        self.window_limit = most if window_limit is None else window_limit
         self._interval = 1.0 / self.rate
         self._tolerance = (burst - 1) * self._interval
         self._tat = -math.inf  # GCRA "theoretical arrival time" of the next grant

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,14 +88,18 @@ def test_catch_up_pacing_only_where_the_margin_allows_it(tmp_path: Path) -> None
     from migrate_cli.dispatch import Dispatcher
     from migrate_cli.store import Store
 
-    def burst(rate: float) -> float:
+    def limiter(rate: float) -> Any:
         config = Config(email=EmailConfig(provider="null", rate_per_second=rate))
         with Store(tmp_path / "x.db") as store:
             d = Dispatcher(store, config, lambda: None, None, [], UTC, datetime.now(UTC))  # type: ignore[arg-type,return-value]
-            return float(d._limiter.burst)
+            return d._limiter
 
-    assert burst(200) == burst(100) == 1.1
-    assert burst(20) == 1 and burst(50) == 1 and burst(1) == 1
+    assert limiter(200).burst == limiter(100).burst == 1.1
+    assert limiter(20).burst == limiter(50).burst == limiter(1).burst == 1
+    # The one-second cap stays under the provider's limit, by one send at least.
+    assert limiter(200).window_limit == 193 and limiter(100).window_limit == 97
+    assert limiter(20).window_limit == 19 and limiter(2).window_limit == 1
+    assert limiter(1).window_limit == 1
 
 
 def test_a_throttled_send_is_retried_once_and_never_duplicated(

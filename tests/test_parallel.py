@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -81,7 +82,7 @@ def test_a_large_local_run_is_shared_with_a_helper_process(
 
 
 WRAPPER = """\
-import sys, time
+import os, sys, time
 import migrate_cli.notices as n
 import migrate_cli.parallel as p
 from migrate_cli.providers.file import FileProvider
@@ -92,12 +93,20 @@ def slow(self, msg, email):
     time.sleep(0.01)
     return write(self, msg, email)
 FileProvider.write_message = slow
+if os.environ.get("SLOW_QUEUE"):  # each chunk of 20 takes 50 ms more to queue
+    enqueue = n.enqueue
+    def slow_enqueue(*a, **k):
+        time.sleep(0.05)
+        return enqueue(*a, **k)
+    n.enqueue = slow_enqueue
 from migrate_cli.cli import main
 main()
 """
 
 
-def _start_slow_run(folder: Path, db: Path) -> tuple[subprocess.Popen[str], list[str]]:
+def _start_slow_run(
+    folder: Path, db: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
     """`notify` through WRAPPER (helper from 50 notices, slow sends here); returns its args."""
     wrapper = folder / "wrapper.py"
     wrapper.write_text(WRAPPER)
@@ -105,7 +114,7 @@ def _start_slow_run(folder: Path, db: Path) -> tuple[subprocess.Popen[str], list
     proc = subprocess.Popen(
         [sys.executable, str(wrapper), *args, "notify", "--json"],
         cwd=folder,
-        env=base_env(),
+        env=base_env(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -164,15 +173,19 @@ def test_a_failing_helper_fails_the_run_loudly(tmp_path: Path) -> None:
     assert progress == []
 
 
-def test_small_runs_and_rate_limited_runs_stay_in_one_process(tmp_path: Path) -> None:
+def test_which_runs_may_use_a_helper(tmp_path: Path) -> None:
     from migrate_cli.config import EmailConfig
 
     db = tmp_path / "x.db"
-    assert parallel.wanted(Config(), False, db) == ((os.cpu_count() or 1) >= 2)
-    assert not parallel.wanted(Config(), True, db)  # network providers use threads
-    limited = Config(email=EmailConfig(rate_per_second=5))
+    null = Config(email=EmailConfig(provider="null"))
+    assert parallel.wanted(null, False, db) == ((os.cpu_count() or 1) >= 2)
+    assert not parallel.wanted(null, True, db)  # network providers use threads
+    limited = Config(email=EmailConfig(provider="null", rate_per_second=5))
     assert not parallel.wanted(limited, False, db)
-    assert not parallel.wanted(Config(), False, Path(":memory:"))
+    capped = Config(email=EmailConfig(provider="null", daily_quota=100))
+    assert not parallel.wanted(capped, False, db)
+    assert not parallel.wanted(null, False, Path(":memory:"))
+    assert not parallel.wanted(Config(), False, db)  # console: two processes would interleave
 
 
 def _helpers_running() -> list[int]:
@@ -193,6 +206,11 @@ def test_a_killed_run_takes_its_helper_down_and_nothing_is_sent_twice(tmp_path: 
     db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
     proc, args = _start_slow_run(tmp_path, db)
     assert wait_for(lambda: bool(_helpers_running()), timeout=60), "no helper started"
+    # The helper holds the run lock's descriptor: no second run while it still sends.
+    (helper_pid,) = _helpers_running()
+    lock = str(db) + ".lock"
+    fds = [os.readlink(f) for f in Path(f"/proc/{helper_pid}/fd").iterdir()]
+    assert lock in fds, fds
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert wait_for(lambda: not _helpers_running(), timeout=30), "the helper outlived its run"
@@ -215,3 +233,77 @@ def test_a_helper_that_cannot_start_leaves_the_run_to_this_process(
     monkeypatch.setattr(parallel.sys, "executable", str(tmp_path / "no-such-python"))
     doc = json.loads(in_process(tmp_path, "--now", "2016-04-20", "notify", "--json"))
     assert doc["notices"]["sent"] == _check_all_sent_once(tmp_path, db) == 120
+
+
+def test_sigterm_while_queuing_stops_the_queuing_and_the_helper(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
+    proc, _ = _start_slow_run(tmp_path, db, {"SLOW_QUEUE": "1"})
+    assert wait_for(lambda: bool(_helpers_running()), timeout=60), "no helper started"
+    queued_at_signal = query(db, "SELECT count(*) AS n FROM outbox")[0]["n"]
+    assert queued_at_signal < ACCOUNTS, "queuing was over: nothing was tested"
+    started = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert time.monotonic() - started < 10, "the run kept going after SIGTERM"
+    assert wait_for(lambda: not _helpers_running(), timeout=30), "the helper outlived its run"
+    queued = query(db, "SELECT count(*) AS n FROM outbox")[0]["n"]
+    assert queued < ACCOUNTS  # queuing stopped at the next chunk
+    states = {r["state"] for r in query(db, "SELECT DISTINCT state FROM outbox")}
+    assert states <= {"sent", "pending"}, states
+
+
+def test_an_error_while_queuing_stops_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from migrate_cli.cli import app
+
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(notices_module, "ENQUEUE_CHUNK", 20)
+    enqueue = notices_module.enqueue
+    calls = 0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 10:  # the helper is running by then (it starts after 50 notices)
+            time.sleep(0.5)
+            raise sqlite3.OperationalError("disk I/O error")
+        return enqueue(*args, **kwargs)
+
+    monkeypatch.setattr(notices_module, "enqueue", failing)
+    cfg = str(tmp_path / "migctl.toml")
+    result = CliRunner().invoke(
+        app, ["--db", str(db), "--config", cfg, "--now", "2016-04-20", "notify", "--json"]
+    )
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert not _helpers_running()
+    states = {r["state"] for r in query(db, "SELECT DISTINCT state FROM outbox")}
+    assert states <= {"sent", "pending"}, states  # nothing left `sending`
+    assert query(db, "SELECT count(*) AS n FROM outbox")[0]["n"] == 9 * 20
+
+
+def test_a_failing_progress_display_never_undoes_a_send(tmp_path: Path) -> None:
+    from migrate_cli.catalog import load_catalog, store_timezone
+    from migrate_cli.config import load_config
+    from migrate_cli.notices import notify
+    from migrate_cli.store import Store
+
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(30), provider="file")
+    config = load_config(tmp_path / "migctl.toml", explicit=True)
+
+    def broken(n: int) -> None:
+        raise BrokenPipeError("the parent is gone")
+
+    with Store(db) as store:
+        summary = notify(
+            store,
+            config,
+            load_catalog(store),
+            store_timezone(store),
+            datetime(2016, 4, 20, tzinfo=UTC),
+            progress=broken,
+        )
+    assert summary.dispatch.sent == _check_all_sent_once(tmp_path, db) == 30

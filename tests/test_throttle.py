@@ -160,3 +160,14 @@ def test_retry_delay_honours_retry_after() -> None:
     assert retry_delay(plain, 0, rng=lambda: 0.5) == 0.5
     assert retry_delay(SendResult(SendStatus.TRANSIENT, retry_after=0.1), 4, rng=lambda: 0.5) == 8.0
     assert retry_delay(SendResult(SendStatus.TRANSIENT, retry_after=9999.0), 0) == 300.0
+
+
+def test_a_window_limit_under_the_rate_caps_every_second() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(19.3, clock=clock, sleep=clock.sleep, window_limit=19)
+    grants = [bucket.acquire() for _ in range(200)]
+    assert max_in_window(grants) == 19
+    with pytest.raises(ValueError):
+        TokenBucket(19.3, window_limit=21)
+    with pytest.raises(ValueError):
+        TokenBucket(19.3, window_limit=0)

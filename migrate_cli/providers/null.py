@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 from migrate_cli.config import Config
 from migrate_cli.providers.base import OutgoingEmail, Provider, SendResult, SendStatus
@@ -18,6 +19,7 @@ class NullProvider(Provider):
         super().__init__(config)
         # itertools.count is atomic under the GIL: a cheap, thread-safe send counter.
         self._counter = itertools.count(1)
+        self._pid = os.getpid()
         self._last = 0
 
     @property
@@ -27,4 +29,5 @@ class NullProvider(Provider):
 
     def send(self, email: OutgoingEmail) -> SendResult:
         self._last = next(self._counter)
-        return SendResult(SendStatus.SENT, provider_message_id=f"null:{self._last}")
+        # The pid keeps ids unique when a large run sends from two processes.
+        return SendResult(SendStatus.SENT, provider_message_id=f"null:{self._pid}:{self._last}")
