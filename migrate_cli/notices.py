@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable
@@ -217,11 +218,13 @@ def notify(
         # finishes its send in flight and records it), otherwise its share is waited for.
         try:
             if helper is not None:
-                helper.join(
-                    dispatcher.summary,
-                    stopping=failed or dispatcher.stop.is_set(),
-                    stop=dispatcher.stop,
-                )
+                # After an error here, that error is the one reported, not the helper's.
+                with contextlib.suppress(Exception) if failed else contextlib.nullcontext():
+                    helper.join(
+                        dispatcher.summary,
+                        stopping=failed or dispatcher.stop.is_set(),
+                        stop=dispatcher.stop,
+                    )
         finally:
             summary.in_doubt_total = counts(store)["in_doubt"]
     return summary

@@ -27,6 +27,7 @@ from typing import Any
 
 from migrate_cli.config import Config
 from migrate_cli.dispatch import DispatchSummary
+from migrate_cli.errors import MigctlError
 from migrate_cli.locking import held_lock_fds
 from migrate_cli.providers import ProviderConfigError
 
@@ -154,7 +155,7 @@ class Helper:
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         if self._result is None:
-            raise RuntimeError(
+            raise MigctlError(
                 f"the dispatch helper process ended without a report (exit "
                 f"{self._proc.returncode}); rows it had claimed are reported in doubt by the "
                 "next run"
@@ -167,7 +168,7 @@ class Helper:
             provider, message, code, partial = value
             _merge(summary, partial)
             raise ProviderConfigError(provider, message, code)
-        raise RuntimeError(f"the dispatch helper process failed: {value}")
+        raise MigctlError(f"the dispatch helper process failed: {value}")
 
 
 def _merge(into: DispatchSummary, other: DispatchSummary) -> None:

@@ -19,6 +19,7 @@ import migrate_cli.notices as notices_module
 import migrate_cli.parallel as parallel
 from migrate_cli.config import Config
 from migrate_cli.dispatch import DispatchSummary
+from migrate_cli.errors import MigctlError
 from migrate_cli.providers.file import FileProvider, eml_filename
 from tests.helpers_enforce import (
     MAIL,
@@ -168,7 +169,7 @@ def test_a_failing_helper_fails_the_run_loudly(tmp_path: Path) -> None:
     helper = parallel.Helper(job, progress.append)
     helper.start()
     helper.queuing_done()
-    with pytest.raises(RuntimeError, match="helper process failed: StoreError"):
+    with pytest.raises(MigctlError, match="helper process failed: StoreError"):
         helper.join(DispatchSummary(), stopping=False)
     assert progress == []
 
