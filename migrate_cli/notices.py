@@ -117,7 +117,8 @@ def enqueue_due(
     ``committed`` is told the total so far (and answers False to stop queuing: a signal): a
     helper process can send them while the rest is planned, and it is never kept waiting while
     this one plans (outside any transaction). The plan is then read through a second
-    connection, since a cursor left open on the writing one would pin its snapshot. An
+    connection and spooled to a temporary file per migration: a cursor left open would pin
+    its snapshot, and the write-ahead log could not be checkpointed meanwhile. An
     interrupted or failed run keeps what it queued; every notice has its own key, so the next
     run plans only the rest.
     """
@@ -132,7 +133,7 @@ def enqueue_due(
         _add(summary, report)
         return
     with Store(store.path, create=False) as reader:
-        planned = plan_all(reader, catalog, tz, now, only)
+        planned = plan_all(reader, catalog, tz, now, only, spool=True)
         while chunk := list(itertools.islice(planned, ENQUEUE_CHUNK)):
             with store.transaction(counts=False) as conn:
                 report = enqueue(conn, chunk, now=now, from_addr=config.email.from_addr)

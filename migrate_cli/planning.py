@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import marshal
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
@@ -152,9 +154,19 @@ def _started(day: date) -> str:
 
 
 def plan_migration(
-    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime, *, listed: bool = True
+    store: Store,
+    sm: StoredMigration,
+    tz: tzinfo,
+    now: datetime,
+    *,
+    listed: bool = True,
+    spool: bool = False,
 ) -> Iterator[PlannedNotice]:
-    """Announcement/reminder/schedule_change notices for one migration, streamed from SQL."""
+    """Announcement/reminder/schedule_change notices for one migration, streamed from SQL.
+
+    ``spool``: read the whole plan into a temporary file first (see ``_spooled``), so that no
+    read of the store stays open while the caller writes.
+    """
     m = sm.migration
     if sm.status != "active" or now < m.grace_start_instant(tz):
         return
@@ -185,7 +197,8 @@ def plan_migration(
     dates: dict[str, date] = {}  # a handful of distinct dates: parse each once
     # Plain tuples, not sqlite3.Row: this loop runs once per administrator.
     cur = store.conn.execute(sql, [*params, m.id])
-    for email, _n, joined_ids, raw, has_tbd, listed_json, last_raw, sv, suppressed in cur:
+    rows = _spooled(cur) if spool else cur
+    for email, _n, joined_ids, raw, has_tbd, listed_json, last_raw, sv, suppressed in rows:
         deadline = (
             (dates.get(raw) or dates.setdefault(raw, date.fromisoformat(raw))) if raw else None
         )
@@ -227,6 +240,31 @@ def plan_migration(
             suppressed=bool(suppressed),
             listed=listed_json,
         )
+
+
+SPOOL_SLICE = 5_000
+
+
+def _spooled(cur: sqlite3.Cursor) -> Iterator[Any]:
+    """The cursor's rows, read to the end into a temporary file first, then replayed.
+
+    A cursor left open on the store pins its snapshot while it is read. Meanwhile other
+    connections write (a large run's queuing commits and its helper process sending): the
+    write-ahead log cannot be checkpointed, grows by every page they write (2 GB for a million
+    notices) and every page read, in every process, searches a longer log index. Reading the
+    plan out first (a few seconds per million rows, bounded memory) ends the read at once.
+    """
+    with tempfile.TemporaryFile() as spool:
+        while rows := cur.fetchmany(SPOOL_SLICE):
+            marshal.dump(rows, spool)
+        cur.close()  # the snapshot is released here
+        spool.seek(0)
+        while True:
+            try:
+                rows = marshal.load(spool)
+            except EOFError:
+                return
+            yield from rows
 
 
 def enforcement_batch(scope: str, deadline: date | None, late: str | None = None) -> str:
@@ -343,6 +381,7 @@ def plan_all(
     only: str | None = None,
     *,
     listed: bool = True,
+    spool: bool = False,
 ) -> Iterator[PlannedNotice]:
     """Every announcement, reminder and schedule change due now across migrations.
 
@@ -351,4 +390,4 @@ def plan_all(
     for sm in catalog:
         if only is not None and sm.id != only:
             continue
-        yield from plan_migration(store, sm, tz, now, listed=listed)
+        yield from plan_migration(store, sm, tz, now, listed=listed, spool=spool)

@@ -308,3 +308,19 @@ def test_a_failing_progress_display_never_undoes_a_send(tmp_path: Path) -> None:
             progress=broken,
         )
     assert summary.dispatch.sent == _check_all_sent_once(tmp_path, db) == 30
+
+
+def test_a_spooled_plan_is_the_same_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrate_cli import planning
+    from migrate_cli.catalog import load_catalog, store_timezone
+    from migrate_cli.planning import plan_all
+    from migrate_cli.store import Store
+
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(130), provider="file")
+    monkeypatch.setattr(planning, "SPOOL_SLICE", 7)  # several slices, one partly filled
+    now = datetime(2016, 4, 20, tzinfo=UTC)
+    with Store(db) as store:
+        catalog, tz = load_catalog(store), store_timezone(store)
+        direct = list(plan_all(store, catalog, tz, now))
+        spooled = list(plan_all(store, catalog, tz, now, spool=True))
+    assert len(direct) >= 130 and spooled == direct
