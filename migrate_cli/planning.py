@@ -254,7 +254,12 @@ def _spooled(cur: sqlite3.Cursor) -> Iterator[Any]:
     notices) and every page read, in every process, searches a longer log index. Reading the
     plan out first (a few seconds per million rows, bounded memory) ends the read at once.
     """
-    with tempfile.TemporaryFile() as spool:
+    try:
+        spool_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
+    except OSError:  # no writable temporary folder: stream as usual (slower, still correct)
+        yield from cur
+        return
+    with spool_file as spool:
         while rows := cur.fetchmany(SPOOL_SLICE):
             marshal.dump(rows, spool)
         cur.close()  # the snapshot is released here
