@@ -324,3 +324,25 @@ def test_a_spooled_plan_is_the_same_plan(tmp_path: Path, monkeypatch: pytest.Mon
         direct = list(plan_all(store, catalog, tz, now))
         spooled = list(plan_all(store, catalog, tz, now, spool=True))
     assert len(direct) >= 130 and spooled == direct
+
+
+def test_without_a_temporary_folder_the_plan_is_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migrate_cli import planning
+    from migrate_cli.catalog import load_catalog, store_timezone
+    from migrate_cli.planning import plan_all
+    from migrate_cli.store import Store
+
+    db = setup_store(tmp_path, MAIL, accounts=many_accounts(40), provider="file")
+
+    def no_tmp() -> Any:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(planning.tempfile, "TemporaryFile", no_tmp)
+    now = datetime(2016, 4, 20, tzinfo=UTC)
+    with Store(db) as store:
+        catalog, tz = load_catalog(store), store_timezone(store)
+        expected = list(plan_all(store, catalog, tz, now))
+        assert list(plan_all(store, catalog, tz, now, spool=True)) == expected
+        assert len(expected) >= 40
