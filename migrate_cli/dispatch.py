@@ -467,6 +467,13 @@ class Dispatcher:
         wait_s = (parse_db_time(nxt) - self.clock()).total_seconds()
         return max(0.0, wait_s) if wait_s <= WAIT_FOR_RETRY else None
 
+    def _wait_for_retry(self, only: str | None) -> bool:
+        """Nothing to claim: wait for a retry due soon. False: the run is over (or stopped)."""
+        wait_s = self._next_retry_wait(only)
+        if wait_s is None or self.summary.quota_reached:
+            return False
+        return not self.stop.wait(wait_s)
+
     def _budget(self, quota: int | None, want: int) -> int:
         if quota is None:
             return want
@@ -506,10 +513,7 @@ class Dispatcher:
                         if self.more_coming():
                             self.stop.wait(POLL_SECONDS)
                             continue
-                        wait_s = self._next_retry_wait(only)
-                        if wait_s is None or self.summary.quota_reached:
-                            break
-                        if self.stop.wait(wait_s):
+                        if not self._wait_for_retry(only):
                             break
                         continue
                     started = time.perf_counter()
@@ -565,10 +569,7 @@ class Dispatcher:
                     if not in_flight:
                         if self.stop.is_set() or config_error is not None:
                             break
-                        wait_s = self._next_retry_wait(only)
-                        if wait_s is None or self.summary.quota_reached:
-                            break
-                        if self.stop.wait(wait_s):
+                        if not self._wait_for_retry(only):
                             break
                         continue
                     done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)

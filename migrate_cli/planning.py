@@ -299,20 +299,8 @@ def enqueue_enforced(
     why = "emergency change enforced immediately" if immediate else "the mandatory date passed"
     deadline = None if immediate else _batch_date(batch)
     stamp = db_time(now)
-    # message_id(key, from_addr), called once per notice: the sender's part is computed once
-    # (checked against message_id itself; any difference and the plain call is used).
-    sample = message_id("", from_addr)
-    head, tail, sha256 = sample[:8], sample[40:], hashlib.sha256
-
-    def fast_id(key: str) -> str:
-        return head + sha256(key.encode()).hexdigest()[:32] + tail
-
-    same = fast_id("") == sample and fast_id(batch) == message_id(batch, from_addr)
     conn.create_function(
-        "migctl_message_id",
-        1,
-        fast_id if same else (lambda key: message_id(key, from_addr)),
-        deterministic=True,
+        "migctl_message_id", 1, lambda key: message_id(key, from_addr), deterministic=True
     )
     # ON CONFLICT(key) only: a row already queued for this key stays as it is, while any other
     # constraint failure is an error (OR IGNORE would silently drop rows).
