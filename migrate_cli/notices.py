@@ -18,7 +18,7 @@ from migrate_cli.dispatch import Dispatcher, DispatchSummary
 from migrate_cli.errors import InputError
 from migrate_cli.outbox import EnqueueReport, counts, enqueue, recover_in_doubt
 from migrate_cli.parallel import Helper, HelperJob
-from migrate_cli.planning import PlannedNotice, plan_all
+from migrate_cli.planning import PlannedNotice, plan_all, tally_all
 from migrate_cli.providers import Provider, provider_class
 from migrate_cli.render import Renderer
 from migrate_cli.store import Store
@@ -86,16 +86,14 @@ def provider_factory(config: Config) -> tuple[Callable[[], Provider], bool]:
 def plan_only(
     store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None
 ) -> NotifySummary:
-    """The dry run: stream the plan, count it, keep a sample for display; writes nothing."""
+    """The dry run: count the plan, keep its first notices for display; writes nothing."""
     summary = NotifySummary(now=now, dry_run=True)
-    for n in plan_all(store, catalog, tz, now, only, listed=False):
-        if n.suppressed:
-            summary.suppressed += 1
-        else:
-            summary.planned += 1
-            summary.by_kind[n.kind] = summary.by_kind.get(n.kind, 0) + 1
-        if len(summary.sample) < SHOWN_IN_DRY_RUN:
-            summary.sample.append(n)
+    tally, summary.sample = tally_all(store, catalog, tz, now, only, SHOWN_IN_DRY_RUN)
+    summary.planned, summary.suppressed, summary.by_kind = (
+        tally.planned,
+        tally.suppressed,
+        tally.by_kind,
+    )
     summary.in_doubt_total = counts(store)["in_doubt"]
     return summary
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import marshal
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
@@ -153,6 +154,89 @@ def _started(day: date) -> str:
     return f"grace period started {day.isoformat()}"
 
 
+def _plan_sql(
+    m: Migration, tz: tzinfo, aggregates: str, select: str, *, emails: tuple[str, str] | None
+) -> tuple[str, list[Any]]:
+    """The plan query: ``aggregates`` per administrator (agg), then ``select`` over agg joined
+    with the administrator's last notice (`last`) and the suppression list (`s`).
+
+    ``emails``: only administrators in this inclusive range, read from the links' email index
+    (a page of the dry run's sample); otherwise every pending account is joined to its links.
+    """
+    pending_sql, params = pending_accounts_sql(m, tz)
+    if emails is None:
+        # CROSS JOIN keeps SQLite from driving the join from the administrators' side (one
+        # lookup per link); the GROUP BY sorts once.
+        links = "FROM p CROSS JOIN account_admins x ON x.account_id = p.id "
+        params = [*params]
+    else:
+        links = (
+            "FROM account_admins x CROSS JOIN p ON p.id = x.account_id "
+            "WHERE x.email BETWEEN ? AND ? "
+        )
+        params = [*params, *emails]
+    sql = (
+        f"WITH p AS ({pending_sql}), "
+        f"agg AS (SELECT x.email AS email, {aggregates} {links}GROUP BY x.email), "
+        "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
+        "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
+        f"SELECT {select} FROM agg LEFT JOIN last ON last.email = agg.email "
+        "LEFT JOIN suppressions s ON s.email = agg.email"
+    )
+    return sql, [*params, m.id]
+
+
+# Per administrator: how many pending accounts, the earliest date and whether one is TBD.
+_DEADLINES = "min(p.deadline) AS deadline, max(p.deadline IS NULL) AS has_tbd"
+
+
+class _Judge:
+    """The verdict for one administrator from what the plan query says about them.
+
+    Shared by the planner (once per administrator) and the dry run's tally (once per group of
+    administrators the query found alike), so the two cannot disagree.
+    """
+
+    def __init__(self, sm: StoredMigration, tz: tzinfo, now: datetime) -> None:
+        self.sm = sm
+        self.tz = tz
+        self.now = now
+        self.dates: dict[str, date] = {}  # a handful of distinct dates: parse each once
+
+    def __call__(
+        self, raw: str | None, has_tbd: int, last_raw: str | None, sv: int | None
+    ) -> tuple[date | None, tuple[str, str, str] | None]:
+        """(the administrator's deadline, (kind, slot, why) or None)."""
+        dates = self.dates
+        deadline = (
+            (dates.get(raw) or dates.setdefault(raw, date.fromisoformat(raw))) if raw else None
+        )
+        # An administrator with a TBD-plan account keeps getting notices about those accounts
+        # even after their dated accounts pass the deadline.
+        if deadline is not None and has_tbd and self.now >= mandatory_instant(deadline, self.tz):
+            deadline = None
+        sm = self.sm
+        verdict = decide(
+            sm.migration,
+            sm.migration.notices,
+            self.tz,
+            self.now,
+            deadline=deadline,
+            last_at=parse_db_time(last_raw) if last_raw else None,
+            seen_version=sv,
+            schedule_version=sm.schedule_version,
+        )
+        return deadline, verdict
+
+
+def _plannable(sm: StoredMigration, tz: tzinfo, now: datetime) -> bool:
+    return (
+        sm.status == "active"
+        and now >= sm.migration.grace_start_instant(tz)
+        and "*" not in sm.enforced_scopes
+    )
+
+
 def plan_migration(
     store: Store,
     sm: StoredMigration,
@@ -161,62 +245,39 @@ def plan_migration(
     *,
     listed: bool = True,
     spool: bool = False,
+    emails: tuple[str, str] | None = None,
 ) -> Iterator[PlannedNotice]:
     """Announcement/reminder/schedule_change notices for one migration, streamed from SQL.
 
     ``spool``: read the whole plan into a temporary file first (see ``_spooled``), so that no
-    read of the store stays open while the caller writes.
+    read of the store stays open while the caller writes. ``emails``: only the administrators
+    in this inclusive range of addresses.
     """
     m = sm.migration
-    if sm.status != "active" or now < m.grace_start_instant(tz):
+    if not _plannable(sm, tz, now):
         return
-    if "*" in sm.enforced_scopes:
-        return
-    pending_sql, params = pending_accounts_sql(m, tz)
-    sql = (
-        f"WITH p AS ({pending_sql}), "
-        "agg AS (SELECT x.email AS email, count(*) AS n, group_concat(p.id, char(31)) AS ids, "
-        "min(p.deadline) AS deadline, max(p.deadline IS NULL) AS has_tbd, "
+    sql, params = _plan_sql(
+        m,
+        tz,
+        "count(*) AS n, group_concat(p.id, char(31)) AS ids, "
+        + _DEADLINES
         + (
-            "json_group_array(json_array(p.id, p.name, p.plan)) AS listed "
+            ", json_group_array(json_array(p.id, p.name, p.plan)) AS listed"
             if listed  # what the notice will list, for dispatch (a dry run needs no names)
-            else "NULL AS listed "
-        )
-        + "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
-        "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
-        "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
-        "SELECT agg.email, agg.n, agg.ids, agg.deadline, agg.has_tbd, agg.listed, last.last_at, "
-        "last.sv, "
-        "s.email IS NOT NULL AS suppressed "
-        "FROM agg LEFT JOIN last ON last.email = agg.email "
-        "LEFT JOIN suppressions s ON s.email = agg.email ORDER BY agg.email"
+            else ", NULL AS listed"
+        ),
+        "agg.email, agg.n, agg.ids, agg.deadline, agg.has_tbd, agg.listed, last.last_at, "
+        "last.sv, s.email IS NOT NULL AS suppressed",
+        emails=emails,
     )
-    settings = m.notices
+    judge = _Judge(sm, tz, now)
     existing = _existing_keys_checker(store, m.id)
     today = local_date(now, tz)
-    dates: dict[str, date] = {}  # a handful of distinct dates: parse each once
     # Plain tuples, not sqlite3.Row: this loop runs once per administrator.
-    cur = store.conn.execute(sql, [*params, m.id])
+    cur = store.conn.execute(sql + " ORDER BY agg.email", params)
     rows = _spooled(cur) if spool else cur
     for email, _n, joined_ids, raw, has_tbd, listed_json, last_raw, sv, suppressed in rows:
-        deadline = (
-            (dates.get(raw) or dates.setdefault(raw, date.fromisoformat(raw))) if raw else None
-        )
-        # An administrator with a TBD-plan account keeps getting notices about those accounts
-        # even after their dated accounts pass the deadline.
-        if deadline is not None and has_tbd and now >= mandatory_instant(deadline, tz):
-            deadline = None
-        last_at = parse_db_time(last_raw) if last_raw else None
-        verdict = decide(
-            m,
-            settings,
-            tz,
-            now,
-            deadline=deadline,
-            last_at=last_at,
-            seen_version=sv,
-            schedule_version=sm.schedule_version,
-        )
+        deadline, verdict = judge(raw, has_tbd, last_raw, sv)
         if verdict is None:
             continue
         kind, slot, why = verdict
@@ -240,6 +301,91 @@ def plan_migration(
             suppressed=bool(suppressed),
             listed=listed_json,
         )
+
+
+@dataclass
+class Tally:
+    """What a migration's plan holds, counted without listing it (the dry run's figures)."""
+
+    planned: int = 0
+    suppressed: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    admins: int = 0  # administrators with a pending account, due a notice or not
+
+
+def tally_migration(store: Store, sm: StoredMigration, tz: tzinfo, now: datetime) -> Tally:
+    """The counts ``plan_migration`` would yield, without a row per administrator.
+
+    The plan query groups the administrators by everything the verdict depends on (their
+    deadline, TBD flag, last notice and the schedule version it saw), so the verdict is decided
+    once per group, a handful of groups for a million administrators. Suppressed administrators
+    stay one per group: their verdict also depends on the keys they already hold.
+    """
+    tally = Tally()
+    if not _plannable(sm, tz, now):
+        return tally
+    sql, params = _plan_sql(
+        sm.migration,
+        tz,
+        _DEADLINES,
+        "agg.deadline, agg.has_tbd, last.last_at, last.sv, "
+        "CASE WHEN s.email IS NULL THEN NULL ELSE agg.email END AS held, count(*)",
+        emails=None,
+    )
+    judge = _Judge(sm, tz, now)
+    existing = _existing_keys_checker(store, sm.id)
+    for raw, has_tbd, last_raw, sv, held, n in store.conn.execute(
+        sql + " GROUP BY 1, 2, 3, 4, 5", params
+    ):
+        tally.admins += n
+        _deadline, verdict = judge(raw, has_tbd, last_raw, sv)
+        if verdict is None:
+            continue
+        kind, slot, _why = verdict
+        if held is None:
+            tally.planned += n
+            tally.by_kind[kind] = tally.by_kind.get(kind, 0) + n
+        elif not existing(held, kind, slot):
+            tally.suppressed += 1
+    return tally
+
+
+def sample_migration(
+    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime, tally: Tally, limit: int
+) -> list[PlannedNotice]:
+    """The first ``limit`` notices of ``plan_migration`` (in its order), for the dry run's table.
+
+    Planned page by page of administrators (by address, growing pages), so a million-account
+    plan is not sorted to show its first rows; when the due administrators are sparse among
+    those with pending accounts, the whole plan is streamed instead (pages would find little).
+    """
+    due = tally.planned + tally.suppressed
+    if limit <= 0 or due == 0:
+        return []
+    if due * SPARSE_PLAN < tally.admins:
+        return list(itertools.islice(plan_migration(store, sm, tz, now, listed=False), limit))
+    out: list[PlannedNotice] = []
+    after = ""
+    page = FIRST_SAMPLE_PAGE
+    while len(out) < limit:
+        emails = [
+            r[0]
+            for r in store.conn.execute(
+                "SELECT DISTINCT email FROM account_admins WHERE email > ? ORDER BY email LIMIT ?",
+                (after, page),
+            )
+        ]
+        if not emails:
+            break
+        out.extend(plan_migration(store, sm, tz, now, listed=False, emails=(emails[0], emails[-1])))
+        after = emails[-1]
+        page = min(page * 4, LAST_SAMPLE_PAGE)
+    return out[:limit]
+
+
+FIRST_SAMPLE_PAGE = 256  # administrators in the first page of the dry run's sample
+LAST_SAMPLE_PAGE = 65_536
+SPARSE_PLAN = 32  # fewer due than 1 in this many administrators: stream the plan instead
 
 
 SPOOL_SLICE = 5_000
@@ -384,3 +530,27 @@ def plan_all(
         if only is not None and sm.id != only:
             continue
         yield from plan_migration(store, sm, tz, now, listed=listed, spool=spool)
+
+
+def tally_all(
+    store: Store,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    only: str | None,
+    sample: int,
+) -> tuple[Tally, list[PlannedNotice]]:
+    """The dry run: what ``plan_all`` would yield, counted, and its first ``sample`` notices."""
+    total = Tally()
+    shown: list[PlannedNotice] = []
+    for sm in catalog:
+        if only is not None and sm.id != only:
+            continue
+        tally = tally_migration(store, sm, tz, now)
+        total.planned += tally.planned
+        total.suppressed += tally.suppressed
+        total.admins += tally.admins
+        for kind, n in tally.by_kind.items():
+            total.by_kind[kind] = total.by_kind.get(kind, 0) + n
+        shown += sample_migration(store, sm, tz, now, tally, sample - len(shown))
+    return total, shown
