@@ -18,6 +18,7 @@ from migrate_cli.errors import StoreError
 from migrate_cli.schema import migrations as schema_migrations
 
 BUSY_TIMEOUT_MS = 30_000
+PAGE_SIZE = 16384
 
 
 def db_time(instant: datetime) -> str:
@@ -48,6 +49,10 @@ class Store:
             self.db = Database(conn, execute_plugins=False)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Only an empty file takes a page size (then WAL fixes it). Bigger pages: a million-
+            # row write (enforce, notify) makes a quarter of the read/write calls, ~40% less
+            # system time; an existing store keeps its size.
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             if str(path) != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable across application crashes in WAL mode (only an OS crash

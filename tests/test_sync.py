@@ -320,6 +320,8 @@ def test_schema_is_versioned_and_reopening_is_harmless(tmp_path: Path) -> None:
         assert store.scalar("PRAGMA journal_mode") == "wal"
         assert store.scalar("PRAGMA foreign_keys") == 1
         assert store.scalar("PRAGMA busy_timeout") >= 1000
+        assert store.scalar("PRAGMA page_size") == 16384
+        assert store.scalar("PRAGMA threads") == 2
         names = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {
             "accounts_plan",
@@ -330,3 +332,21 @@ def test_schema_is_versioned_and_reopening_is_harmless(tmp_path: Path) -> None:
         assert store.integrity_ok()
     assert file_digest(db) == digest
     assert oct(db.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_store_with_another_page_size_keeps_it(tmp_path: Path, repo_root: Path) -> None:
+    """Stores made before 16 KiB pages (or by hand) open, upgrade and work as they are."""
+    db = tmp_path / "old.db"
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA page_size = 4096")
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("CREATE TABLE keep (x)")
+    raw.close()
+    with Store(db) as store:
+        assert store.scalar("PRAGMA page_size") == 4096
+        assert store.scalar("PRAGMA journal_mode") == "wal"
+        sync(store, load_definitions(shipped(repo_root)), now=T0, actor="t")
+        assert store.scalar("SELECT count(*) FROM migrations") >= 1
+        assert store.integrity_ok()
+    with Store(db) as store:
+        assert store.scalar("PRAGMA page_size") == 4096
