@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +24,15 @@ STATES = (PENDING, SENDING, SENT, FAILED, IN_DOUBT, SUPPRESSED)
 BATCH = 2_000
 # Compact, as SQLite writes JSON; one encoder (json.dumps with separators builds one per call).
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
+# Characters that JSON writes as they are (valid account ids use no others).
+_JSON_PLAIN = re.compile(r"[A-Za-z0-9._:@-]*")
+
+
+def ids_json(ids: tuple[str, ...]) -> str:
+    """``_compact_json(list(ids))``, written directly when no id needs escaping (~4x faster)."""
+    if ids and _JSON_PLAIN.fullmatch("".join(ids)):
+        return '["' + '","'.join(ids) + '"]'
+    return _compact_json(list(ids))
 
 
 @dataclass
@@ -91,7 +101,7 @@ def enqueue(
                 n.slot,
                 SUPPRESSED if n.suppressed else PENDING,
                 n.schedule_version,
-                _compact_json(list(n.account_ids)),
+                ids_json(n.account_ids),
                 len(n.account_ids),
                 n.deadline.isoformat() if n.deadline else None,
                 n.why,

@@ -406,16 +406,16 @@ def _spooled(cur: sqlite3.Cursor) -> Iterator[Any]:
         yield from cur
         return
     with spool_file as spool:
+        # Length-prefixed blobs: marshal.load() on a file reads item by item through the file
+        # object (~5 us per row); loads() of one slice's bytes is ten times faster.
         while rows := cur.fetchmany(SPOOL_SLICE):
-            marshal.dump(rows, spool)
+            blob = marshal.dumps(rows)
+            spool.write(len(blob).to_bytes(8, "little"))
+            spool.write(blob)
         cur.close()  # the snapshot is released here
         spool.seek(0)
-        while True:
-            try:
-                rows = marshal.load(spool)
-            except EOFError:
-                return
-            yield from rows
+        while size := spool.read(8):
+            yield from marshal.loads(spool.read(int.from_bytes(size, "little")))
 
 
 def enforcement_batch(scope: str, deadline: date | None, late: str | None = None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from migrate_cli.accounts_io import (
     validate_row,
 )
 from migrate_cli.errors import InputError
+from migrate_cli.outbox import ids_json
 from migrate_cli.store import Store
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
@@ -249,3 +251,17 @@ def test_the_bulk_renderers_html_escaping_is_markupsafes(value: str) -> None:
     from migrate_cli.fastrender import _html
 
     assert _html(value) == str(escape(value))
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,20}", fullmatch=True),
+            st.text(max_size=12),
+        ),
+        max_size=5,
+    )
+)
+def test_the_fast_ids_json_is_the_json_encoders(ids: list[str]) -> None:
+    assert ids_json(tuple(ids)) == json.dumps(ids, separators=(",", ":"))
