@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -69,5 +70,11 @@ def test_bench_runs_at_tiny_scale(tmp_path: Path) -> None:
     assert steps["notify (null provider)"]["items"] == steps["notify --dry-run"]["items"] > 0
     assert steps["enforce"]["items"] > 0
     assert steps["store size on disk"]["extra"]["bytes"] > 0
+    # migctl's store has 16 KiB pages; the baseline's copy SQLite's default (see _copy_store).
+    with sqlite3.connect(out / "data" / "migctl.db") as store:
+        assert store.execute("PRAGMA page_size").fetchone()[0] == 16384
+    with sqlite3.connect(out / "baseline" / "migctl.db") as copy:
+        assert copy.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     for s in dispatch:
         assert steps[s]["items"] == steps[s]["extra"]["notices"] or "skipped" in steps[s]["note"]
