@@ -8,7 +8,7 @@ import marshal
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from functools import lru_cache
@@ -249,12 +249,14 @@ def plan_migration(
     listed: bool = True,
     spool: bool = False,
     emails: tuple[str, str] | None = None,
+    groups: list[Group] | None = None,
 ) -> Iterator[PlannedNotice]:
     """Announcement/reminder/schedule_change notices for one migration, streamed from SQL.
 
     ``spool``: read the whole plan into a temporary file first (see ``_spooled``), so that no
     read of the store stays open while the caller writes. ``emails``: only the administrators
-    in this inclusive range of addresses.
+    in this inclusive range of addresses. ``groups``: only the administrators whose verdict
+    inputs are one of these (see ``Tally.due_groups``), and the suppressed ones.
     """
     m = sm.migration
     if not _plannable(sm, tz, now):
@@ -277,6 +279,13 @@ def plan_migration(
     existing = _existing_keys_checker(store, m.id)
     today = local_date(now, tz)
     # Plain tuples, not sqlite3.Row: this loop runs once per administrator.
+    if groups is not None:
+        alike = " OR ".join(
+            "(agg.deadline IS ? AND agg.has_tbd IS ? AND last.last_at IS ? AND last.sv IS ?)"
+            for _ in groups
+        )
+        sql += f" WHERE s.email IS NOT NULL{' OR ' + alike if alike else ''}"
+        params = [*params, *(value for group in groups for value in group)]
     cur = store.conn.execute(sql + " ORDER BY agg.email", params)
     rows = _spooled(cur) if spool else cur
     for email, _n, joined_ids, raw, has_tbd, listed_json, last_raw, sv, suppressed in rows:
@@ -306,6 +315,9 @@ def plan_migration(
         )
 
 
+Group = tuple[str | None, int, str | None, int | None]
+
+
 @dataclass
 class Tally:
     """What a migration's plan holds, counted without listing it (the dry run's figures)."""
@@ -314,6 +326,9 @@ class Tally:
     suppressed: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     admins: int = 0  # administrators with a pending account, due a notice or not
+    # The verdict inputs (deadline, TBD flag, last notice, seen version) of the groups of
+    # unsuppressed administrators that are due a notice.
+    due_groups: list[Group] = field(default_factory=list)
 
 
 def tally_migration(store: Store, sm: StoredMigration, tz: tzinfo, now: datetime) -> Tally:
@@ -348,6 +363,7 @@ def tally_migration(store: Store, sm: StoredMigration, tz: tzinfo, now: datetime
         if held is None:
             tally.planned += n
             tally.by_kind[kind] = tally.by_kind.get(kind, 0) + n
+            tally.due_groups.append((raw, has_tbd, last_raw, sv))
         elif not existing(held, kind, slot):
             tally.suppressed += 1
     return tally
@@ -358,15 +374,21 @@ def sample_migration(
 ) -> list[PlannedNotice]:
     """The first ``limit`` notices of ``plan_migration`` (in its order), for the dry run's table.
 
-    Planned page by page of administrators (by address, growing pages), so a million-account
-    plan is not sorted to show its first rows; when the due administrators are sparse among
-    those with pending accounts, the whole plan is streamed instead (pages would find little).
+    When most administrators with pending accounts are due (a first announcement), the rows
+    are planned page by page of administrators (by address, growing pages): the first pages
+    hold them, and a million-account plan is not sorted to show its first rows. Otherwise (an
+    ordinary reminder day) pages would read most administrators one by one, at several times
+    the cost per administrator of one plan query: the plan query then runs once (about the cost
+    of the tally), keeping only the administrators of the tally's due groups and the suppressed
+    ones (checked one by one as ever).
     """
     due = tally.planned + tally.suppressed
     if limit <= 0 or due == 0:
         return []
     if due * SPARSE_PLAN < tally.admins:
-        return list(itertools.islice(plan_migration(store, sm, tz, now, listed=False), limit))
+        groups = tally.due_groups if len(tally.due_groups) <= MAX_SAMPLE_GROUPS else None
+        plan = plan_migration(store, sm, tz, now, listed=False, groups=groups)
+        return list(itertools.islice(plan, limit))
     out: list[PlannedNotice] = []
     after = ""
     page = FIRST_SAMPLE_PAGE
@@ -388,7 +410,8 @@ def sample_migration(
 
 FIRST_SAMPLE_PAGE = 256  # administrators in the first page of the dry run's sample
 LAST_SAMPLE_PAGE = 65_536
-SPARSE_PLAN = 32  # fewer due than 1 in this many administrators: stream the plan instead
+SPARSE_PLAN = 4  # fewer due than 1 in this many administrators: one filtered plan query
+MAX_SAMPLE_GROUPS = 200  # more due groups than this: the filtered query streams everyone
 
 
 SPOOL_SLICE = 5_000
@@ -547,32 +570,63 @@ def tally_all(
     chosen = [sm for sm in catalog if only is None or sm.id == only]
     total = Tally()
     shown: list[PlannedNotice] = []
-    for sm, tally in zip(chosen, _tallies(store, chosen, tz, now), strict=True):
+    for tally, rows in _tallies(store, chosen, tz, now, sample):
         total.planned += tally.planned
         total.suppressed += tally.suppressed
         total.admins += tally.admins
         for kind, n in tally.by_kind.items():
             total.by_kind[kind] = total.by_kind.get(kind, 0) + n
-        shown += sample_migration(store, sm, tz, now, tally, sample - len(shown))
+        shown += rows[: sample - len(shown)]
     return total, shown
 
 
 TALLY_THREADS = 2
 
 
-def _tallies(store: Store, chosen: list[StoredMigration], tz: tzinfo, now: datetime) -> list[Tally]:
-    """Each migration's tally; on a store file, two at a time, each on its own connection.
+def _tally_and_sample(
+    store: Store, sm: StoredMigration, tz: tzinfo, now: datetime, sample: int
+) -> tuple[Tally, list[PlannedNotice]]:
+    """One migration's tally and first rows, read in one transaction (one snapshot), so the
+    rows shown agree with the counts even while a run is writing."""
+    conn = store.conn
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        tally = tally_migration(store, sm, tz, now)
+        return tally, sample_migration(store, sm, tz, now, tally, sample)
+    finally:
+        if own:
+            conn.execute("COMMIT")  # nothing was written: this only ends the read
+
+
+def _tallies(
+    store: Store, chosen: list[StoredMigration], tz: tzinfo, now: datetime, sample: int
+) -> list[tuple[Tally, list[PlannedNotice]]]:
+    """Each migration's tally and rows; on a store file, two at a time, each on its own
+    connection.
 
     SQLite runs a statement without Python's lock, so two tallies use both cores through the
-    parts of a query the sorter's threads do not cover (the scan and the joins). Each
-    connection reads its own snapshot, as the migrations were read one after the other before.
+    parts of a query the sorter's threads do not cover (the scan and the joins). After a
+    failure no other migration is started; the error is raised once the running one ends.
     """
     if len(chosen) < 2 or str(store.path) == ":memory:":
-        return [tally_migration(store, sm, tz, now) for sm in chosen]
+        return [_tally_and_sample(store, sm, tz, now, sample) for sm in chosen]
 
-    def own(sm: StoredMigration) -> Tally:
+    def own(sm: StoredMigration) -> tuple[Tally, list[PlannedNotice]]:
         with Store(store.path, create=False) as reader:
-            return tally_migration(reader, sm, tz, now)
+            return _tally_and_sample(reader, sm, tz, now, sample)
 
+    results: dict[int, tuple[Tally, list[PlannedNotice]]] = {}
+    queue = iter(enumerate(chosen))
     with ThreadPoolExecutor(max_workers=TALLY_THREADS) as pool:
-        return list(pool.map(own, chosen))
+        # At most TALLY_THREADS in flight, the next submitted only after a success: after an
+        # error nothing new starts (the pool's exit waits for the one still running).
+        running = {pool.submit(own, sm): i for i, sm in itertools.islice(queue, TALLY_THREADS)}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[running.pop(future)] = future.result()
+                for i, sm in itertools.islice(queue, 1):
+                    running[pool.submit(own, sm)] = i
+    return [results[i] for i in range(len(chosen))]

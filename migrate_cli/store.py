@@ -71,6 +71,7 @@ class Store:
         mem = sqlite3.connect(":memory:")
         other.conn.backup(mem)
         mem.isolation_level = None
+        mem.execute(f"PRAGMA threads = {SORTER_THREADS}")
         copy = cls.__new__(cls)
         copy.path = Path(":memory:")
         copy.db = Database(mem, execute_plugins=False)

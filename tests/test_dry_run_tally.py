@@ -6,14 +6,17 @@ first rows it shows, page by page of administrators (`planning.sample_migration`
 is `plan_all`, the planner every cadence rule is tested against (test_planning.py), on random
 stores: dated, per-plan (with TBD plans) and TBD migrations, accounts created before and after
 the grace start, closed accounts, administrators of several accounts, suppressed addresses (some
-already holding a suppressed notice), opt-ins, an earlier run whose notices were partly sent, a
-moved mandatory date (schedule changes), and `now` from before the grace period to past the
-dates.
+already holding a suppressed notice), opt-ins, an earlier run, a moved mandatory date (schedule
+changes), a retired migration, enforced plans, and `now` from before the grace period to past
+the dates. Both ways of choosing the rows shown (pages of addresses; one query filtered on the
+due groups) run on every example, on the store file (two tallies at a time) and on an
+in-memory copy (the path of `run --dry-run`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from migrate_cli import planning
 from migrate_cli.accounts import import_accounts
 from migrate_cli.catalog import get_migration, load_catalog, store_timezone
 from migrate_cli.definitions import load_definitions
+from migrate_cli.enforce import apply_enforcements, due_enforcements
 from migrate_cli.enrollment import switch
 from migrate_cli.errors import RuleError
 from migrate_cli.notices import plan_only
@@ -80,8 +84,11 @@ accounts_st = st.lists(
 )
 
 
-def _sync(folder: Path, store: Store, dated: str, now: datetime) -> None:
-    (folder / "m.yaml").write_text(YAML.replace("DATED", dated))
+def _sync(folder: Path, store: Store, dated: str, now: datetime, *, retire: bool = False) -> None:
+    text = YAML.replace("DATED", dated)
+    if retire:  # the TBD migration is no longer defined: sync retires it
+        text = text[: text.index("  - id: tbd")]
+    (folder / "m.yaml").write_text(text)
     sync(store, load_definitions(folder / "m.yaml"), now=now, actor="t")
 
 
@@ -135,21 +142,28 @@ def _earlier_run(db: Path, when: datetime, sent_every: int) -> None:
 
 
 def _check(db: Path, now: datetime, limit: int) -> None:
-    with Store(db) as store:
-        catalog = load_catalog(store)
-        tz = store_timezone(store)
-        reference = list(plan_all(store, catalog, tz, now, listed=False))
-        for only in (None, "per-plan"):
-            expected = [n for n in reference if only is None or n.migration_id == only]
-            tally, sample = tally_all(store, catalog, tz, now, only, limit)
-            kinds: dict[str, int] = {}
-            for n in expected:
-                if not n.suppressed:
-                    kinds[n.kind] = kinds.get(n.kind, 0) + 1
-            assert tally.planned == sum(1 for n in expected if not n.suppressed)
-            assert tally.suppressed == sum(1 for n in expected if n.suppressed)
-            assert tally.by_kind == kinds
-            assert sample == expected[:limit]
+    with Store(db) as disk:
+        memory = Store.in_memory_copy(disk)
+        for store in (disk, memory):
+            _compare(store, now, limit)
+        memory.close()
+
+
+def _compare(store: Store, now: datetime, limit: int) -> None:
+    catalog = load_catalog(store)
+    tz = store_timezone(store)
+    reference = list(plan_all(store, catalog, tz, now, listed=False))
+    for only in (None, "per-plan"):
+        expected = [n for n in reference if only is None or n.migration_id == only]
+        tally, sample = tally_all(store, catalog, tz, now, only, limit)
+        kinds: dict[str, int] = {}
+        for n in expected:
+            if not n.suppressed:
+                kinds[n.kind] = kinds.get(n.kind, 0) + 1
+        assert tally.planned == sum(1 for n in expected if not n.suppressed)
+        assert tally.suppressed == sum(1 for n in expected if n.suppressed)
+        assert tally.by_kind == kinds
+        assert sample == expected[:limit]
 
 
 @settings(
@@ -165,10 +179,13 @@ def _check(db: Path, now: datetime, limit: int) -> None:
     earlier=st.none() | st.integers(0, 40),
     sent_every=st.integers(1, 3),
     moved=st.sampled_from([None, "2016-05-04", "2016-06-20", "TBD"]),
+    retire=st.booleans(),
+    enforce_at=st.none() | st.integers(20, 60),
     later=st.integers(0, 80),
     limit=st.integers(0, 12),
     first_page=st.sampled_from([1, 2, 256]),
-    sparse=st.sampled_from([1, 32, 1_000]),
+    sparse=st.sampled_from([0, 1, 1_000]),  # 0: always the filtered query; 1_000: always pages
+    max_groups=st.sampled_from([0, 1, 200]),
 )
 def test_dry_run_counts_and_sample_equal_the_plan(
     tmp_path: Path,
@@ -179,24 +196,38 @@ def test_dry_run_counts_and_sample_equal_the_plan(
     earlier: int | None,
     sent_every: int,
     moved: str | None,
+    retire: bool,
+    enforce_at: int | None,
     later: int,
     limit: int,
     first_page: int,
     sparse: int,
+    max_groups: int,
 ) -> None:
     # Tiny pages and both sample strategies (paged, streamed) on stores of a dozen accounts.
     monkeypatch.setattr(planning, "FIRST_SAMPLE_PAGE", first_page)
     monkeypatch.setattr(planning, "LAST_SAMPLE_PAGE", max(first_page, 4))
     monkeypatch.setattr(planning, "SPARSE_PLAN", sparse)
+    monkeypatch.setattr(planning, "MAX_SAMPLE_GROUPS", max_groups)
     db = _build(tmp_path, accounts, suppressed, opted)
     now = START + timedelta(days=later, hours=13)
     if earlier is not None:
         when = START + timedelta(days=earlier, hours=9)
         _earlier_run(db, when, sent_every)
         now = max(now, START + timedelta(days=earlier + 1, hours=13))
-        if moved is not None:  # the date moves after the run: schedule changes are due
+        if moved is not None or retire:  # after the run: schedule changes are due, or none
             with Store(db) as store:
-                _sync(tmp_path, store, moved, when + timedelta(hours=1))
+                _sync(
+                    tmp_path, store, moved or "2016-05-11", when + timedelta(hours=1), retire=retire
+                )
+    if enforce_at is not None:  # e.g. per-plan's free accounts (2016-04-25) or everything dated
+        at = START + timedelta(days=enforce_at, hours=12)
+        with Store(db) as store:
+            catalog = load_catalog(store)
+            tz = store_timezone(store)
+            batches = due_enforcements(store, catalog, tz, at, with_admins=False)
+            apply_enforcements(store, catalog, tz, at, batches, actor="t", from_addr="n@x.test")
+        now = max(now, at + timedelta(hours=1))
     _check(db, now, limit)
 
 
@@ -228,3 +259,38 @@ def test_a_suppressed_administrator_holding_the_key_is_not_counted(tmp_path: Pat
         assert store.scalar("SELECT count(*) FROM outbox WHERE state = 'suppressed'") == 3
         tally, sample = tally_all(store, catalog, tz, when + timedelta(hours=1), None, 10)
     assert (tally.planned, tally.suppressed, sample) == (0, 0, [])
+
+
+def test_a_failing_tally_is_reported_and_the_rest_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts = [("developer", "2015-01-01", "active", [1])]
+    db = _build(tmp_path, accounts, set(), [])
+    started: list[str] = []
+    first = ""
+    real = planning.tally_migration
+
+    def failing(store, sm, tz, now):  # type: ignore[no-untyped-def]
+        started.append(sm.id)
+        if sm.id == first:
+            raise sqlite3.OperationalError("database is locked")
+        return real(store, sm, tz, now)
+
+    monkeypatch.setattr(planning, "tally_migration", failing)
+    monkeypatch.setattr(planning, "TALLY_THREADS", 1)  # in order: the third never starts
+    with Store(db) as store:
+        catalog = load_catalog(store)
+        first = catalog[0].id
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            tally_all(store, catalog, store_timezone(store), START, None, 10)
+    assert started == [first]
+
+
+def test_an_empty_store_has_nothing_to_count(tmp_path: Path) -> None:
+    with Store(tmp_path / "empty.db") as store:
+        _sync(tmp_path, store, "2016-05-11", START)
+        catalog = load_catalog(store)
+        tally, sample = tally_all(
+            store, catalog, store_timezone(store), datetime(2016, 4, 20, tzinfo=UTC), None, 10
+        )
+    assert (tally.planned, tally.suppressed, tally.by_kind, sample) == (0, 0, {}, [])
