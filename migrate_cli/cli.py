@@ -1279,6 +1279,10 @@ def enforce(
     e = env(ctx)
     if immediately and (not migration or not reason or not reason.strip()):
         raise UsageError("--immediately needs a MIGRATION and a --reason (it is recorded)")
+    # Only an operator at a terminal is asked to confirm a large batch: only then (and for a
+    # dry run) are the accounts counted before switching. Otherwise the output reports what
+    # the enforcement itself switched.
+    confirm = not yes and is_terminal() and sys.stdin.isatty()
     with store_lock(e.db_path, command="enforce"):
         store = e.store()
         tz = store_timezone(store)
@@ -1292,8 +1296,10 @@ def enforce(
             assert migration is not None
             batches = [immediate_enforcement(store, get_migration(store, migration), tz)]
         else:
-            batches = due_enforcements(store, catalog, tz, now, migration, with_admins=dry_run)
-        total = sum(b.accounts for b in batches)
+            batches = due_enforcements(
+                store, catalog, tz, now, migration, with_admins=dry_run, counted=dry_run or confirm
+            )
+        total = sum(b.accounts or 0 for b in batches)
         doc: dict[str, Any] = {
             "now": iso(now),
             "dry_run": dry_run,
@@ -1310,7 +1316,7 @@ def enforce(
                     emit_lines(["dry run: nothing was written"])
             return
         limit = e.config.max_accounts_without_confirm
-        if total > limit and not yes and is_terminal() and sys.stdin.isatty():
+        if total > limit and confirm:
             _enforce_table(batches, "about to switch")
             if not typer.confirm(f"Switch {total} account(s) now?", default=False):
                 raise typer.Exit(EXIT_ERROR)
@@ -1324,6 +1330,7 @@ def enforce(
             from_addr=e.config.email.from_addr,
             reason=reason.strip() if reason else None,
         )
+    doc["batches"] = [b.to_json() for b in report.batches]  # what was switched, counted
     doc["enforced"] = report.by_migration()
     doc["notices_queued"] = report.notices
     if json_out:

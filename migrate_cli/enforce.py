@@ -29,7 +29,7 @@ class Enforcement:
     migration_id: str
     scope: str
     deadline: date | None
-    accounts: int
+    accounts: int | None  # None: not counted before switching (see due_enforcements)
     admins: int | None  # None: not counted (cron runs skip it)
     immediate: bool = False
     # Set for accounts switched after their scope was already enforced (imported late): their
@@ -60,7 +60,7 @@ class EnforceReport:
     def by_migration(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for b in self.batches:
-            out[b.migration_id] = out.get(b.migration_id, 0) + b.accounts
+            out[b.migration_id] = out.get(b.migration_id, 0) + (b.accounts or 0)
         return out
 
 
@@ -98,8 +98,15 @@ def due_enforcements(
     only: str | None = None,
     *,
     with_admins: bool = True,
+    counted: bool = True,
 ) -> list[Enforcement]:
-    """What `enforce` would switch now (read-only). TBD scopes are never due."""
+    """What `enforce` would switch now (read-only). TBD scopes are never due.
+
+    ``counted=False`` (a run that will not show or confirm the numbers before switching): a
+    scope enforced for the first time is not counted (its `accounts` is None; the enforcement
+    reports what it switched), and a scope enforced before is only checked for any pending
+    account. Counting scans every account of the audience, 0.6 s at a million.
+    """
     out: list[Enforcement] = []
     for sm in catalog:
         if sm.status != "active" or (only is not None and sm.id != only):
@@ -109,10 +116,16 @@ def due_enforcements(
                 continue  # never a second early
             immediate = _is_zero_grace_critical(sm)
             sql, params = _scope_sql(sm, tz, scope)
-            n, admins = _count(store, sql, params, with_admins)
             first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
+            n: int | None = None
+            admins: int | None = None
+            if counted:
+                n, admins = _count(store, sql, params, with_admins)
+                pending = bool(n)
+            else:
+                pending = first_time or bool(store.scalar(f"SELECT EXISTS ({sql})", params))
             # Accounts imported after an enforcement are still pending: a later run catches them.
-            if n or first_time:
+            if pending or first_time:
                 late = None if first_time else now.strftime("%Y%m%dT%H%M%S")
                 out.append(Enforcement(sm.id, scope, deadline, n, admins, immediate, late))
     return out

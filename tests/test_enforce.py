@@ -459,3 +459,41 @@ def test_no_prompt_under_the_limit_or_without_a_terminal(tmp_path: Path) -> None
     ok(r)
     assert "now?" not in r.stdout
     assert len(states(db, "mail")) == 6
+
+
+def test_cron_enforcement_reports_what_it_switched_without_counting_first(
+    tmp_path: Path,
+) -> None:
+    """Without a terminal the accounts are not counted before switching (a full scan at a
+    million accounts): the batch is found, the output reports what was switched, a scope
+    enforced before is only checked for late accounts, and a dry run still counts."""
+    from migrate_cli.catalog import load_catalog, store_timezone
+    from migrate_cli.enforce import due_enforcements
+    from migrate_cli.store import Store
+    from migrate_cli.timeutil import parse_instant
+
+    db = setup_store(tmp_path, MAIL)
+    with Store(db, create=False) as store:
+        catalog = load_catalog(store)
+        tz = store_timezone(store)
+        at = parse_instant("2016-05-11", tz)
+        (uncounted,) = due_enforcements(store, catalog, tz, at, "mail", counted=False)
+        (counted,) = due_enforcements(store, catalog, tz, at, "mail", with_admins=False)
+    assert (uncounted.accounts, counted.accounts) == (None, 6)
+    dry = enforce_json(tmp_path, "2016-05-11", "--dry-run")
+    assert dry["batches"][0]["accounts"] == 6
+    doc = enforce_json(tmp_path, "2016-05-11")
+    assert doc["batches"][0]["accounts"] == 6 and doc["enforced"] == {"mail": 6}
+    with Store(db, create=False) as store:
+        catalog = load_catalog(store)
+        # Enforced before, nothing pending: no batch, counted or not.
+        assert due_enforcements(store, catalog, tz, at, "mail", counted=False) == []
+    (tmp_path / "late.csv").write_text(
+        "id,name,plan,tags,created_at,status,admins\nlate-9,Late,free,,2015-01-01,active,z@x.test\n"
+    )
+    ok(migctl(tmp_path, "--now", "2016-05-11", "accounts", "import", "late.csv"))
+    with Store(db, create=False) as store:
+        catalog = load_catalog(store)
+        (late,) = due_enforcements(store, catalog, tz, at, "mail", counted=False)
+    assert late.late is not None and late.accounts is None
+    assert enforce_json(tmp_path, "2016-05-11")["batches"][0]["accounts"] == 1
