@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import marshal
@@ -608,14 +609,20 @@ def _tallies(
 
     SQLite runs a statement without Python's lock, so two tallies use both cores through the
     parts of a query the sorter's threads do not cover (the scan and the joins). After a
-    failure no other migration is started; the error is raised once the running one ends.
+    failure no other migration is started, and on an error or Ctrl-C in this thread the
+    statements still running are interrupted rather than waited for (seconds at a million).
     """
     if len(chosen) < 2 or str(store.path) == ":memory:":
         return [_tally_and_sample(store, sm, tz, now, sample) for sm in chosen]
+    readers: list[sqlite3.Connection] = []
 
     def own(sm: StoredMigration) -> tuple[Tally, list[PlannedNotice]]:
         with Store(store.path, create=False) as reader:
-            return _tally_and_sample(reader, sm, tz, now, sample)
+            readers.append(reader.conn)
+            try:
+                return _tally_and_sample(reader, sm, tz, now, sample)
+            finally:
+                readers.remove(reader.conn)
 
     results: dict[int, tuple[Tally, list[PlannedNotice]]] = {}
     queue = iter(enumerate(chosen))
@@ -623,10 +630,16 @@ def _tallies(
         # At most TALLY_THREADS in flight, the next submitted only after a success: after an
         # error nothing new starts (the pool's exit waits for the one still running).
         running = {pool.submit(own, sm): i for i, sm in itertools.islice(queue, TALLY_THREADS)}
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                results[running.pop(future)] = future.result()
-                for i, sm in itertools.islice(queue, 1):
-                    running[pool.submit(own, sm)] = i
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[running.pop(future)] = future.result()
+                    for i, sm in itertools.islice(queue, 1):
+                        running[pool.submit(own, sm)] = i
+        except BaseException:
+            for conn in list(readers):
+                with contextlib.suppress(sqlite3.Error):  # closed meanwhile: nothing to stop
+                    conn.interrupt()  # safe from another thread; the statement raises there
+            raise
     return [results[i] for i in range(len(chosen))]

@@ -294,3 +294,49 @@ def test_an_empty_store_has_nothing_to_count(tmp_path: Path) -> None:
             store, catalog, store_timezone(store), datetime(2016, 4, 20, tzinfo=UTC), None, 10
         )
     assert (tally.planned, tally.suppressed, tally.by_kind, sample) == (0, 0, {}, [])
+
+
+def test_ctrl_c_interrupts_the_tallies_still_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or an error) in the dry run's thread stops the statements of the worker threads
+    instead of waiting for them to finish."""
+    import time
+
+    accounts = [("developer", "2015-01-01", "active", [1])]
+    db = _build(tmp_path, accounts, set(), [])
+    outcomes: list[str] = []
+    began: list[str] = []
+
+    def slow(store, sm, tz, now):  # type: ignore[no-untyped-def]
+        began.append(sm.id)
+        try:  # a minute of SQLite work unless interrupted
+            store.conn.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000000) "
+                "SELECT count(*) FROM c"
+            ).fetchone()
+            outcomes.append("finished")
+        except sqlite3.OperationalError as exc:
+            outcomes.append(str(exc))
+            raise
+        return planning.Tally()
+
+    real_wait = planning.wait
+
+    def interrupted_wait(futures, return_when):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 10
+        while len(began) < 2 and time.monotonic() < deadline:  # both statements under way
+            real_wait(futures, timeout=0.05, return_when=return_when)
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(planning, "tally_migration", slow)
+    monkeypatch.setattr(planning, "wait", interrupted_wait)
+    with Store(db) as store:
+        catalog = load_catalog(store)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            tally_all(store, catalog, store_timezone(store), START, None, 10)
+        elapsed = time.monotonic() - started
+    assert outcomes == ["interrupted", "interrupted"]  # both running tallies, nothing new
+    assert len(began) == 2 and elapsed < 10
