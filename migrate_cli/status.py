@@ -17,6 +17,7 @@ from migrate_cli.figures import REACHABILITY_KEY, migration_key
 from migrate_cli.outbox import counts as outbox_counts
 from migrate_cli.phases import RETIRED, overall_phase, phases
 from migrate_cli.store import BUSY_TIMEOUT_MS, Store, db_time
+from migrate_cli.suppressions import unreachable_accounts
 from migrate_cli.timeutil import iso, utcnow
 
 
@@ -182,7 +183,7 @@ def _migration_figures(store: Store, m: Migration, tz: tzinfo) -> dict[str, Any]
 
 def _reachability(store: Store) -> dict[str, Any]:
     return {
-        "all_admins_suppressed": _all_admins_suppressed(store),
+        "all_admins_suppressed": unreachable_accounts(store),
         "without_admins": int(
             store.scalar(
                 "SELECT count(*) FROM accounts a WHERE a.status = 'active' AND NOT EXISTS "
@@ -191,19 +192,3 @@ def _reachability(store: Store) -> dict[str, Any]:
             or 0
         ),
     }
-
-
-def _all_admins_suppressed(store: Store) -> int:
-    """Active accounts whose every administrator is suppressed (nobody can be told): the
-    count of suppressions.unreachable_accounts, driven from the suppressed addresses (a few)
-    rather than from every account (a second at a million accounts)."""
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM (SELECT DISTINCT x.account_id AS id FROM suppressions s "
-            "CROSS JOIN account_admins x ON x.email = s.email) c "
-            "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
-            "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
-            "AND y.email NOT IN (SELECT email FROM suppressions))"
-        )
-        or 0
-    )

@@ -54,13 +54,17 @@ def list_all(store: Store) -> list[dict[str, Any]]:
 
 
 def unreachable_accounts(store: Store) -> int:
-    """Active accounts whose every administrator is suppressed: nobody can be told."""
+    """Active accounts whose every administrator is suppressed: nobody can be told.
+
+    Driven from the suppressed addresses (a few) rather than from every account (a second at a
+    million accounts)."""
     return int(
         store.scalar(
-            "SELECT count(*) FROM accounts a WHERE a.status = 'active' "
-            "AND EXISTS (SELECT 1 FROM account_admins x WHERE x.account_id = a.id) "
-            "AND NOT EXISTS (SELECT 1 FROM account_admins x WHERE x.account_id = a.id "
-            "AND x.email NOT IN (SELECT email FROM suppressions))"
+            "SELECT count(*) FROM (SELECT DISTINCT x.account_id AS id FROM suppressions s "
+            "CROSS JOIN account_admins x ON x.email = s.email) c "
+            "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
+            "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
+            "AND y.email NOT IN (SELECT email FROM suppressions))"
         )
         or 0
     )
