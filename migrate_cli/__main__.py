@@ -1,5 +1,5 @@
 """Allow ``python -m migrate_cli``."""
 
-from migrate_cli.cli import main
+from migrate_cli.cli.app import main
 
 main()

@@ -36,7 +36,7 @@ RunCli = Callable[..., Result]
 def runner() -> RunCli:
     """run(*args, input=None, env=None) -> Result; `result.stdout` and `result.stderr` are separate
     (typer 0.29's CliRunner always keeps them apart; `result.output` is both interleaved)."""
-    from migrate_cli.cli import app
+    from migrate_cli.cli.app import app
 
     cli = CliRunner()
 
@@ -52,10 +52,10 @@ def runner() -> RunCli:
 def synced_store(tmp_path: Path) -> Path:
     """A store with the shipped migrations.yaml synced and examples/accounts.csv imported
     (both at 2016-03-01, before either grace period). Returns the db path."""
-    from migrate_cli.accounts import import_accounts
-    from migrate_cli.definitions import load_definitions
-    from migrate_cli.store import Store
-    from migrate_cli.sync import sync
+    from migrate_cli.accounts.records import import_accounts
+    from migrate_cli.definitions.model import load_definitions
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.sync import sync
 
     db = tmp_path / "migctl.db"
     at = datetime(2016, 3, 1, tzinfo=UTC)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from migrate_cli.providers.base import OutgoingEmail, Provider, SendResult, SendStatus
+from migrate_cli.delivery.base import OutgoingEmail, Provider, SendResult, SendStatus
 
 HOST_TZ = "Pacific/Auckland"
 STORE_TZ = "America/New_York"
@@ -195,7 +195,7 @@ def in_process(folder: Path, *args: str) -> str:
     """Run one migctl command in this process (set-up only); return its stdout."""
     from typer.testing import CliRunner
 
-    from migrate_cli.cli import app
+    from migrate_cli.cli.app import app
 
     result = CliRunner().invoke(
         app,
@@ -303,9 +303,9 @@ class LoggingProvider(Provider):
 WRAPPER = """\
 import sys
 sys.path.insert(0, {tests!r})
-from migrate_cli.providers import REGISTRY
+from migrate_cli.delivery.registry import REGISTRY
 REGISTRY["null"] = "helpers_enforce:LoggingProvider"
-from migrate_cli.cli import main
+from migrate_cli.cli.app import main
 main()
 """
 

@@ -18,22 +18,22 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, ClassVar
 
-from migrate_cli.accounts import import_accounts
-from migrate_cli.catalog import load_catalog, store_timezone
+from migrate_cli.accounts.records import import_accounts
 from migrate_cli.config import Config, load_config
-from migrate_cli.definitions import load_definitions
-from migrate_cli.notices import NotifySummary, notify, plan_only
-from migrate_cli.outbox import enqueue
-from migrate_cli.planning import PlannedNotice, plan_all
-from migrate_cli.providers import (
+from migrate_cli.definitions.model import load_definitions
+from migrate_cli.delivery.registry import (
     OutgoingEmail,
     Provider,
     ProviderConfigError,
     SendResult,
     SendStatus,
 )
-from migrate_cli.store import Store
-from migrate_cli.sync import sync
+from migrate_cli.lifecycle.planning import PlannedNotice, plan_all
+from migrate_cli.notices.notify import NotifySummary, notify, plan_only
+from migrate_cli.store.db import Store
+from migrate_cli.store.outbox import enqueue
+from migrate_cli.store.stored_migrations import load_catalog, store_timezone
+from migrate_cli.store.sync import sync
 
 DB = Path("migctl.db")
 MIG = "email-delivery-changes"

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrate_cli.accounts import import_accounts
-from migrate_cli.accounts_io import normalise_email
+from migrate_cli.accounts.reading import normalise_email
+from migrate_cli.accounts.records import import_accounts
 from migrate_cli.errors import InputError, Problem
-from migrate_cli.store import Store
+from migrate_cli.store.db import Store
 
 NOW = datetime(2016, 4, 1, tzinfo=UTC)
 HEADER = "id,name,plan,tags,created_at,status,admins\n"
@@ -69,7 +69,7 @@ def row(
 
 def accounts(db: Path = Path("s.db")) -> dict[str, dict]:
     with Store(db) as store:
-        from migrate_cli.accounts import list_accounts
+        from migrate_cli.accounts.records import list_accounts
 
         return {a["id"]: a for a in list_accounts(store, limit=10_000)}
 

@@ -213,7 +213,7 @@ def test_python_tag_never_executes(tmp_path: Path, runner: Any) -> None:
 
 
 def test_title_NO_stays_text(tmp_path: Path) -> None:
-    from migrate_cli.definitions import load_definitions
+    from migrate_cli.definitions.model import load_definitions
 
     path = tmp_path / "m.yaml"
     path.write_text(_replace(5, "    title: NO"))
@@ -222,7 +222,7 @@ def test_title_NO_stays_text(tmp_path: Path) -> None:
 
 
 def test_bom_is_accepted(tmp_path: Path) -> None:
-    from migrate_cli.definitions import load_definitions
+    from migrate_cli.definitions.model import load_definitions
 
     path = tmp_path / "migrations.yaml"
     path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())

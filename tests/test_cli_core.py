@@ -11,7 +11,7 @@ import pytest
 import typer.main
 
 from migrate_cli import __version__
-from migrate_cli.cli import app
+from migrate_cli.cli.app import app
 
 
 def _command_paths() -> list[tuple[str, ...]]:

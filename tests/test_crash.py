@@ -30,7 +30,7 @@ from helpers_enforce import (
     write_yaml,
 )
 
-from migrate_cli.dispatch import LOCAL_BATCH  # the null provider is local
+from migrate_cli.notices.dispatch import LOCAL_BATCH  # the null provider is local
 
 ACCOUNTS = 2_000
 KILLS = 5

@@ -99,7 +99,7 @@ def test_export_out_writes_the_file_atomically(runner: RunCli, shipped: Path) ->
 def test_a_failed_export_leaves_the_previous_file_untouched(
     runner: RunCli, shipped: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import migrate_cli.dashboard as dashboard
+    import migrate_cli.lifecycle.dashboard as dashboard
 
     Path("pub").mkdir()
     Path("pub/dashboard.json").write_text('{"previous": true}\n')

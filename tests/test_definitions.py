@@ -10,9 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrate_cli.definitions import Definitions, NoticeSettings, load_definitions, parse_definitions
+from migrate_cli.definitions.model import (
+    Definitions,
+    NoticeSettings,
+    load_definitions,
+    parse_definitions,
+)
+from migrate_cli.definitions.yamlsafe import Located
 from migrate_cli.errors import InputError, Problem
-from migrate_cli.yamlsafe import Located
 
 D = timedelta(days=1)
 
@@ -364,9 +369,9 @@ def test_empty_plan_map_refused() -> None:
 def test_all_tbd_plan_map_is_tbd_and_survives_the_store(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from migrate_cli.catalog import load_catalog
-    from migrate_cli.store import Store
-    from migrate_cli.sync import sync
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import load_catalog
+    from migrate_cli.store.sync import sync
 
     defs = load(doc(migration_yaml(mandatory_opt_in="{enterprise: TBD}")))
     (m,) = defs.migrations

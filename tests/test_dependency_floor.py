@@ -76,7 +76,7 @@ def test_migctl_never_loads_yaml_unsafely() -> None:
 def test_jinja_rendering_is_sandboxed() -> None:
     from jinja2.sandbox import SandboxedEnvironment
 
-    source = (PACKAGE / "render.py").read_text()
+    source = (PACKAGE / "notices" / "render.py").read_text()
     assert "SandboxedEnvironment" in source
     assert not re.search(r"\bEnvironment\(", source.replace("SandboxedEnvironment(", ""))
     env = SandboxedEnvironment()

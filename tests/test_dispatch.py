@@ -85,8 +85,8 @@ def test_catch_up_pacing_only_where_the_margin_allows_it(tmp_path: Path) -> None
     from datetime import UTC, datetime
 
     from migrate_cli.config import Config, EmailConfig
-    from migrate_cli.dispatch import Dispatcher
-    from migrate_cli.store import Store
+    from migrate_cli.notices.dispatch import Dispatcher
+    from migrate_cli.store.db import Store
 
     def limiter(rate: float) -> Any:
         config = Config(email=EmailConfig(provider="null", rate_per_second=rate))

@@ -25,19 +25,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrate_cli import planning
-from migrate_cli.accounts import import_accounts
-from migrate_cli.catalog import get_migration, load_catalog, store_timezone
-from migrate_cli.definitions import load_definitions
-from migrate_cli.enforce import apply_enforcements, due_enforcements
-from migrate_cli.enrollment import switch
+from migrate_cli.accounts.records import import_accounts
+from migrate_cli.accounts.suppressions import add as suppress
+from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import RuleError
-from migrate_cli.notices import plan_only
-from migrate_cli.outbox import enqueue
-from migrate_cli.planning import plan_all, tally_all
-from migrate_cli.store import Store
-from migrate_cli.suppressions import add as suppress
-from migrate_cli.sync import sync
+from migrate_cli.lifecycle import planning
+from migrate_cli.lifecycle.enforcement import apply_enforcements, due_enforcements
+from migrate_cli.lifecycle.enrollment import switch
+from migrate_cli.lifecycle.planning import plan_all, tally_all
+from migrate_cli.notices.notify import plan_only
+from migrate_cli.store.db import Store
+from migrate_cli.store.outbox import enqueue
+from migrate_cli.store.stored_migrations import get_migration, load_catalog, store_timezone
+from migrate_cli.store.sync import sync
 from tests.helpers_notices import account, write_csv
 
 YAML = """\

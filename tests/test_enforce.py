@@ -467,9 +467,9 @@ def test_cron_enforcement_reports_what_it_switched_without_counting_first(
     """Without a terminal the accounts are not counted before switching (a full scan at a
     million accounts): the batch is found, the output reports what was switched, a scope
     enforced before is only checked for late accounts, and a dry run still counts."""
-    from migrate_cli.catalog import load_catalog, store_timezone
-    from migrate_cli.enforce import due_enforcements
-    from migrate_cli.store import Store
+    from migrate_cli.lifecycle.enforcement import due_enforcements
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import load_catalog, store_timezone
     from migrate_cli.timeutil import parse_instant
 
     db = setup_store(tmp_path, MAIL)

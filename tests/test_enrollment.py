@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from migrate_cli.accounts import import_accounts
-from migrate_cli.catalog import get_migration, store_timezone
-from migrate_cli.definitions import load_definitions
-from migrate_cli.enrollment import account_state, state_counts
-from migrate_cli.store import Store
-from migrate_cli.sync import sync
+from migrate_cli.accounts.records import import_accounts
+from migrate_cli.definitions.model import load_definitions
+from migrate_cli.lifecycle.enrollment import account_state, state_counts
+from migrate_cli.store.db import Store
+from migrate_cli.store.stored_migrations import get_migration, store_timezone
+from migrate_cli.store.sync import sync
 
 EDC = "email-delivery-changes"
 VPF = "vulnerable-password-flow"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from migrate_cli.store import Store
+from migrate_cli.store.db import Store
 from tests import fuzz_settings
 from tests.fuzz_settings import count
 from tests.test_fuzz_loaders import REPO, data_dump, make_store

@@ -31,13 +31,13 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrate_cli.accounts import import_accounts
+from migrate_cli.accounts.records import import_accounts
+from migrate_cli.cli.context import Env
 from migrate_cli.config import load_config
-from migrate_cli.context import Env
-from migrate_cli.definitions import SLUG, load_definitions
+from migrate_cli.definitions.model import SLUG, load_definitions
 from migrate_cli.errors import InputError, MigctlError
-from migrate_cli.store import Store
-from migrate_cli.sync import sync
+from migrate_cli.store.db import Store
+from migrate_cli.store.sync import sync
 from tests import fuzz_settings
 from tests.fuzz_settings import count, examples
 

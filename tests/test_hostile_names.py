@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from migrate_cli.cli import app
+from migrate_cli.cli.app import app
 from tests.helpers_notices import (
     ONE_MIGRATION,
     account,

@@ -21,7 +21,7 @@ from helpers_enforce import (
 )
 
 from migrate_cli.errors import EXIT_LOCKED, LockHeldError
-from migrate_cli.locking import store_lock
+from migrate_cli.store.lock import store_lock
 
 
 def start_run(folder: Path, log: Path, sleep: float, *args: str) -> subprocess.Popen[str]:

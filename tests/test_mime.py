@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrate_cli.mime import (
+from migrate_cli.delivery.mime import (
     InvalidAddressError,
     as_bytes,
     build_message,

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from migrate_cli import mime
-from migrate_cli.mime import RawMessage, as_bytes, build_message, build_raw
-from migrate_cli.providers.base import OutgoingEmail
+from migrate_cli.delivery import mime
+from migrate_cli.delivery.base import OutgoingEmail
+from migrate_cli.delivery.mime import RawMessage, as_bytes, build_message, build_raw
 from tests.fakes.common import HOSTILE_TEXTS, bodies, make_email, parse
 from tests.fuzz_settings import examples
 

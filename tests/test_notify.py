@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate_cli.providers import REGISTRY
+from migrate_cli.delivery.registry import REGISTRY
 from tests.conftest import RunCli
 from tests.helpers_notices import (
     MIG,
@@ -182,9 +182,9 @@ def test_accounts_created_after_grace_start_are_auto_enrolled_and_never_notified
 
 
 def test_opting_in_the_last_pending_account_stops_that_administrators_notices() -> None:
-    from migrate_cli.catalog import get_migration, store_timezone
-    from migrate_cli.enrollment import switch
-    from migrate_cli.store import Store
+    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import get_migration, store_timezone
 
     build_store(
         [
@@ -223,9 +223,9 @@ def test_opting_in_the_last_pending_account_stops_that_administrators_notices() 
 def test_migrated_administrators_get_the_enforced_notice_only_if_they_had_pending_accounts(
     runner: RunCli,
 ) -> None:
-    from migrate_cli.catalog import get_migration, store_timezone
-    from migrate_cli.enrollment import switch
-    from migrate_cli.store import Store
+    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import get_migration, store_timezone
 
     build_store([account("a1", "early@x.test"), account("b1", "late@x.test")])
     run_notify(at("2016-04-04"))
@@ -572,7 +572,7 @@ def test_a_permanent_failure_fails_that_notice_suppresses_the_address_and_contin
 def test_library_notify_raises_the_configuration_error_after_recording(
     recording: type[RecordingProvider],
 ) -> None:
-    from migrate_cli.providers import ProviderConfigError
+    from migrate_cli.delivery.registry import ProviderConfigError
 
     build_store([account("a1", "a@x.test"), account("b1", "b@x.test")])
     write_config(provider="console")
@@ -595,12 +595,12 @@ def test_an_override_folder_of_another_migration_does_not_stop_notify(tmp_path: 
     defines other migrations: `validate` reports strays, sending does not stop for them."""
     from datetime import UTC, datetime
 
-    from migrate_cli.catalog import load_catalog, store_timezone
     from migrate_cli.config import Config
-    from migrate_cli.definitions import load_definitions
-    from migrate_cli.notices import check_renderer, make_renderer
-    from migrate_cli.store import Store
-    from migrate_cli.sync import sync
+    from migrate_cli.definitions.model import load_definitions
+    from migrate_cli.notices.notify import check_renderer, make_renderer
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import load_catalog, store_timezone
+    from migrate_cli.store.sync import sync
 
     templates = tmp_path / "tpl"
     shutil.copytree(Path(__file__).resolve().parent.parent / "email_templates", templates)
@@ -624,9 +624,9 @@ def test_enqueue_counts_only_rows_written(tmp_path: Path) -> None:
     """Planned counts and by_kind agree when keys already exist (review finding)."""
     from datetime import UTC, date, datetime
 
-    from migrate_cli.outbox import enqueue
-    from migrate_cli.planning import PlannedNotice
-    from migrate_cli.store import Store
+    from migrate_cli.lifecycle.planning import PlannedNotice
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.outbox import enqueue
 
     notice = PlannedNotice(
         "m", "a@x.test", "reminder", "r-x", ("acc",), date(2016, 5, 11), 3, "why", 0

@@ -21,7 +21,7 @@ def test_wheel_ships_every_template(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("migctl-*.whl")
     with zipfile.ZipFile(wheel) as z:
         shipped = {n[len(PREFIX) :] for n in z.namelist() if n.startswith(PREFIX)}
-        assert "migrate_cli/cli.py" in z.namelist()
+        assert "migrate_cli/cli/app.py" in z.namelist()
     on_disk = {
         str(p.relative_to(REPO / "email_templates"))
         for p in (REPO / "email_templates").rglob("*")
@@ -31,7 +31,7 @@ def test_wheel_ships_every_template(tmp_path: Path) -> None:
 
 
 def test_templates_are_found_under_the_install_prefix(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import migrate_cli.templating as templating
+    import migrate_cli.notices.templates as templating
 
     share = tmp_path / "share" / "migctl" / "email_templates"
     share.mkdir(parents=True)

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-import migrate_cli.notices as notices_module
-import migrate_cli.parallel as parallel
+import migrate_cli.notices.notify as notices_module
+import migrate_cli.notices.parallel as parallel
 from migrate_cli.config import Config
-from migrate_cli.dispatch import DispatchSummary
+from migrate_cli.delivery.file import FileProvider, eml_filename
 from migrate_cli.errors import MigctlError
-from migrate_cli.providers.file import FileProvider, eml_filename
+from migrate_cli.notices.dispatch import DispatchSummary
 from tests.helpers_enforce import (
     MAIL,
     base_env,
@@ -84,9 +84,9 @@ def test_a_large_local_run_is_shared_with_a_helper_process(
 
 WRAPPER = """\
 import os, sys, time
-import migrate_cli.notices as n
-import migrate_cli.parallel as p
-from migrate_cli.providers.file import FileProvider
+import migrate_cli.notices.notify as n
+import migrate_cli.notices.parallel as p
+from migrate_cli.delivery.file import FileProvider
 p.PARALLEL_MIN = 50
 n.ENQUEUE_CHUNK = 20
 write = FileProvider.write_message
@@ -100,7 +100,7 @@ if os.environ.get("SLOW_QUEUE"):  # each chunk of 20 takes 50 ms more to queue
         time.sleep(0.05)
         return enqueue(*a, **k)
     n.enqueue = slow_enqueue
-from migrate_cli.cli import main
+from migrate_cli.cli.app import main
 main()
 """
 
@@ -197,7 +197,7 @@ def _helpers_running() -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"migrate_cli.parallel" in cmdline:
+            if b"migrate_cli.notices.parallel" in cmdline:
                 pids.append(int(entry.name))
     return pids
 
@@ -258,7 +258,7 @@ def test_an_error_while_queuing_stops_the_helper(
 ) -> None:
     from typer.testing import CliRunner
 
-    from migrate_cli.cli import app
+    from migrate_cli.cli.app import app
 
     db = setup_store(tmp_path, MAIL, accounts=many_accounts(ACCOUNTS), provider="file")
     monkeypatch.setattr(parallel, "PARALLEL_MIN", 50)
@@ -287,10 +287,10 @@ def test_an_error_while_queuing_stops_the_helper(
 
 
 def test_a_failing_progress_display_never_undoes_a_send(tmp_path: Path) -> None:
-    from migrate_cli.catalog import load_catalog, store_timezone
     from migrate_cli.config import load_config
-    from migrate_cli.notices import notify
-    from migrate_cli.store import Store
+    from migrate_cli.notices.notify import notify
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 
     db = setup_store(tmp_path, MAIL, accounts=many_accounts(30), provider="file")
     config = load_config(tmp_path / "migctl.toml", explicit=True)
@@ -311,10 +311,10 @@ def test_a_failing_progress_display_never_undoes_a_send(tmp_path: Path) -> None:
 
 
 def test_a_spooled_plan_is_the_same_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrate_cli import planning
-    from migrate_cli.catalog import load_catalog, store_timezone
-    from migrate_cli.planning import plan_all
-    from migrate_cli.store import Store
+    from migrate_cli.lifecycle import planning
+    from migrate_cli.lifecycle.planning import plan_all
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 
     db = setup_store(tmp_path, MAIL, accounts=many_accounts(130), provider="file")
     monkeypatch.setattr(planning, "SPOOL_SLICE", 7)  # several slices, one partly filled
@@ -329,10 +329,10 @@ def test_a_spooled_plan_is_the_same_plan(tmp_path: Path, monkeypatch: pytest.Mon
 def test_without_a_temporary_folder_the_plan_is_streamed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from migrate_cli import planning
-    from migrate_cli.catalog import load_catalog, store_timezone
-    from migrate_cli.planning import plan_all
-    from migrate_cli.store import Store
+    from migrate_cli.lifecycle import planning
+    from migrate_cli.lifecycle.planning import plan_all
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 
     db = setup_store(tmp_path, MAIL, accounts=many_accounts(40), provider="file")
 

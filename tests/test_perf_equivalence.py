@@ -21,9 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrate_cli import accounts as accounts_mod
-from migrate_cli.accounts import ImportReport, import_accounts
-from migrate_cli.accounts_io import (
+from migrate_cli.accounts import records as accounts_mod
+from migrate_cli.accounts.reading import (
     COLUMNS,
     REQUIRED_COLUMNS,
     _normalise_email_full,
@@ -31,9 +30,10 @@ from migrate_cli.accounts_io import (
     plain_csv_row,
     validate_row,
 )
+from migrate_cli.accounts.records import ImportReport, import_accounts
 from migrate_cli.errors import InputError
-from migrate_cli.outbox import ids_json
-from migrate_cli.store import Store
+from migrate_cli.store.db import Store
+from migrate_cli.store.outbox import ids_json
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 SETTINGS = settings(
@@ -248,7 +248,7 @@ def test_first_import_with_a_duplicate_reports_every_line(
 def test_the_bulk_renderers_html_escaping_is_markupsafes(value: str) -> None:
     from markupsafe import escape
 
-    from migrate_cli.fastrender import _html
+    from migrate_cli.notices.fastrender import _html
 
     assert _html(value) == str(escape(value))
 

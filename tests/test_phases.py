@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrate_cli.definitions import Migration
-from migrate_cli.phases import ALL_SCOPE, overall_phase, phases, plan_in_grace, scopes
+from migrate_cli.definitions.model import Migration
+from migrate_cli.lifecycle.phases import ALL_SCOPE, overall_phase, phases, plan_in_grace, scopes
 from migrate_cli.timeutil import days_until, parse_duration, parse_instant, start_of_day
 
 NY = ZoneInfo("America/New_York")

@@ -131,14 +131,14 @@ def test_plan_matches_what_daily_runs_do(
 ) -> None:
     """Rehearse, then really run cron once a day (a provider that accepts everything): the same
     notices per migration and kind, and the same enforcements, on the same days."""
-    from migrate_cli import run as run_module
     from migrate_cli.config import load_config
-    from migrate_cli.run import run
+    from migrate_cli.notices import run as run_module
+    from migrate_cli.notices.run import run
 
     # 47 runs: skip the pre-flight template check (notify checks the templates again anyway).
     monkeypatch.setattr(run_module, "preflight", lambda *a, **k: None)
-    from migrate_cli.simulate import simulate
-    from migrate_cli.store import Store, db_time
+    from migrate_cli.lifecycle.rehearsal import simulate
+    from migrate_cli.store.db import Store, db_time
 
     db = setup_store(tmp_path, MAIL, PER_PLAN, provider="null", opt_in=OPT_INS)
     config = load_config(tmp_path / "migctl.toml", explicit=True)

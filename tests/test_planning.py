@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from migrate_cli.definitions import Migration, NoticeSettings, load_definitions
-from migrate_cli.planning import (
+from migrate_cli.definitions.model import Migration, NoticeSettings, load_definitions
+from migrate_cli.lifecycle.planning import (
     ANNOUNCEMENT,
     REMINDER,
     SCHEDULE_CHANGE,
@@ -506,9 +506,9 @@ def test_an_administrators_deadline_moving_later_does_not_lose_escalations() -> 
     """Regression: escalation slots were named v{version}-e{offset} only, so after the earliest
     dated account of an administrator was opted in, the escalations for their next date reused
     keys already sent and were silently dropped (the dry run kept announcing them)."""
-    from migrate_cli.catalog import get_migration, store_timezone
-    from migrate_cli.enrollment import switch
-    from migrate_cli.store import Store
+    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import get_migration, store_timezone
 
     build_store(
         [

@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from migrate_cli.providers import REGISTRY, Provider, ProviderConfigError, SendStatus
+from migrate_cli.delivery.registry import REGISTRY, Provider, ProviderConfigError, SendStatus
 from tests.fakes.common import HOSTILE_TEXTS, make_config, make_email
 from tests.fakes.harness import Harness, harness
 from tests.fakes.ses_server import DUMMY_AWS_ENV, moto_server
@@ -169,7 +169,7 @@ class TestProviderContract:
 
 
 def test_file_provider_names_cannot_escape_and_are_private(tmp_path: Path) -> None:
-    from migrate_cli.providers.file import FileProvider, eml_filename
+    from migrate_cli.delivery.file import FileProvider, eml_filename
 
     directory = tmp_path / "out"
     provider = FileProvider(make_config("file", file={"directory": directory}))

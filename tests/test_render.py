@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from jinja2 import UndefinedError
 from markupsafe import escape
 
-from migrate_cli.definitions import NOTICE_KINDS, Migration
+from migrate_cli.definitions.model import NOTICE_KINDS, Migration
 from migrate_cli.errors import ConfigError
-from migrate_cli.render import (
+from migrate_cli.notices.render import (
     MAX_LISTED_ACCOUNTS,
     SUBJECT_LIMIT,
     AccountRef,
@@ -628,7 +628,7 @@ def test_bulk_rendering_equals_a_full_render_for_any_names(
     the full render's."""
     from dataclasses import replace as dc_replace
 
-    from migrate_cli.fastrender import BulkRenderer
+    from migrate_cli.notices.fastrender import BulkRenderer
 
     accounts = tuple(AccountRef(f"acc-{i}", f"Account {i}", "free") for i in range(len(names)))
     tidy = ctx(kind, accounts=accounts)

@@ -11,8 +11,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from migrate_cli.providers.base import ProviderConfigError, SendResult, SendStatus
-from migrate_cli.providers.sendgrid import SendgridProvider, retry_after_seconds
+from migrate_cli.delivery.base import ProviderConfigError, SendResult, SendStatus
+from migrate_cli.delivery.sendgrid import SendgridProvider, retry_after_seconds
 from tests.fakes.common import free_port, make_config, make_email
 from tests.fakes.sendgrid_server import RESERVED_HEADERS, FakeSendgrid, Reply
 

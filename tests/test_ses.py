@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrate_cli.mime import as_bytes, build_message
-from migrate_cli.providers.base import ProviderConfigError, SendStatus
-from migrate_cli.providers.ses import TAG_NAME, SesProvider, ses_tag_value
+from migrate_cli.delivery.base import ProviderConfigError, SendStatus
+from migrate_cli.delivery.mime import as_bytes, build_message
+from migrate_cli.delivery.ses import TAG_NAME, SesProvider, ses_tag_value
 from tests.fakes.common import bodies, free_port, make_config, make_email, parse
 from tests.fakes.ses_server import DUMMY_AWS_ENV, FakeSes, SesReply, moto_server, sent_raw_messages
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from migrate_cli.providers.base import ProviderConfigError, SendStatus
-from migrate_cli.providers.smtp import SmtpProvider
+from migrate_cli.delivery.base import ProviderConfigError, SendStatus
+from migrate_cli.delivery.smtp import SmtpProvider
 from tests.fakes.common import free_port, make_config, make_email, parse
 from tests.fakes.smtp_server import (
     Certificates,

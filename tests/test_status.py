@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate_cli.store import Store
+from migrate_cli.store.db import Store
 
 EDC = "email-delivery-changes"
 VPF = "vulnerable-password-flow"

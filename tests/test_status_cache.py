@@ -13,20 +13,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import migrate_cli.status as status_module
-from migrate_cli.accounts import import_accounts
-from migrate_cli.catalog import get_migration, load_catalog, store_timezone
-from migrate_cli.definitions import load_definitions
-from migrate_cli.enforce import apply_enforcements, due_enforcements, immediate_enforcement
-from migrate_cli.enrollment import account_state, switch
+import migrate_cli.lifecycle.status as status_module
+from migrate_cli.accounts.records import import_accounts
+from migrate_cli.accounts.suppressions import add as suppress
+from migrate_cli.accounts.suppressions import unreachable_accounts
+from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import NotFoundError
-from migrate_cli.figures import REACHABILITY_KEY, migration_key
-from migrate_cli.phases import plan_in_grace
-from migrate_cli.status import status_report
-from migrate_cli.store import Store
-from migrate_cli.suppressions import add as suppress
-from migrate_cli.suppressions import unreachable_accounts
-from migrate_cli.sync import sync
+from migrate_cli.lifecycle.enforcement import (
+    apply_enforcements,
+    due_enforcements,
+    immediate_enforcement,
+)
+from migrate_cli.lifecycle.enrollment import account_state, switch
+from migrate_cli.lifecycle.phases import plan_in_grace
+from migrate_cli.lifecycle.status import status_report
+from migrate_cli.lifecycle.status_cache import REACHABILITY_KEY, migration_key
+from migrate_cli.store.db import Store
+from migrate_cli.store.stored_migrations import get_migration, load_catalog, store_timezone
+from migrate_cli.store.sync import sync
 from tests import fuzz_settings
 from tests.conftest import RunCli
 
@@ -285,8 +289,8 @@ def world(tmp_path: Path) -> Path:
 def _force_admins_method(mp: pytest.MonkeyPatch, delta: bool) -> None:
     """Writers adjust `admins_pending` by a delta for a few accounts and count it again for
     many; the test stores are small, so force each way in turn."""
-    import migrate_cli.enforce as enforce_module
-    import migrate_cli.enrollment as enrollment_module
+    import migrate_cli.lifecycle.enforcement as enforce_module
+    import migrate_cli.lifecycle.enrollment as enrollment_module
 
     for module in (enforce_module, enrollment_module):
         mp.setattr(module, "delta_is_cheaper", lambda switched, pending: delta)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from migrate_cli.catalog import load_catalog
-from migrate_cli.definitions import load_definitions
+from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import InputError
-from migrate_cli.store import Store
-from migrate_cli.sync import sync
+from migrate_cli.store.db import Store
+from migrate_cli.store.stored_migrations import load_catalog
+from migrate_cli.store.sync import sync
 
 T0 = datetime(2016, 3, 1, tzinfo=UTC)
 T1 = datetime(2016, 3, 2, tzinfo=UTC)
@@ -225,7 +225,7 @@ def test_removed_migration_is_retired_with_history_kept_and_can_come_back(
     db = Path("s.db")
     do_sync(db, shipped(repo_root))
     with Store(db) as store:
-        from migrate_cli.accounts import import_accounts
+        from migrate_cli.accounts.records import import_accounts
 
         import_accounts(store, repo_root / "examples" / "accounts.csv", now=T0, actor="t")
     assert (

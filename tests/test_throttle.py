@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrate_cli.providers.base import SendResult, SendStatus
-from migrate_cli.throttle import TokenBucket, backoff_delay, retry_delay
+from migrate_cli.delivery.base import SendResult, SendStatus
+from migrate_cli.delivery.throttle import TokenBucket, backoff_delay, retry_delay
 
 
 class FakeClock:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrate_cli.definitions import load_definitions
+from migrate_cli.definitions.model import load_definitions
+from migrate_cli.definitions.yamlsafe import MAX_BYTES, load_yaml
 from migrate_cli.errors import InputError
-from migrate_cli.yamlsafe import MAX_BYTES, load_yaml
 
 
 def write(text: str | bytes, name: str = "migrations.yaml") -> Path:

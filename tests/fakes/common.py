@@ -10,7 +10,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from migrate_cli.config import Config, EmailConfig
-from migrate_cli.providers.base import OutgoingEmail
+from migrate_cli.delivery.base import OutgoingEmail
 
 # Subjects (and account names) an attacker might choose, each trying to add a Bcc header.
 HOSTILE_TEXTS = [

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate_cli.config import Config
-from migrate_cli.providers import Provider, provider_class
+from migrate_cli.delivery.registry import Provider, provider_class
 from tests.fakes.common import bodies, header_names, make_config, parse
 from tests.fakes.sendgrid_server import FakeSendgrid
 from tests.fakes.ses_server import sent_raw_messages

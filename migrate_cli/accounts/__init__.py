@@ -1,0 +1,1 @@
+"""Customer accounts, their administrators and the suppression list."""

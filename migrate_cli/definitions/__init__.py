@@ -1,0 +1,1 @@
+"""Migration definitions: what the operator wrote in migrations.yaml, parsed and validated."""

@@ -1,0 +1,1 @@
+"""The rules of a migration over time: phases, enrollment, planning, enforcement, status."""

@@ -1,0 +1,292 @@
+"""Enforcement: switch every remaining pending account once its mandatory instant has passed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from migrate_cli.errors import RuleError
+from migrate_cli.lifecycle.enrollment import (
+    admins_pending,
+    admins_without_pending,
+    delta_is_cheaper,
+    pending_accounts_sql,
+)
+from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
+from migrate_cli.lifecycle.planning import enforcement_batch, enqueue_enforced
+from migrate_cli.lifecycle.status_cache import FiguresCarry, migration_key
+from migrate_cli.store.db import Store, audit, db_time
+from migrate_cli.store.stored_migrations import StoredMigration
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """One batch to switch: a migration's scope (all accounts or one plan) that is due."""
+
+    migration_id: str
+    scope: str
+    deadline: date | None
+    accounts: int | None  # None: not counted before switching (see due_enforcements)
+    admins: int | None  # None: not counted (cron runs skip it)
+    immediate: bool = False
+    # Set for accounts switched after their scope was already enforced (imported late): their
+    # administrators get an `enforced` notice of their own, even if they had the first one.
+    late: str | None = None
+
+    @property
+    def batch(self) -> str:
+        return enforcement_batch(self.scope, None if self.immediate else self.deadline, self.late)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "migration": self.migration_id,
+            "scope": self.scope,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "accounts": self.accounts,
+            "admins": self.admins,
+            "immediate": self.immediate,
+        }
+
+
+@dataclass
+class EnforceReport:
+    batches: list[Enforcement] = field(default_factory=list)
+    notices: int = 0
+    suppressed: int = 0  # `enforced` notices not queued because the address is suppressed
+
+    def by_migration(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for b in self.batches:
+            out[b.migration_id] = out.get(b.migration_id, 0) + (b.accounts or 0)
+        return out
+
+
+def _is_zero_grace_critical(sm: StoredMigration) -> bool:
+    m = sm.migration
+    return m.severity == "critical" and m.grace_period == timedelta(0)
+
+
+def _scope_sql(sm: StoredMigration, tz: tzinfo, scope: str) -> tuple[str, list[Any]]:
+    sql, params = pending_accounts_sql(sm.migration, tz)
+    if scope != ALL_SCOPE:
+        sql += " AND a.plan = ?"
+        params = [*params, scope]
+    return sql, params
+
+
+def _count(store: Store, sql: str, params: list[Any], with_admins: bool) -> tuple[int, int | None]:
+    n = int(store.scalar(f"SELECT count(*) FROM ({sql})", params))
+    if not with_admins or not n:
+        return n, 0 if not n else None
+    # Only for display (dry runs, the confirmation valve): a cron run does not pay for it.
+    admins = store.scalar(
+        f"SELECT count(*) FROM (SELECT x.email FROM ({sql}) q "
+        "CROSS JOIN account_admins x ON x.account_id = q.id GROUP BY x.email)",
+        params,
+    )
+    return n, int(admins or 0)
+
+
+def due_enforcements(
+    store: Store,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    only: str | None = None,
+    *,
+    with_admins: bool = True,
+    counted: bool = True,
+) -> list[Enforcement]:
+    """What `enforce` would switch now (read-only). TBD scopes are never due.
+
+    ``counted=False`` (a run that will not show or confirm the numbers before switching): a
+    scope enforced for the first time is not counted (its `accounts` is None; the enforcement
+    reports what it switched), and a scope enforced before is only checked for any pending
+    account. Counting scans every account of the audience, 0.6 s at a million.
+    """
+    out: list[Enforcement] = []
+    for sm in catalog:
+        if sm.status != "active" or (only is not None and sm.id != only):
+            continue
+        for scope, deadline in scopes(sm.migration):
+            if deadline is None or now < mandatory_instant(deadline, tz):
+                continue  # never a second early
+            immediate = _is_zero_grace_critical(sm)
+            sql, params = _scope_sql(sm, tz, scope)
+            first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
+            n: int | None = None
+            admins: int | None = None
+            if counted:
+                n, admins = _count(store, sql, params, with_admins)
+                pending = bool(n)
+            else:
+                pending = first_time or bool(store.scalar(f"SELECT EXISTS ({sql})", params))
+            # Accounts imported after an enforcement are still pending: a later run catches them.
+            if pending or first_time:
+                late = None if first_time else now.strftime("%Y%m%dT%H%M%S")
+                out.append(Enforcement(sm.id, scope, deadline, n, admins, immediate, late))
+    return out
+
+
+def immediate_enforcement(store: Store, sm: StoredMigration, tz: tzinfo) -> Enforcement:
+    n, admins = _count(store, *_scope_sql(sm, tz, ALL_SCOPE), True)
+    return Enforcement(sm.id, ALL_SCOPE, None, n, admins, immediate=True)
+
+
+def apply_enforcements(
+    store: Store,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    now: datetime,
+    batches: list[Enforcement],
+    *,
+    actor: str,
+    from_addr: str,
+    reason: str | None = None,
+) -> EnforceReport:
+    """Switch each batch in one transaction per migration; enqueue the `enforced` notices."""
+    report = EnforceReport()
+    by_id = {sm.id: sm for sm in catalog}
+    stamp = db_time(now)
+    for migration_id in dict.fromkeys(b.migration_id for b in batches):
+        sm = by_id[migration_id]
+        key = migration_key(sm.migration)
+        # counts=False: FiguresCarry bumps the data version once and keeps the status figures
+        # current (pending -> enforced), so the next `status` does not recount them.
+        with store.transaction(counts=False) as conn:
+            carry = FiguresCarry(conn)
+            wrote = False
+            for b in (x for x in batches if x.migration_id == migration_id):
+                if not b.immediate and (
+                    b.deadline is None or now < mandatory_instant(b.deadline, tz)
+                ):
+                    raise RuleError(f"internal check: {b.migration_id}/{b.scope} is not due")
+                sql, params = _scope_sql(sm, tz, b.scope)
+                # One audit event per account switched, written from the same pending set as the
+                # switch itself (same transaction). Selecting the audit rows back from
+                # `enrollments` by (batch, changed_at) would re-audit the accounts of an earlier
+                # run of the same batch at the same instant (a repeated `--now` rehearsal).
+                detail = {"batch": b.batch, "immediate": b.immediate}
+                if reason:
+                    detail["reason"] = reason
+                # The pending set is computed once (a scan of every account) for both inserts and
+                # the notices, kept in account order (the order of the indexes they go into).
+                conn.execute("DROP TABLE IF EXISTS temp.enforce_ids")
+                conn.execute("CREATE TEMP TABLE enforce_ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
+                conn.execute(f"INSERT INTO temp.enforce_ids SELECT p.id FROM ({sql}) p", params)
+                # A batch name used before (a late batch run again at the same instant, a
+                # repeated `--immediately`) has accounts of the earlier run: its notices then
+                # read the whole batch back from `enrollments`. Otherwise the batch is exactly
+                # the accounts switched here, all active, and the notices are built from them.
+                reused = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM enrollments WHERE migration_id = ? AND batch = ?)",
+                    (migration_id, b.batch),
+                ).fetchone()[0]
+                known = None if reused else "temp.enforce_ids"
+                conn.execute(
+                    "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "
+                    "SELECT ?, ?, 'enrollment.enforced', ?, id, ? FROM temp.enforce_ids",
+                    [stamp, actor, migration_id, json.dumps(detail, sort_keys=True)],
+                )
+                cur = conn.execute(
+                    "INSERT INTO enrollments(migration_id, account_id, state, changed_at, actor, reason, batch) "
+                    "SELECT ?, id, 'enforced', ?, ?, ?, ? FROM temp.enforce_ids",
+                    [migration_id, stamp, actor, reason, b.batch],
+                )
+                switched = cur.rowcount
+                if switched:
+                    wrote = True
+                    _carry_figures(store, carry, key, conn, sm, tz, b.scope, switched)
+                already = b.scope in sm.enforced_scopes or ALL_SCOPE in sm.enforced_scopes
+                if switched == 0 and already:
+                    # Nothing left to switch in a scope already enforced (e.g. a repeated
+                    # `--immediately`): a second enforcement changes nothing, not even the log.
+                    conn.execute("DROP TABLE temp.enforce_ids")
+                    continue
+                wrote = True
+                conn.execute(
+                    "INSERT INTO enforcements(migration_id, scope, deadline, at, accounts, actor, reason, immediate) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(migration_id, scope) DO UPDATE SET "
+                    "accounts = accounts + excluded.accounts",
+                    [
+                        migration_id,
+                        b.scope,
+                        b.deadline.isoformat() if b.deadline else None,
+                        stamp,
+                        switched,
+                        actor,
+                        reason,
+                        int(b.immediate),
+                    ],
+                )
+                if b.immediate and reason:
+                    conn.execute(
+                        "UPDATE migrations SET immediate_at = ?, immediate_reason = ? WHERE id = ?",
+                        (stamp, reason, migration_id),
+                    )
+                audit(
+                    conn,
+                    at=now,
+                    actor=actor,
+                    action="migration.enforced",
+                    migration_id=migration_id,
+                    detail={
+                        "scope": b.scope,
+                        "accounts": switched,
+                        "immediate": b.immediate,
+                        "reason": reason,
+                        "deadline": b.deadline.isoformat() if b.deadline else None,
+                    },
+                )
+                report.batches.append(
+                    Enforcement(
+                        b.migration_id, b.scope, b.deadline, switched, b.admins, b.immediate, b.late
+                    )
+                )
+                # Same transaction: an enforcement is never recorded without its notices.
+                queued, suppressed = enqueue_enforced(
+                    conn, sm, b.batch, now, from_addr, accounts=known
+                )
+                conn.execute("DROP TABLE temp.enforce_ids")
+                report.notices += queued
+                report.suppressed += suppressed
+            if wrote:
+                carry.commit()
+    return report
+
+
+def _carry_figures(
+    store: Store,
+    carry: FiguresCarry,
+    key: str,
+    conn: sqlite3.Connection,
+    sm: StoredMigration,
+    tz: tzinfo,
+    scope: str,
+    switched: int,
+) -> None:
+    """Adjust the cached status figures for ``switched`` pending accounts now enforced (called
+    after the insert, while temp.enforce_ids still holds them)."""
+    figures = carry.current(key)
+    if figures is None:
+        return  # not counted at this version: `status` recounts anyway
+    figures["pending"] -= switched
+    figures["enforced"] += switched
+    if scope == ALL_SCOPE:
+        # The whole audience's pending set was switched: nobody has a pending account left.
+        # Checked rather than assumed: if the cached count disagrees, recount.
+        if figures["pending"] != 0:
+            carry.set(key, None)
+            return
+        figures["admins_pending"] = 0
+    elif delta_is_cheaper(switched, figures["pending"]):
+        # One plan: the administrators whose last pending account was in it drop out.
+        figures["admins_pending"] -= admins_without_pending(
+            conn, sm.migration, tz, "temp.enforce_ids"
+        )
+    else:
+        figures["admins_pending"] = admins_pending(store, sm.migration, tz)
+    carry.set(key, figures)

@@ -1,0 +1,1 @@
+"""Notices: rendering, dispatching the outbox, the notify and run jobs, previews."""

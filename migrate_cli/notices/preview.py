@@ -1,0 +1,139 @@
+"""preview: render one notice as it would be sent, from the store's data or sample data."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+
+from migrate_cli.config import Config
+from migrate_cli.delivery.mime import as_bytes, build_message
+from migrate_cli.delivery.registry import OutgoingEmail
+from migrate_cli.errors import InputError, NotFoundError, Problem
+from migrate_cli.lifecycle.enrollment import pending_accounts_sql
+from migrate_cli.lifecycle.planning import KINDS, message_id, notice_key
+from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
+from migrate_cli.store.db import Store
+from migrate_cli.store.stored_migrations import StoredMigration
+from migrate_cli.timeutil import days_until, local_date
+
+MAX_LISTED = 100
+
+
+@dataclass
+class Preview:
+    context: NoticeContext
+    rendered: Rendered
+    email: OutgoingEmail
+    sample: bool
+
+
+def build_preview(
+    store: Store,
+    sm: StoredMigration,
+    config: Config,
+    renderer: Renderer,
+    tz: tzinfo,
+    now: datetime,
+    *,
+    kind: str,
+    admin: str | None,
+    test: bool = False,
+    to: str | None = None,
+) -> Preview:
+    if kind not in KINDS:
+        raise InputError(
+            [Problem("--kind", None, None, f"{kind!r} is not one of {', '.join(KINDS)}")]
+        )
+    m = sm.migration
+    today = local_date(now, tz)
+    context: NoticeContext | None = None
+    sql, params = pending_accounts_sql(m, tz)
+    if admin is not None:
+        admin = admin.strip().lower()
+        rows = store.query(
+            f"SELECT p.* FROM ({sql}) p JOIN account_admins x ON x.account_id = p.id AND x.email = ? ORDER BY p.id",
+            [*params, admin],
+        )
+        if not rows:
+            raise NotFoundError(f"{admin} has no pending account in {m.id}")
+    else:
+        first = store.query(
+            f"SELECT x.email FROM ({sql}) p JOIN account_admins x ON x.account_id = p.id ORDER BY x.email LIMIT 1",
+            params,
+        )
+        rows = []
+        if first:
+            admin = first[0]["email"]
+            rows = store.query(
+                f"SELECT p.* FROM ({sql}) p JOIN account_admins x ON x.account_id = p.id AND x.email = ? "
+                "ORDER BY p.id",
+                [*params, admin],
+            )
+    if rows:
+        deadlines = [date.fromisoformat(r["deadline"]) for r in rows if r["deadline"]]
+        deadline = min(deadlines) if deadlines else None
+        context = NoticeContext(
+            migration=m,
+            kind=kind,
+            admin_email=admin or "",
+            deadline=deadline,
+            days_left=days_until(deadline, now, tz) if deadline else None,
+            accounts=[AccountRef(r["id"], r["name"], r["plan"]) for r in rows[:MAX_LISTED]],
+            accounts_total=len(rows),
+            today=today,
+            emergency=kind == "enforced" and bool(sm.immediate_reason),
+            reason=sm.immediate_reason,
+        )
+    sample = context is None
+    if context is None:
+        context = sample_context(m, kind, today)
+    rendered = renderer.render(kind, context)
+    recipient = to or context.admin_email
+    key = notice_key(m.id, recipient, kind, "test" if test else "preview")
+    email = OutgoingEmail(
+        key=key,
+        to=recipient,
+        from_addr=config.email.from_addr,
+        reply_to=config.email.reply_to,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id=message_id(key + (now.isoformat() if test else ""), config.email.from_addr),
+        headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": m.id},
+        test=test,
+    )
+    return Preview(context, rendered, email, sample)
+
+
+_SAFE = re.compile(r"[^a-z0-9_.-]+")
+
+
+def write_preview(preview: Preview, out_dir: Path) -> list[Path]:
+    """Write .html and .eml into out_dir; names are built from slugs, never from user paths.
+
+    Notices hold administrators' addresses and account names: owner-only, like the store.
+    """
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    base = _SAFE.sub("-", f"{preview.context.migration.id}.{preview.context.kind}".lower()).strip(
+        ".-"
+    )
+    html_path = out_dir / f"{base}.html"
+    eml_path = out_dir / f"{base}.eml"
+    _write_private(html_path, preview.rendered.html.encode("utf-8"))
+    _write_private(eml_path, as_bytes(build_message(preview.email)))
+    return [html_path, eml_path]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".preview-", dir=path.parent)  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,45 @@
+"""Where the templates live and how the CLI gets a Renderer for the configured folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from migrate_cli.config import Config
+from migrate_cli.definitions.model import Definitions
+from migrate_cli.errors import Problem
+
+# The shipped templates, used when neither the config nor the working folder has any: the
+# checkout's own folder (editable installs) or the copy a wheel installs under share/.
+_CANDIDATES = (
+    Path(__file__).resolve().parents[2] / "email_templates",
+    Path(sys.prefix) / "share" / "migctl" / "email_templates",
+)
+
+
+def bundled_templates() -> Path:
+    for folder in _CANDIDATES:
+        if (folder / "layout.html").is_file():
+            return folder
+    return _CANDIDATES[0]
+
+
+def templates_dir(config: Config) -> Path:
+    if config.templates_dir is not None:
+        return config.templates_dir
+    local = Path("email_templates")
+    if (local / "layout.html").exists():
+        return local
+    return bundled_templates()
+
+
+def check_templates(config: Config, defs: Definitions) -> list[Problem]:
+    """Render every template against sample data; problems name file and line."""
+    from migrate_cli.notices.render import Renderer
+
+    folder = templates_dir(config)
+    if not folder.is_dir():
+        return [Problem(str(folder), None, None, "templates folder not found")]
+    return Renderer(folder, config.dashboard_url, product_name=config.product_name).check(
+        defs.migrations
+    )

@@ -1,0 +1,79 @@
+"""The run lock: one OS file lock next to the store, taken by every state-changing command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from migrate_cli.errors import LockHeldError
+from migrate_cli.timeutil import iso, utcnow
+
+# File descriptors of the run locks this process holds: a helper process inherits them, so the
+# lock lasts until every process of the run has exited (migrate_cli/notices/parallel.py).
+_HELD: set[int] = set()
+
+
+def held_lock_fds() -> tuple[int, ...]:
+    return tuple(sorted(_HELD))
+
+
+def lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock")
+
+
+def _holder_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".lock.holder")
+
+
+@contextmanager
+def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") -> Iterator[None]:
+    """Hold the lock or raise LockHeldError (exit 75) naming the holder.
+
+    The OS releases a flock when its process dies, so a killed holder never leaves a stale lock;
+    the holder file is only information for the message.
+    """
+    if str(db_path) == ":memory:":
+        yield
+        return
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(db_path)), mode=0o600)
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise LockHeldError(
+            f"another migctl run holds the lock on {db_path}: {_describe(db_path)}"
+        ) from None
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if isinstance(fd, int):
+        _HELD.add(fd)
+    try:
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": iso(utcnow()),
+            "command": command,
+        }
+        with contextlib.suppress(OSError):  # information only
+            _holder_path(db_path).write_text(json.dumps(holder))
+        yield
+    finally:
+        if isinstance(fd, int):
+            _HELD.discard(fd)
+        lock.release()
+
+
+def _describe(db_path: Path) -> str:
+    try:
+        holder = json.loads(_holder_path(db_path).read_text())
+        return (
+            f"pid {holder['pid']} on {holder['host']} since {holder['since']} ({holder['command']})"
+        )
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"
