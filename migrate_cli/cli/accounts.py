@@ -1,0 +1,385 @@
+"""Commands for accounts and enrollments: accounts import/add/list/export/show, opt-in, opt-out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from migrate_cli.cli.common import (
+    ActorOpt,
+    JsonOpt,
+    ReasonOpt,
+    accounts_app,
+    app,
+    env,
+    handle_errors,
+)
+from migrate_cli.cli.context import default_actor
+from migrate_cli.cli.output import (
+    console,
+    emit_json,
+    emit_lines,
+    emit_table,
+)
+from migrate_cli.errors import (
+    InputError,
+    UsageError,
+)
+
+# --------------------------------------------------------------------------- accounts
+
+
+@accounts_app.command("import")
+@handle_errors
+def accounts_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV or JSON Lines (.jsonl) file of accounts.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: from the file name).")
+    ] = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add and update accounts from a file; all-or-nothing, bad rows listed with line numbers.
+
+    Columns: id,name,plan,tags,created_at,status,admins (tags and admins separated by ';').
+    Example: migctl accounts import examples/accounts.csv
+    """
+    from migrate_cli.accounts.records import import_accounts
+    from migrate_cli.store.lock import store_lock
+
+    e = env(ctx)
+    if fmt is not None and fmt not in ("csv", "jsonl"):
+        raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
+    with store_lock(e.db_path, command="accounts import"):
+        store = e.store()
+        report = import_accounts(
+            store, file, now=e.now(store), actor=actor or default_actor(), fmt=fmt
+        )
+    if json_out:
+        emit_json(report.to_json())
+        return
+    emit_lines(
+        [
+            f"imported {report.rows} account(s) from {file}: {report.added} added, "
+            f"{report.updated} updated, {report.unchanged} unchanged"
+            + (f", {report.closed} closed" if report.closed else "")
+        ]
+    )
+    if report.without_admins:
+        console(stderr=True).print(
+            f"warning: {report.without_admins} active account(s) have no administrator and "
+            "cannot be notified (see `migctl status`)",
+            markup=False,
+        )
+
+
+@accounts_app.command("add")
+@handle_errors
+def accounts_add(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="Account id.")],
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="Plan name (required for a new account).")
+    ] = None,
+    admin: Annotated[
+        list[str] | None,
+        typer.Option("--admin", help="Administrator email (repeatable; replaces the list)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag (repeatable; replaces the tags).")
+    ] = None,
+    created_at: Annotated[
+        str | None, typer.Option("--created-at", help="Creation date/instant (default: now).")
+    ] = None,
+    status: Annotated[str | None, typer.Option("--status", help="active or closed.")] = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Add one account, or update the fields given for an existing one (others are kept).
+
+    Example: migctl accounts add acme-dev --plan developer --admin ops@acme.test
+    """
+    from migrate_cli.accounts.reading import validate_row
+    from migrate_cli.accounts.records import add_account, get_account
+    from migrate_cli.errors import NotFoundError
+    from migrate_cli.store.lock import store_lock
+    from migrate_cli.store.stored_migrations import store_timezone
+    from migrate_cli.timeutil import iso
+
+    e = env(ctx)
+    with store_lock(e.db_path, command="accounts add"):
+        store = e.store()
+        now = e.now(store)
+        try:
+            current: dict[str, Any] = get_account(store, account_id)
+        except NotFoundError:
+            current = {
+                "name": None,
+                "plan": None,
+                "tags": [],
+                "created_at": iso(now),
+                "status": "active",
+                "admins": [],
+            }
+            if plan is None or not admin:
+                raise InputError(
+                    [], f"{account_id} is a new account: give --plan and at least one --admin"
+                ) from None
+        row, problems = validate_row(
+            {
+                "id": account_id,
+                "name": name if name is not None else current["name"],
+                "plan": plan if plan is not None else current["plan"],
+                "tags": tag if tag is not None else current["tags"],
+                # Stored instants are UTC with a Z suffix, which parse_instant reads back exactly.
+                "created_at": created_at or current["created_at"],
+                "status": status or current["status"],
+                "admins": admin if admin else current["admins"],
+            },
+            0,
+            "command line",
+            store_timezone(store),
+        )
+        if row is None:
+            raise InputError(problems, "invalid account")
+        result = add_account(store, row, now=now, actor=actor or default_actor())
+    emit_lines([f"{result} {account_id}"])
+
+
+@accounts_app.command("list")
+@handle_errors
+def accounts_list(
+    ctx: typer.Context,
+    plan: Annotated[str | None, typer.Option("--plan", help="Only this plan.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="active or closed.")] = None,
+    admin: Annotated[
+        str | None, typer.Option("--admin", help="Only accounts this email administers.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """List accounts (sorted by id, paged).
+
+    Example: migctl accounts list --plan enterprise --limit 20
+    """
+    from migrate_cli.accounts.records import count_accounts, list_accounts
+
+    store = env(ctx).store(create=False)
+    rows = list_accounts(store, plan=plan, status=status, admin=admin, limit=limit, offset=offset)
+    if json_out:
+        emit_json({"accounts": rows, "counts": count_accounts(store)})
+        return
+    emit_table(
+        "Accounts",
+        ["Id", "Name", "Plan", "Status", "Created", "Admins"],
+        [
+            [
+                r["id"],
+                r["name"],
+                r["plan"],
+                r["status"],
+                r["created_at"][:10],
+                ";".join(r["admins"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@accounts_app.command("export")
+@handle_errors
+def accounts_export(
+    ctx: typer.Context,
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl (round-trips) or csv (spreadsheet-safe).")
+    ] = "jsonl",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Every account with its administrators, in the import format.
+
+    CSV cells that a spreadsheet would run as formulas (=, +, -, @) get a leading apostrophe;
+    JSON Lines keeps values exactly and can be imported again unchanged.
+    Example: migctl accounts export --format jsonl --out accounts.jsonl
+    """
+    import os
+    import tempfile
+
+    from migrate_cli.accounts.records import export_accounts
+
+    if fmt not in ("csv", "jsonl"):
+        raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
+    store = env(ctx).store(create=False)
+    if out is None:
+        export_accounts(store, sys.stdout, fmt)
+        return
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".accounts-", dir=out.parent)  # 0600: it holds emails
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            count = export_accounts(store, handle, fmt)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    sys.stderr.write(f"wrote {count} account(s) to {out}\n")
+
+
+@accounts_app.command("show")
+@handle_errors
+def accounts_show(
+    ctx: typer.Context,
+    account_id: Annotated[str, typer.Argument(help="Account id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """One account: its administrators and its state in every migration.
+
+    Example: migctl accounts show acme-prod
+    """
+    from migrate_cli.accounts.records import get_account
+    from migrate_cli.lifecycle.enrollment import account_enrollments
+    from migrate_cli.store.stored_migrations import load_catalog, store_timezone
+
+    store = env(ctx).store(create=False)
+    account = get_account(store, account_id)
+    account["enrollments"] = account_enrollments(
+        store, load_catalog(store), store_timezone(store), account_id
+    )
+    if json_out:
+        emit_json(account)
+        return
+    emit_lines(
+        [
+            f"account {account['id']} ({account['name']}) plan={account['plan']} status={account['status']} "
+            f"created={account['created_at']}",
+            f"administrators: {', '.join(account['admins']) or '(none)'}",
+            f"tags: {', '.join(account['tags']) or '(none)'}",
+        ]
+    )
+    emit_table(
+        "Enrollments",
+        ["Migration", "State", "Changed", "Actor"],
+        [[x["migration"], x["state"], x["changed_at"], x["actor"]] for x in account["enrollments"]],
+    )
+
+
+# --------------------------------------------------------------------------- enrollments
+
+
+def _read_ids(from_file: Path | None) -> list[str]:
+    if from_file is None:
+        return []
+    ids = []
+    with sys.stdin if str(from_file) == "-" else from_file.open(encoding="utf-8-sig") as handle:
+        for n, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if n == 1 and text.lower() in ("id", "account", "account_id"):
+                continue  # a CSV header
+            ids.append(text.split(",")[0].strip())
+    return ids
+
+
+def _switch(
+    ctx: typer.Context,
+    migration: str,
+    account: list[str] | None,
+    from_file: Path | None,
+    actor: str | None,
+    reason: str | None,
+    json_out: bool,
+    opt_in: bool,
+) -> None:
+    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.store.lock import store_lock
+    from migrate_cli.store.stored_migrations import get_migration, store_timezone
+
+    e = env(ctx)
+    ids = list(account or [])
+    try:
+        ids += _read_ids(from_file)
+    except UnicodeDecodeError:
+        raise InputError([], f"{from_file}: not valid UTF-8") from None
+    with store_lock(e.db_path, command="opt-in/opt-out"):
+        store = e.store()
+        sm = get_migration(store, migration)
+        report = switch(
+            store,
+            sm,
+            store_timezone(store),
+            ids,
+            opt_in=opt_in,
+            now=e.now(store),
+            actor=actor or default_actor(),
+            reason=reason,
+        )
+    if json_out:
+        emit_json(
+            {
+                "migration": migration,
+                "action": "opt-in" if opt_in else "opt-out",
+                **report.to_json(),
+            }
+        )
+        return
+    verb = "opted in" if opt_in else "opted out"
+    emit_lines(
+        [
+            f"{migration}: {verb} {len(report.changed)} account(s); "
+            f"{len(report.already)} already {'enrolled' if opt_in else 'not opted in'}"
+        ]
+    )
+
+
+AccountOpt = Annotated[
+    list[str] | None, typer.Option("--account", "-a", help="Account id (repeatable).")
+]
+FromFileOpt = Annotated[
+    Path | None,
+    typer.Option("--from-file", help="File with one account id per line ('-' = stdin)."),
+]
+
+
+@app.command("opt-in")
+@handle_errors
+def opt_in(
+    ctx: typer.Context,
+    migration: Annotated[str, typer.Argument(help="Migration id.")],
+    account: AccountOpt = None,
+    from_file: FromFileOpt = None,
+    actor: ActorOpt = None,
+    reason: ReasonOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Switch accounts to the new behaviour early (only during the grace period).
+
+    Example: migctl opt-in email-delivery-changes --account acme-prod --reason "moved to SES"
+    """
+    _switch(ctx, migration, account, from_file, actor, reason, json_out, opt_in=True)
+
+
+@app.command("opt-out")
+@handle_errors
+def opt_out(
+    ctx: typer.Context,
+    migration: Annotated[str, typer.Argument(help="Migration id.")],
+    account: AccountOpt = None,
+    from_file: FromFileOpt = None,
+    actor: ActorOpt = None,
+    reason: ReasonOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Undo an early opt-in (only during the grace period; new accounts stay enrolled).
+
+    Example: migctl opt-out email-delivery-changes --account acme-prod --reason "rollback"
+    """
+    _switch(ctx, migration, account, from_file, actor, reason, json_out, opt_in=False)

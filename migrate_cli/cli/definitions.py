@@ -1,0 +1,121 @@
+"""Commands that check and load migrations.yaml: validate, sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from migrate_cli.cli.common import (
+    ActorOpt,
+    JsonOpt,
+    app,
+    env,
+    handle_errors,
+)
+from migrate_cli.cli.context import default_actor
+from migrate_cli.cli.output import (
+    emit_json,
+    emit_lines,
+)
+from migrate_cli.errors import (
+    EXIT_ERROR,
+    InputError,
+)
+
+# --------------------------------------------------------------------------- definitions
+
+
+@app.command()
+@handle_errors
+def validate(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="migrations.yaml to check.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check migrations.yaml, the configuration and the templates; errors name file, line and field.
+
+    Example: migctl validate --file migrations.yaml
+    """
+    from migrate_cli.definitions.model import load_definitions
+
+    e = env(ctx)
+    problems = []
+    defs = None
+    config_ok = True
+    try:
+        e.config  # noqa: B018 - loading validates it
+    except InputError as exc:
+        problems.extend(exc.problems)
+        config_ok = False
+    try:
+        # With a broken config, still check the definitions at their default place.
+        defs = (
+            e.definitions(file) if config_ok else load_definitions(file or Path("migrations.yaml"))
+        )
+    except InputError as exc:
+        problems.extend(exc.problems)
+    if defs is not None and not problems:
+        from migrate_cli.notices.templates import check_templates
+
+        problems.extend(check_templates(e.config, defs))
+    if json_out:
+        emit_json(
+            {
+                "valid": not problems,
+                "problems": [p.__dict__ for p in problems],
+                "migrations": defs.ids if defs else [],
+            }
+        )
+        if problems:
+            raise typer.Exit(EXIT_ERROR)
+        return
+    if problems:
+        raise InputError(problems, f"{len(problems)} problem(s) found")
+    assert defs is not None
+    emit_lines(
+        [
+            f"ok: {defs.path}: {len(defs.migrations)} migration(s) ({', '.join(defs.ids)}); "
+            "configuration and templates are valid"
+        ]
+    )
+
+
+@app.command()
+@handle_errors
+def sync(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="migrations.yaml to load.")
+    ] = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Load migrations.yaml into the store (idempotent; changes go to the audit log).
+
+    Example: migctl sync --file migrations.yaml
+    """
+    from migrate_cli.store.lock import store_lock
+    from migrate_cli.store.sync import sync as do_sync
+
+    e = env(ctx)
+    defs = e.definitions(file)
+    with store_lock(e.db_path, command="sync"):
+        report = do_sync(
+            e.store(), defs, now=e.now_in(defs.timezone), actor=actor or default_actor()
+        )
+    if json_out:
+        emit_json(report.to_json())
+        return
+    if report.nothing_changed:
+        emit_lines([f"nothing changed: {len(report.unchanged)} migration(s) already up to date"])
+        return
+    lines = [f"added {mid}" for mid in report.added]
+    lines += [f"changed {mid}: {', '.join(fields)}" for mid, fields in report.changed.items()]
+    lines += [f"rescheduled {mid}" for mid in report.rescheduled]
+    lines += [f"revived {mid}" for mid in report.revived]
+    lines += [f"retired {mid} (history kept)" for mid in report.retired]
+    emit_lines(lines)

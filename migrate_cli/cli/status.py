@@ -1,0 +1,180 @@
+"""Commands that report: status, audit."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from migrate_cli.cli.common import (
+    JsonOpt,
+    app,
+    env,
+    handle_errors,
+)
+from migrate_cli.cli.output import (
+    emit_json,
+    emit_lines,
+    emit_table,
+    is_terminal,
+    progress_bar,
+)
+
+# --------------------------------------------------------------------------- status, audit
+
+
+@app.command()
+@handle_errors
+def status(
+    ctx: typer.Context,
+    migration: Annotated[str | None, typer.Argument(help="Only this migration, in detail.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Per migration: phase, dates, days left, accounts per state, administrators pending.
+
+    Example: migctl --now 2016-04-20 status email-delivery-changes
+    """
+    from migrate_cli.lifecycle.status import status_report
+
+    e = env(ctx)
+    store = e.store(create=False)
+    report = status_report(store, e.now(store), migration)
+    if json_out:
+        emit_json(report)
+        return
+    if not report["migrations"]:
+        emit_lines(["no migrations in the store; run `migctl sync` first"])
+        return
+    rows = []
+    for m in report["migrations"]:
+        a = m["accounts"]
+        mandatory = m["mandatory_opt_in"]
+        if isinstance(mandatory, dict):
+            mandatory = ", ".join(f"{k}:{v}" for k, v in mandatory.items())
+        rows.append(
+            [
+                m["id"],
+                m["severity"],
+                m["phase"],
+                m["grace_period_start"],
+                mandatory or "TBD",
+                m["days_left"] if m["days_left"] is not None else "-",
+                a["pending"],
+                a["opted_in"],
+                a["auto_enrolled"],
+                a["enforced"],
+                progress_bar(m["migrated_share"])
+                if is_terminal()
+                else (f"{m['migrated_share']:.0%}" if m["migrated_share"] is not None else "-"),
+                m["admins_pending"],
+            ]
+        )
+    emit_table(
+        f"Migrations at {report['now']} ({report['timezone']})",
+        [
+            "Migration",
+            "Severity",
+            "Phase",
+            "Grace start",
+            "Mandatory",
+            "Days left",
+            "Pending",
+            "Opted in",
+            "Auto",
+            "Enforced",
+            "Migrated",
+            "Admins pending",
+        ],
+        rows,
+    )
+    warnings = []
+    if report["outbox"]["in_doubt"]:
+        warnings.append(
+            f"{report['outbox']['in_doubt']} notice(s) in doubt: check the provider, then "
+            "`migctl outbox list --state in_doubt` and `migctl outbox resolve ID --sent|--not-sent`"
+        )
+    if report["outbox"]["failed"]:
+        warnings.append(
+            f"{report['outbox']['failed']} notice(s) failed: `migctl outbox list --state failed`"
+        )
+    if report["accounts_all_admins_suppressed"]:
+        warnings.append(
+            f"{report['accounts_all_admins_suppressed']} active account(s) have every administrator "
+            "suppressed: nobody is being told about them (`migctl suppress list`)"
+        )
+    if report["accounts_without_admins"]:
+        warnings.append(
+            f"{report['accounts_without_admins']} active account(s) have no administrator"
+        )
+    emit_lines([f"warning: {w}" for w in warnings])
+    if migration is not None:
+        m = report["migrations"][0]
+        lines = [f"title: {m['title']}", f"total accounts in audience: {m['accounts']['total']}"]
+        if m.get("applies_to"):
+            lines.append(f"applies to: {m['applies_to']}")
+        for p in m.get("plans", []):
+            lines.append(
+                f"plan {p['plan']}: {p['phase']}, mandatory {p['mandatory_opt_in'] or 'TBD'}, "
+                f"days left {p['days_left'] if p['days_left'] is not None else '-'}"
+            )
+        emit_lines(lines)
+
+
+@app.command("audit")
+@handle_errors
+def audit_cmd(
+    ctx: typer.Context,
+    migration: Annotated[
+        str | None, typer.Option("--migration", "-m", help="Only this migration.")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="Only this account.")
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only actions starting with this.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many (newest first).")
+    ] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """The audit log: every change to definitions, accounts and enrollments.
+
+    Example: migctl audit --migration email-delivery-changes --account acme-prod
+    """
+    from migrate_cli.store.audit import list_events
+
+    events = list_events(
+        env(ctx).store(create=False),
+        migration_id=migration,
+        account_id=account,
+        action=action,
+        limit=limit,
+    )
+    if json_out:
+        emit_json({"events": events})
+        return
+    emit_table(
+        "Audit log",
+        ["Id", "At", "Actor", "Action", "Migration", "Account", "Detail"],
+        [
+            [
+                ev["id"],
+                ev["at"],
+                ev["actor"],
+                ev["action"],
+                ev["migration_id"],
+                ev["account_id"],
+                _short(ev["detail"]),
+            ]
+            for ev in events
+        ],
+    )
+
+
+def _short(detail: Any) -> str:
+    if not detail:
+        return ""
+    text = json.dumps(detail, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."
