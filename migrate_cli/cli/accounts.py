@@ -11,6 +11,7 @@ import typer
 from migrate_cli.cli.common import (
     ActorOpt,
     JsonOpt,
+    OutFileOpt,
     ReasonOpt,
     accounts_app,
     app,
@@ -198,9 +199,7 @@ def accounts_export(
     fmt: Annotated[
         str, typer.Option("--format", help="jsonl (round-trips) or csv (spreadsheet-safe).")
     ] = "jsonl",
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
-    ] = None,
+    out: OutFileOpt = None,
 ) -> None:
     """Every account with its administrators, in the import format.
 
@@ -208,10 +207,8 @@ def accounts_export(
     JSON Lines keeps values exactly and can be imported again unchanged.
     Example: migctl accounts export --format jsonl --out accounts.jsonl
     """
-    import os
-    import tempfile
-
     from migrate_cli.accounts.records import export_accounts
+    from migrate_cli.files import open_private
 
     if fmt not in ("csv", "jsonl"):
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
@@ -219,17 +216,8 @@ def accounts_export(
     if out is None:
         export_accounts(store, sys.stdout, fmt)
         return
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".accounts-", dir=out.parent)  # 0600: it holds emails
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            count = export_accounts(store, handle, fmt)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open_private(out, newline="") as handle:  # it holds administrators' addresses
+        count = export_accounts(store, handle, fmt)
     sys.stderr.write(f"wrote {count} account(s) to {out}\n")
 
 
