@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -104,50 +104,18 @@ def accounts_add(
 
     Example: migctl accounts add acme-dev --plan developer --admin ops@acme.test
     """
-    from migrate_cli.accounts.reading import validate_row
-    from migrate_cli.accounts.records import add_account, get_account
-    from migrate_cli.errors import NotFoundError
+    from migrate_cli.accounts.records import AccountChanges, add_account
     from migrate_cli.store.lock import store_lock
-    from migrate_cli.store.stored_migrations import store_timezone
-    from migrate_cli.timeutil import iso
 
     e = env(ctx)
+    changes = AccountChanges(
+        name=name, plan=plan, tags=tag, created_at=created_at, status=status, admins=admin or ()
+    )
     with store_lock(e.db_path, command="accounts add"):
         store = e.store()
-        now = e.now(store)
-        try:
-            current: dict[str, Any] = get_account(store, account_id)
-        except NotFoundError:
-            current = {
-                "name": None,
-                "plan": None,
-                "tags": [],
-                "created_at": iso(now),
-                "status": "active",
-                "admins": [],
-            }
-            if plan is None or not admin:
-                raise InputError(
-                    [], f"{account_id} is a new account: give --plan and at least one --admin"
-                ) from None
-        row, problems = validate_row(
-            {
-                "id": account_id,
-                "name": name if name is not None else current["name"],
-                "plan": plan if plan is not None else current["plan"],
-                "tags": tag if tag is not None else current["tags"],
-                # Stored instants are UTC with a Z suffix, which parse_instant reads back exactly.
-                "created_at": created_at or current["created_at"],
-                "status": status or current["status"],
-                "admins": admin if admin else current["admins"],
-            },
-            0,
-            "command line",
-            store_timezone(store),
+        result = add_account(
+            store, account_id, changes, now=e.now(store), actor=actor or default_actor()
         )
-        if row is None:
-            raise InputError(problems, "invalid account")
-        result = add_account(store, row, now=now, actor=actor or default_actor())
     emit_lines([f"{result} {account_id}"])
 
 
