@@ -231,18 +231,14 @@ def accounts_show(
 
 
 def _read_ids(from_file: Path | None) -> list[str]:
+    from migrate_cli.accounts.reading import read_account_ids
+
     if from_file is None:
         return []
-    ids = []
-    with sys.stdin if str(from_file) == "-" else from_file.open(encoding="utf-8-sig") as handle:
-        for n, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            if n == 1 and text.lower() in ("id", "account", "account_id"):
-                continue  # a CSV header
-            ids.append(text.split(",")[0].strip())
-    return ids
+    if str(from_file) == "-":
+        return read_account_ids(sys.stdin)
+    with from_file.open(encoding="utf-8-sig") as handle:
+        return read_account_ids(handle)
 
 
 def _switch(
