@@ -5,16 +5,23 @@ from __future__ import annotations
 import functools
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
 
-from migrate_cli.accounts.reading import MAX_PROBLEMS, AccountRow, normalise_email, read_accounts
+from migrate_cli.accounts.reading import (
+    MAX_PROBLEMS,
+    AccountRow,
+    normalise_email,
+    read_accounts,
+    validate_row,
+)
 from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
 from migrate_cli.store.db import Store, audit, bump_data_version, db_time
 from migrate_cli.store.stored_migrations import store_timezone
+from migrate_cli.timeutil import iso
 
 BATCH = 5_000
 # Creation instants repeat (whole days): format each distinct one once.
@@ -350,8 +357,51 @@ def _staging(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def add_account(store: Store, row: AccountRow, *, now: datetime, actor: str) -> str:
-    """Add or update one account from the command line; returns 'added'/'updated'/'unchanged'."""
+@dataclass(frozen=True)
+class AccountChanges:
+    """The fields `accounts add` was given; None (or no administrators) keeps what is stored."""
+
+    name: str | None = None
+    plan: str | None = None
+    tags: Sequence[str] | None = None  # given: replaces the tags
+    created_at: str | None = None  # a date or an instant; a new account defaults to now
+    status: str | None = None
+    admins: Sequence[str] = ()  # given: replaces the administrators
+
+
+def add_account(
+    store: Store, account_id: str, changes: AccountChanges, *, now: datetime, actor: str
+) -> str:
+    """Add one account, or update the fields given for an existing one (the others are kept);
+    the result is checked like an imported row. Returns 'added', 'updated' or 'unchanged'."""
+    try:
+        current = get_account(store, account_id)
+    except NotFoundError:
+        if changes.plan is None or not changes.admins:
+            raise InputError(
+                [], f"{account_id} is a new account: give --plan and at least one --admin"
+            ) from None
+        current = {
+            "name": None,
+            "plan": None,
+            "tags": [],
+            "created_at": iso(now),
+            "status": "active",
+            "admins": [],
+        }
+    merged = {
+        "id": account_id,
+        "name": changes.name if changes.name is not None else current["name"],
+        "plan": changes.plan if changes.plan is not None else current["plan"],
+        "tags": list(changes.tags) if changes.tags is not None else current["tags"],
+        # Stored instants are UTC with a Z suffix, which parse_instant reads back exactly.
+        "created_at": changes.created_at or current["created_at"],
+        "status": changes.status or current["status"],
+        "admins": list(changes.admins) or current["admins"],
+    }
+    row, problems = validate_row(merged, 0, "command line", store_timezone(store))
+    if row is None:
+        raise InputError(problems, "invalid account")
     report = ImportReport()
     # counts=False: the staging tables would count as changes; _merge bumps the data version
     # itself when accounts really changed.

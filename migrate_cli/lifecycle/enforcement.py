@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from migrate_cli.errors import RuleError
+from migrate_cli.errors import InputError, MigctlError, RuleError, UsageError
 from migrate_cli.lifecycle.enrollment import (
     admins_pending,
     admins_without_pending,
@@ -19,7 +20,13 @@ from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
 from migrate_cli.lifecycle.status_cache import FiguresCarry, migration_key
 from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.outbox import enqueue_enforced
-from migrate_cli.store.stored_migrations import StoredMigration
+from migrate_cli.store.stored_migrations import (
+    StoredMigration,
+    get_migration,
+    load_catalog,
+    store_timezone,
+)
+from migrate_cli.timeutil import iso
 
 
 def enforcement_batch(scope: str, deadline: date | None, late: str | None = None) -> str:
@@ -309,3 +316,112 @@ def _carry_figures(
     else:
         figures["admins_pending"] = admins_pending(store, sm.migration, tz)
     carry.set(key, figures)
+
+
+# --------------------------------------------------------------------------- the `enforce` command
+
+
+class NotConfirmed(MigctlError):
+    """The operator did not confirm a large enforcement: nothing was switched."""
+
+
+@dataclass(frozen=True)
+class ConfirmPolicy:
+    """The confirmation valve: a person at a terminal confirms a batch above `limit` accounts.
+
+    With nobody to answer (cron, CI, a pipe) or with --yes, enforcement proceeds: a large
+    enforcement is never stuck on a prompt. Only when a question may be asked are the accounts
+    counted before switching (a scan of every account); otherwise the report gives what the
+    enforcement switched.
+    """
+
+    limit: int
+    yes: bool = False
+    interactive: bool = False  # stdin and stdout are terminals: someone can answer
+
+    @property
+    def may_ask(self) -> bool:
+        return self.interactive and not self.yes
+
+    def must_ask(self, accounts: int) -> bool:
+        return self.may_ask and accounts > self.limit
+
+    @staticmethod
+    def question(accounts: int) -> str:
+        return f"Switch {accounts} account(s) now? [y/N]"
+
+    @staticmethod
+    def accepts(answer: str) -> bool:
+        """Only a yes switches; anything else (nothing, no, a typo, end of input) does not."""
+        return answer.strip().lower() in ("y", "yes")
+
+
+# Shows the batches about to be switched and the question; returns the operator's answer.
+Ask = Callable[[list[Enforcement], str], str]
+
+
+@dataclass
+class EnforceOutcome:
+    """What `enforce` found due and, unless a dry run, what it switched."""
+
+    now: datetime
+    dry_run: bool
+    batches: list[Enforcement]  # switched (counted), or due when nothing was switched
+    report: EnforceReport | None = None  # None: nothing was switched (dry run, nothing due)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "now": iso(self.now),
+            "dry_run": self.dry_run,
+            "batches": [b.to_json() for b in self.batches],
+            "enforced": {},
+        }
+        if self.dry_run:
+            doc["enforced"] = EnforceReport(batches=self.batches).by_migration()
+        if self.report is not None:
+            doc["enforced"] = self.report.by_migration()
+            doc["notices_queued"] = self.report.notices
+        return doc
+
+
+def enforce(
+    store: Store,
+    now: datetime,
+    *,
+    only: str | None = None,
+    immediately: bool = False,
+    reason: str | None = None,
+    dry_run: bool = False,
+    actor: str,
+    from_addr: str,
+    policy: ConfirmPolicy,
+    ask: Ask | None = None,
+) -> EnforceOutcome:
+    """Switch what is due (or, `immediately`, one migration before its date, with a reason);
+    a dry run counts and writes nothing. The caller holds the store lock."""
+    reason = reason.strip() if reason else None
+    if immediately and (not only or not reason):
+        raise UsageError("--immediately needs a MIGRATION and a --reason (it is recorded)")
+    tz = store_timezone(store)
+    catalog = load_catalog(store)
+    if only is not None and get_migration(store, only).status != "active":
+        raise InputError([], f"{only} is retired; nothing to enforce")
+    if immediately:
+        assert only is not None
+        batches = [immediate_enforcement(store, get_migration(store, only), tz)]
+    else:
+        counted = dry_run or policy.may_ask
+        batches = due_enforcements(
+            store, catalog, tz, now, only, with_admins=dry_run, counted=counted
+        )
+    if dry_run or not batches:
+        return EnforceOutcome(now, dry_run, batches)
+    total = sum(b.accounts or 0 for b in batches)
+    if policy.must_ask(total):
+        assert ask is not None, "a policy that may ask needs someone to ask"
+        if not policy.accepts(ask(batches, policy.question(total))):
+            raise NotConfirmed("not confirmed: nothing was switched")
+    report = apply_enforcements(
+        store, catalog, tz, now, batches, actor=actor, from_addr=from_addr, reason=reason
+    )
+    return EnforceOutcome(now, dry_run, report.batches, report)
