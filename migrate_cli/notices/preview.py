@@ -7,16 +7,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 
+from migrate_cli.accounts.reading import normalise_email
 from migrate_cli.config import Config
+from migrate_cli.delivery.base import OutgoingEmail, SendResult
 from migrate_cli.delivery.mime import as_bytes, build_message
-from migrate_cli.delivery.registry import OutgoingEmail
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.files import write_private
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
+from migrate_cli.notices.notify import make_renderer, provider_factory
 from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import message_id, notice_key
-from migrate_cli.store.stored_migrations import StoredMigration
+from migrate_cli.store.stored_migrations import StoredMigration, get_migration, store_timezone
 from migrate_cli.timeutil import days_until, local_date
 from migrate_cli.vocabulary import NoticeKind, choices
 
@@ -129,3 +131,32 @@ def write_preview(preview: Preview, out_dir: Path) -> list[Path]:
     write_private(html_path, preview.rendered.html)
     write_private(eml_path, as_bytes(build_message(preview.email)))
     return [html_path, eml_path]
+
+
+def send_test(
+    store: Store, config: Config, migration_id: str, now: datetime, *, to: str, kind: str
+) -> tuple[str, SendResult]:
+    """Send one sample notice to ``to`` through the configured provider; nothing is recorded.
+
+    Returns the normalised address and the provider's answer.
+    """
+    try:
+        address = normalise_email(to)
+    except ValueError as exc:
+        raise InputError([], f"--test-to: {exc}") from None
+    sm = get_migration(store, migration_id)
+    factory, _ = provider_factory(config)
+    preview = build_preview(
+        store,
+        sm,
+        config,
+        make_renderer(config),
+        store_timezone(store),
+        now,
+        kind=kind,
+        admin=None,
+        test=True,
+        to=address,
+    )
+    with factory() as provider:
+        return address, provider.send(preview.email)
