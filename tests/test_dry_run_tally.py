@@ -31,7 +31,7 @@ from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import RuleError
 from migrate_cli.lifecycle import planning
 from migrate_cli.lifecycle.enforcement import apply_enforcements, due_enforcements
-from migrate_cli.lifecycle.enrollment import switch
+from migrate_cli.lifecycle.opting import switch
 from migrate_cli.lifecycle.planning import plan_all, tally_all
 from migrate_cli.notices.notify import plan_only
 from migrate_cli.store.db import Store

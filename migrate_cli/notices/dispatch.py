@@ -22,9 +22,10 @@ from migrate_cli.delivery.registry import (
     SendResult,
     SendStatus,
 )
+from migrate_cli.lifecycle import status_figures
 from migrate_cli.notices.fastrender import BulkRenderer, shape_key
 from migrate_cli.notices.render import AccountRef, NoticeContext, Renderer
-from migrate_cli.store.db import Store, audit, bump_data_version, db_time
+from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.stored_migrations import StoredMigration
 from migrate_cli.timeutil import days_until, local_date
 
@@ -381,7 +382,7 @@ class Dispatcher:
                     "updated_at = ? WHERE id = ?",
                     (result.error, result.code, stamp, row_id),
                 )
-                bump_data_version(conn)  # a suppression changes `status` figures
+                status_figures.changed(conn)  # a suppression changes `status` figures
                 conn.execute(
                     "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) "
                     "VALUES (?, ?, ?, ?)",
