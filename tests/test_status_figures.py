@@ -65,6 +65,22 @@ def test_second_status_uses_the_cache(synced_store: Path, monkeypatch: pytest.Mo
         assert _figures(store) == first
 
 
+def test_only_status_figures_touches_the_cache() -> None:
+    """One home: the table and the data-version bump are used by lifecycle/status_figures.py
+    only (besides the schema that creates the table and the store that defines the bump)."""
+    package = Path(figures_module.__file__).parents[1]
+
+    def users(word: str) -> set[str]:
+        return {
+            p.relative_to(package).as_posix()
+            for p in package.rglob("*.py")
+            if word in p.read_text(encoding="utf-8")
+        }
+
+    assert users("status_cache") == {"lifecycle/status_figures.py", "store/schema.py"}
+    assert users("bump_data_version") == {"lifecycle/status_figures.py", "store/db.py"}
+
+
 def test_every_kind_of_change_refreshes_the_figures(synced_store: Path) -> None:
     with Store(synced_store) as store:
         tz = store_timezone(store)
