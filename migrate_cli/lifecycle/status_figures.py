@@ -155,14 +155,12 @@ class Carry:
         figures[OPTED_IN] -= n
         figures[PENDING] += back
         figures[AUTO_ENROLLED] += n - back
-        if not back:
-            pass
-        elif delta_is_cheaper(back, figures[PENDING]):
+        if back and delta_is_cheaper(back, figures[PENDING]):
             # The administrators who had no pending account and now have one.
             figures["admins_pending"] += admins_without_pending(
                 self.conn, m, tz, accounts, "c.to_pending"
             )
-        else:
+        elif back:
             figures["admins_pending"] = admins_pending(self.store, m, tz)
         self._adjusted[key] = figures
 
@@ -191,7 +189,7 @@ class Carry:
         self._committed = True
         conn = self.conn
         bump_data_version(conn)
-        after = self.before + 1
+        after = self.store.data_version()
         for key, figures in self._adjusted.items():
             if figures is None or any(
                 isinstance(v, int) and v < 0 for v in figures.values()
