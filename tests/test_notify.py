@@ -182,7 +182,7 @@ def test_accounts_created_after_grace_start_are_auto_enrolled_and_never_notified
 
 
 def test_opting_in_the_last_pending_account_stops_that_administrators_notices() -> None:
-    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.lifecycle.opting import switch
     from migrate_cli.store.db import Store
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 
@@ -223,7 +223,7 @@ def test_opting_in_the_last_pending_account_stops_that_administrators_notices() 
 def test_migrated_administrators_get_the_enforced_notice_only_if_they_had_pending_accounts(
     runner: RunCli,
 ) -> None:
-    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.lifecycle.opting import switch
     from migrate_cli.store.db import Store
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 

@@ -19,7 +19,8 @@ from migrate_cli.accounts.reading import (
     validate_row,
 )
 from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
-from migrate_cli.store.db import Store, audit, bump_data_version, db_time
+from migrate_cli.lifecycle import status_figures
+from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.stored_migrations import store_timezone
 from migrate_cli.timeutil import iso
 
@@ -185,7 +186,7 @@ def _merge(
             action="accounts.imported",
             detail={"source": source, **report.to_json()},
         )
-        bump_data_version(conn)
+        status_figures.changed(conn)
     conn.execute("DROP TABLE temp.cur_admins")
     conn.execute("DROP TABLE temp.imp_diff")
 
@@ -199,10 +200,8 @@ def import_accounts(
         # The import invalidated every status figure: count them once now, after the commit,
         # so that the next `status` reads them (like the end of a cron run). Only an
         # optimisation: a failure here must not turn a good import into an error.
-        from migrate_cli.lifecycle.status import refresh_figures
-
         try:
-            refresh_figures(store, now)
+            status_figures.refresh(store)
         except (sqlite3.Error, MigctlError) as exc:
             sys.stderr.write(f"warning: status figures not refreshed: {exc}\n")
     return report
@@ -213,8 +212,8 @@ def _import(
 ) -> ImportReport:
     tz = store_timezone(store)
     report = ImportReport()
-    # counts=False: the staging tables would count as changes; _merge bumps the data version
-    # itself when accounts really changed.
+    # counts=False: the staging tables would count as changes; _merge marks the status figures
+    # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
         if not _has_accounts(conn) and _import_into_empty(conn, path, tz, fmt, now, actor, report):
             return report
@@ -339,7 +338,7 @@ def _import_into_empty(
     conn.execute("RELEASE first_import")
     report.rows = report.added = count
     report.without_admins = without_admins
-    bump_data_version(conn)
+    status_figures.changed(conn)
     audit(
         conn,
         at=now,
@@ -403,8 +402,8 @@ def add_account(
     if row is None:
         raise InputError(problems, "invalid account")
     report = ImportReport()
-    # counts=False: the staging tables would count as changes; _merge bumps the data version
-    # itself when accounts really changed.
+    # counts=False: the staging tables would count as changes; _merge marks the status figures
+    # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
         _staging(conn)
         _stage(conn, [row])

@@ -251,7 +251,7 @@ def _switch(
     json_out: bool,
     opt_in: bool,
 ) -> None:
-    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.lifecycle.opting import switch
     from migrate_cli.store.lock import store_lock
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from migrate_cli.errors import InputError, MigctlError, RuleError, UsageError
-from migrate_cli.lifecycle.enrollment import (
-    admins_pending,
-    admins_without_pending,
-    delta_is_cheaper,
-    pending_accounts_sql,
-)
+from migrate_cli.lifecycle import status_figures
+from migrate_cli.lifecycle.enrollment import ENFORCED, pending_accounts_sql
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
-from migrate_cli.lifecycle.status_cache import FiguresCarry, migration_key
 from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.outbox import enqueue_enforced
 from migrate_cli.store.stored_migrations import (
@@ -167,11 +161,10 @@ def apply_enforcements(
     stamp = db_time(now)
     for migration_id in dict.fromkeys(b.migration_id for b in batches):
         sm = by_id[migration_id]
-        key = migration_key(sm.migration)
-        # counts=False: FiguresCarry bumps the data version once and keeps the status figures
+        # counts=False: the status figures' Carry bumps the data version once and keeps them
         # current (pending -> enforced), so the next `status` does not recount them.
         with store.transaction(counts=False) as conn:
-            carry = FiguresCarry(conn)
+            carry = status_figures.Carry(store, conn)
             wrote = False
             for b in (x for x in batches if x.migration_id == migration_id):
                 if not b.immediate and (
@@ -213,7 +206,7 @@ def apply_enforcements(
                 switched = cur.rowcount
                 if switched:
                     wrote = True
-                    _carry_figures(store, carry, key, conn, sm, tz, b.scope, switched)
+                    carry.left_pending(sm.migration, tz, "temp.enforce_ids", ENFORCED, switched)
                 already = b.scope in sm.enforced_scopes or ALL_SCOPE in sm.enforced_scopes
                 if switched == 0 and already:
                     # Nothing left to switch in a scope already enforced (e.g. a repeated
@@ -282,43 +275,6 @@ def apply_enforcements(
             if wrote:
                 carry.commit()
     return report
-
-
-def _carry_figures(
-    store: Store,
-    carry: FiguresCarry,
-    key: str,
-    conn: sqlite3.Connection,
-    sm: StoredMigration,
-    tz: tzinfo,
-    scope: str,
-    switched: int,
-) -> None:
-    """Adjust the cached status figures for ``switched`` pending accounts now enforced (called
-    after the insert, while temp.enforce_ids still holds them)."""
-    figures = carry.current(key)
-    if figures is None:
-        return  # not counted at this version: `status` recounts anyway
-    figures["pending"] -= switched
-    figures["enforced"] += switched
-    if scope == ALL_SCOPE:
-        # The whole audience's pending set was switched: nobody has a pending account left.
-        # Checked rather than assumed: if the cached count disagrees, recount.
-        if figures["pending"] != 0:
-            carry.set(key, None)
-            return
-        figures["admins_pending"] = 0
-    elif delta_is_cheaper(switched, figures["pending"]):
-        # One plan: the administrators whose last pending account was in it drop out.
-        figures["admins_pending"] -= admins_without_pending(
-            conn, sm.migration, tz, "temp.enforce_ids"
-        )
-    else:
-        figures["admins_pending"] = admins_pending(store, sm.migration, tz)
-    carry.set(key, figures)
-
-
-# --------------------------------------------------------------------------- the `enforce` command
 
 
 class NotConfirmed(MigctlError):
