@@ -45,7 +45,7 @@ def dashboard_export(
     tz = store_timezone(store)
     now = e.now(store)
     if out is None:
-        write_export(sys.stdout, store, catalog, tz, now, e.config.dashboard_url)
+        write_export(sys.stdout, store, catalog, tz, now, e.config.dashboard.url)
         return
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name")
@@ -53,7 +53,7 @@ def dashboard_export(
     fd, tmp = tempfile.mkstemp(prefix=".dashboard-", dir=out.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            count = write_export(handle, store, catalog, tz, now, e.config.dashboard_url)
+            count = write_export(handle, store, catalog, tz, now, e.config.dashboard.url)
         os.replace(tmp, out)  # readers never see a half-written file
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

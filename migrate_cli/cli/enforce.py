@@ -102,7 +102,7 @@ def enforce(
                 if dry_run:
                     emit_lines(["dry run: nothing was written"])
             return
-        limit = e.config.max_accounts_without_confirm
+        limit = e.config.enforcement.max_accounts_without_confirm
         if total > limit and confirm:
             _enforce_table(batches, "about to switch")
             if not typer.confirm(f"Switch {total} account(s) now?", default=False):
