@@ -81,6 +81,12 @@ Address = Annotated[str, AfterValidator(_address)]
 Text = Annotated[str, Field(min_length=1)]
 
 
+def _table() -> Any:
+    # A table left out is an empty table, validated like a written one: its defaults pass the
+    # same checks, and its paths join the file's folder.
+    return Field(default_factory=dict, validate_default=True)
+
+
 class _Table(BaseModel):
     # strict: a quoted "25" is not a port; forbid: a misspelled key is an error, never ignored.
     model_config = ConfigDict(
@@ -119,7 +125,7 @@ class SendgridConfig(_Table):
 
 
 class FileConfig(_Table):
-    directory: ConfigPath = Path("outbox")
+    directory: ConfigPath = Field(Path("outbox"), validate_default=True)  # beside the file
 
 
 class EmailConfig(_Table):
@@ -130,10 +136,10 @@ class EmailConfig(_Table):
     daily_quota: Annotated[int, Field(gt=0)] | None = None  # 0 would read as "unlimited"
     concurrency: Annotated[int, Field(ge=1, le=64)] = 1
     max_attempts: Annotated[int, Field(ge=1)] = 5
-    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
-    ses: SesConfig = Field(default_factory=SesConfig)
-    sendgrid: SendgridConfig = Field(default_factory=SendgridConfig)
-    file: FileConfig = Field(default_factory=FileConfig)
+    smtp: SmtpConfig = _table()
+    ses: SesConfig = _table()
+    sendgrid: SendgridConfig = _table()
+    file: FileConfig = _table()
 
     @model_validator(mode="after")
     def _smtp_needs_a_host(self) -> EmailConfig:
@@ -160,11 +166,11 @@ class Config(_Table):
     """The whole configuration; defaults make a safe development setup."""
 
     environment: Literal["development", "staging", "production"] = "development"
-    migrations_file: ConfigPath = Path("migrations.yaml")
+    migrations_file: ConfigPath = Path("migrations.yaml")  # default: in the working folder
     templates_dir: ConfigPath | None = None
-    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
-    enforcement: EnforcementConfig = Field(default_factory=EnforcementConfig)
-    email: EmailConfig = Field(default_factory=EmailConfig)
+    dashboard: DashboardConfig = _table()
+    enforcement: EnforcementConfig = _table()
+    email: EmailConfig = _table()
 
     def secret(self, env_name: str | None) -> str | None:
         """Read a secret from the environment variable the config names (never from the file)."""
@@ -235,7 +241,9 @@ def _message(path: KeyPath, key: str, error: ErrorDetails) -> str:
     if kind in _WANTED:
         return f"expected {_WANTED[kind]}, got {_shown(key, value)}"
     if kind in _BOUNDS:
-        return f"must be {_BOUNDS[kind].format(**ctx)}, got {_shown(key, value)}"
+        # A float field's bound arrives as 0.0; operators wrote 0.
+        bounds = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
+        return f"must be {_BOUNDS[kind].format(**bounds)}, got {_shown(key, value)}"
     if kind == "finite_number":
         return f"must be a finite number, got {_shown(key, value)}"
     if kind == "string_too_short":
