@@ -41,7 +41,9 @@ def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
 
 def _address(value: str) -> str:
     if "@" not in value or any(ch in value for ch in "\r\n"):
-        raise PydanticCustomError("address", "{value} is not an email address", {"value": repr(value)})
+        raise PydanticCustomError(
+            "address", "{value} is not an email address", {"value": repr(value)}
+        )
     return value
 
 
@@ -242,7 +244,9 @@ def _message(path: KeyPath, key: str, error: ErrorDetails) -> str:
         return f"expected {_WANTED[kind]}, got {_shown(key, value)}"
     if kind in _BOUNDS:
         # A float field's bound arrives as 0.0; operators wrote 0.
-        bounds = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
+        bounds = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()
+        }
         return f"must be {_BOUNDS[kind].format(**bounds)}, got {_shown(key, value)}"
     if kind == "finite_number":
         return f"must be a finite number, got {_shown(key, value)}"

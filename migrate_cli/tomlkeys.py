@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 
 KeyPath = tuple[str, ...]
@@ -19,10 +20,9 @@ def key_lines(text: str) -> dict[KeyPath, int]:
     mention. Keys inside arrays are not recorded (errors there are located at the array).
     """
     scanner = _Scanner(text)
-    try:
+    # Errors only arise with text tomllib refused; the lines found so far still help.
+    with contextlib.suppress(IndexError, RecursionError):
         scanner.document()
-    except (IndexError, RecursionError):
-        pass  # only reachable with text tomllib refused; the lines found so far still help
     return scanner.lines
 
 

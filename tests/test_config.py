@@ -218,7 +218,13 @@ BAD_CONFIGS = [
         "migrations_file",
         "expected a path in quotes, got 5",
     ),
-    ("empty-product-name", '[dashboard]\nproduct_name = ""\n', 2, "dashboard.product_name", "empty"),
+    (
+        "empty-product-name",
+        '[dashboard]\nproduct_name = ""\n',
+        2,
+        "dashboard.product_name",
+        "empty",
+    ),
     (
         "password-in-the-file",
         f'[email.smtp]\nhost = "relay.example"\npassword = "{SECRET}"\n',
