@@ -37,8 +37,8 @@ def dashboard_export(
     tz = store_timezone(store)
     now = e.now(store)
     if out is None:
-        write_export(sys.stdout, store, catalog, tz, now, e.config.dashboard_url)
+        write_export(sys.stdout, store, catalog, tz, now, e.config.dashboard.url)
         return
     with open_private(out) as handle:
-        count = write_export(handle, store, catalog, tz, now, e.config.dashboard_url)
+        count = write_export(handle, store, catalog, tz, now, e.config.dashboard.url)
     console(stderr=True).print(f"wrote {count} account(s) to {out}", markup=False)

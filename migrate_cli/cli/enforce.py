@@ -55,7 +55,7 @@ def enforce(
 
     e = env(ctx)
     policy = ConfirmPolicy(
-        limit=e.config.max_accounts_without_confirm,
+        limit=e.config.enforcement.max_accounts_without_confirm,
         yes=yes,
         interactive=is_terminal() and sys.stdin.isatty(),
     )

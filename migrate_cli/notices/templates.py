@@ -41,7 +41,7 @@ def check_templates(config: Config, defs: Definitions) -> list[Problem]:
     folder = templates_dir(config)
     if not folder.is_dir():
         return [Problem(str(folder), None, None, "templates folder not found")]
-    return Renderer(folder, config.dashboard_url, product_name=config.product_name).check(
+    return Renderer(folder, config.dashboard.url, product_name=config.dashboard.product_name).check(
         defs.migrations
     )
 
