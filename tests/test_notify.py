@@ -537,9 +537,9 @@ def test_a_configuration_error_mid_batch_stops_the_run_and_fails_nothing(
     sent_keys = {r["key"] for r in rows if r["state"] == "sent"}
     assert sent_keys == set(recording.sent)
     assert all(r["attempts"] == 0 for r in rows if r["state"] == "pending")
-    # The row in flight records why it waits; the one never tried has no error.
-    errors = sorted((r["last_error"] or "") for r in rows if r["state"] == "pending")
-    assert errors[0] == "" and "invalid API key" in errors[1], errors
+    # Every row left waiting says why (outbox list shows it), not only the one in flight.
+    errors = [r["last_error"] for r in rows if r["state"] == "pending"]
+    assert errors == ["console: invalid API key (test provider)"] * 2, errors
     assert runner("suppress", "list", "--json").stdout.count("@x.test") == 0
     # Fixed: the next run sends the rest, and nothing twice.
     recording.config_error_after = None
