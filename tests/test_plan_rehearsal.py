@@ -147,7 +147,7 @@ def test_plan_matches_what_daily_runs_do(
     with Store(db) as store:
         rehearsal = {
             d.day.isoformat(): (d.notices, d.enforced)
-            for d in simulate(store, start, start.date() + timedelta(days=46), from_addr="x@y.z")
+            for d in simulate(store, start, start.date() + timedelta(days=46))
         }
         real: dict[str, tuple[dict, dict]] = {}
         for offset in range(47):
