@@ -6,11 +6,11 @@ day: exact by construction, and far too slow at a million accounts (test_rehears
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
 from migrate_cli.lifecycle.enforcement import apply_enforcements, due_enforcements
 from migrate_cli.lifecycle.planning import plan_all
-from migrate_cli.lifecycle.rehearsal import Day
+from migrate_cli.lifecycle.rehearsal import Day, days_of
 from migrate_cli.store.db import Store, db_time
 from migrate_cli.store.outbox import enqueue
 from migrate_cli.store.stored_migrations import load_catalog, store_timezone
@@ -20,19 +20,10 @@ from migrate_cli.timeutil import local_date
 def reference_simulate(store: Store, now: datetime, until: date, *, from_addr: str) -> list[Day]:
     """Every day from now to ``until`` at the same time of day; nobody opts in; sends succeed."""
     tz = store_timezone(store)
-    start = local_date(now, tz)
     work = Store.in_memory_copy(store)
     days: list[Day] = []
     try:
-        wall = now.astimezone(tz).time()
-        for offset in range((until - start).days + 1):
-            t = (
-                now
-                if offset == 0
-                else datetime.combine(start + timedelta(days=offset), wall, tzinfo=tz).astimezone(
-                    UTC
-                )
-            )
+        for t in days_of(now, until, tz):
             day = Day(local_date(t, tz))
             catalog = load_catalog(work)
             batches = due_enforcements(work, catalog, tz, t, with_admins=False)

@@ -182,8 +182,9 @@ def test_an_operators_rehearsal_with_their_cadence_and_history(tmp_path: Path) -
     """An operator's folder: their migrations.yaml with a cadence of its own, a real run three
     days earlier (notices sent, one address suppressed since), then `plan --until` in both
     outputs, equal to the day-by-day reference, with a progress bar only on a terminal."""
-    from migrate_cli.store.db import Store
     from rehearsal_reference import reference_simulate
+
+    from migrate_cli.store.db import Store
 
     own = MAIL.replace(
         "    description: Configure your own provider.\n",

@@ -106,7 +106,9 @@ def _queue(store: Store, when: datetime, sent_every: int) -> None:
 @given(
     accounts=accounts_st,
     dated=st.sampled_from(DATES),
-    per_plan=st.dictionaries(st.sampled_from(PLANS), st.sampled_from(DATES), min_size=1, max_size=3),
+    per_plan=st.dictionaries(
+        st.sampled_from(PLANS), st.sampled_from(DATES), min_size=1, max_size=3
+    ),
     cadence=st.fixed_dictionaries({m: cadence_st for m in MIGRATIONS}),
     suppressed=st.sets(st.integers(0, 7), max_size=3),
     opted=st.lists(st.tuples(st.sampled_from(MIGRATIONS), st.integers(0, 13)), max_size=4),

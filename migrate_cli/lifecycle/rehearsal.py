@@ -189,6 +189,19 @@ def _plan(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
         g.notified(now, sm.schedule_version)
 
 
+def days_of(now: datetime, until: date, tz: tzinfo) -> Iterator[datetime]:
+    """The instants of the rehearsed runs: now, then the same local time on each later day."""
+    start = local_date(now, tz)
+    wall = now.astimezone(tz).time()  # naive local time of day, kept on every day
+    yield now
+    for offset in range(1, (until - start).days + 1):
+        # Step calendar days in the store's timezone, not 24-hour blocks: across a DST change
+        # `now + 24h` lands on another local hour, so a day would repeat and --until's day
+        # would be skipped (or an enforcement simulated an hour off).
+        local = datetime.combine(start + timedelta(days=offset), wall, tzinfo=tz)
+        yield local.astimezone(UTC)
+
+
 @contextlib.contextmanager
 def _no_progress(_total: int, _label: str) -> Iterator[Callable[[int], None]]:
     yield lambda _n: None
@@ -236,18 +249,7 @@ def simulate(
         finally:
             if own:
                 conn.execute("COMMIT")  # nothing was written: this only ends the read
-        wall = now.astimezone(tz).time()  # naive local time of day, kept on every day
-        for offset in range(n_days):
-            # Step calendar days in the store's timezone, not 24-hour blocks: across a DST change
-            # `now + 24h` lands on another local hour, so a day would repeat and --until's day
-            # would be skipped (or an enforcement simulated an hour off).
-            t = (
-                now
-                if offset == 0
-                else datetime.combine(start + timedelta(days=offset), wall, tzinfo=tz).astimezone(
-                    UTC
-                )
-            )
+        for offset, t in enumerate(days_of(now, until, tz)):
             day = Day(local_date(t, tz))
             for r in rehearsed:
                 _enforce(r, tz, t, day)
