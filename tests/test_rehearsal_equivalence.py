@@ -7,7 +7,7 @@ small stores cover: one date, per-plan dates with TBD plans, TBD, each migration
 cadence (reminder_every, escalate_before, min_gap) in its migrations.yaml; administrators of
 several accounts across plans; accounts created after the grace start; closed accounts; early
 opt-ins; suppressed addresses; notices queued, sent or left pending before the rehearsal
-(also at its very instant); a moved date (schedule changes); a retired migration; an
+(also at its very instant, or after it); a moved date (schedule changes); a retired migration; an
 enforcement already done; dates already past when it starts.
 """
 
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from migrate_cli.accounts.records import import_accounts
@@ -45,7 +45,7 @@ DATES = ["2016-04-12", "2016-04-25", "2016-05-11", "2016-06-01"]
 
 cadence_st = st.fixed_dictionaries(
     {
-        "reminder_every": st.sampled_from(["7d", "10d", "36h", "never"]),
+        "reminder_every": st.sampled_from(["36h", "7d", "10d", "never"]),
         "escalate_before": st.lists(st.sampled_from(["14d", "7d", "3d", "1d"]), unique=True),
         "min_gap": st.sampled_from(["0d", "1d", "2d", "3d"]),
     }
@@ -102,7 +102,30 @@ def _queue(store: Store, when: datetime, sent_every: int) -> None:
         )
 
 
+_QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
+
+
 @fuzz_settings.examples(80, 600)
+# Found by mutation: an `enforced` notice is the administrator's last notice for the planner,
+# here for the TBD-plan account they still have (a reminder every 36 hours).
+@example(
+    accounts=[("free", "2015-01-01", "active", [0]), ("developer", "2015-01-01", "active", [0])],
+    dated="2016-04-12",
+    per_plan={"free": "2016-04-12"},
+    cadence={"dated": _QUIET, "per-plan": {**_QUIET, "reminder_every": "36h"}, "tbd": _QUIET},
+    suppressed=set(),
+    opted=[],
+    earlier=None,
+    sent_every=1,
+    moved=None,
+    retire=False,
+    enforce_at=None,
+    later=0,
+    queued_at_start=False,
+    days=80,
+    hour=13,
+    rewind=False,
+)
 @given(
     accounts=accounts_st,
     dated=st.sampled_from(DATES),
@@ -120,6 +143,8 @@ def _queue(store: Store, when: datetime, sent_every: int) -> None:
     later=st.integers(0, 70),
     queued_at_start=st.booleans(),
     days=st.sampled_from([80, 60, 40, 20, 7, 2, 1, 0]),  # long first: the dates come
+    hour=st.sampled_from([13, 4]),  # 04:00 UTC is midnight in New York: the mandatory instant
+    rewind=st.booleans(),
 )
 def test_the_rehearsal_equals_the_day_by_day_simulation(
     tmp_path_factory: Any,
@@ -137,6 +162,8 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
     later: int,
     queued_at_start: bool,
     days: int,
+    hour: int,
+    rewind: bool,
 ) -> None:
     fuzz_settings.count("rehearsal equivalence")
     folder = tmp_path_factory.mktemp("rehearsal")
@@ -151,7 +178,7 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
         )
         for i, (plan, created, status, admins) in enumerate(accounts)
     ]
-    now = START + timedelta(days=later, hours=13)
+    now = START + timedelta(days=later, hours=hour)
     with Store(folder / "migctl.db") as store:
         _sync(folder, store, text, START)
         import_accounts(store, write_csv(folder / "a.csv", rows), now=START, actor="t")
@@ -173,7 +200,7 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
         if earlier is not None:
             when = START + timedelta(days=earlier, hours=9)
             _queue(store, when, sent_every)
-            now = max(now, START + timedelta(days=earlier + 1, hours=13))
+            now = max(now, START + timedelta(days=earlier + 1, hours=hour))
             if moved is not None or retire:  # after the run: schedule changes are due
                 _sync(folder, store, text.replace(dated, moved or dated), when, retire=retire)
         if enforce_at is not None:
@@ -181,7 +208,9 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
             catalog = load_catalog(store)
             batches = due_enforcements(store, catalog, tz, at, with_admins=False)
             apply_enforcements(store, catalog, tz, at, batches, actor="t", from_addr="n@x.test")
-            now = max(now, at + timedelta(hours=1))
+            now = max(now, START + timedelta(days=enforce_at + 1, hours=hour))
+        if rewind and earlier is not None:  # rehearsing from before the notices already sent
+            now -= timedelta(days=3)
         if queued_at_start:  # a run at the rehearsal's own instant, its notices partly unsent
             _queue(store, now, sent_every + 1)
         until = now.astimezone(tz).date() + timedelta(days=days)
