@@ -229,7 +229,10 @@ def simulate(
     active = [sm for sm in catalog if sm.status == "active"]
     n_days = (until - start).days + 1
     days: list[Day] = []
-    with progress(len(active) + n_days, "rehearsing") as advance:
+    # A migration's read (a pass over its accounts) costs far more than stepping every day on
+    # the groups: each read counts as many steps as there are days, so the bar's time
+    # estimate holds from the first read on.
+    with progress((len(active) + 1) * n_days, "rehearsing") as advance:
         conn = store.conn
         own = not conn.in_transaction
         if own:
@@ -238,7 +241,7 @@ def simulate(
             rehearsed = []
             for sm in active:
                 rehearsed.append(_read(store, sm, tz))
-                advance(1)
+                advance(n_days)
             # Notices already queued at this very instant and not yet sent count on the first
             # day, as cron would report them with the ones it queues now.
             queued_now = conn.execute(
