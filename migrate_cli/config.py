@@ -6,13 +6,14 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from migrate_cli.errors import InputError, Problem
 
-PROVIDERS = ("console", "file", "smtp", "ses", "sendgrid", "null")
-DEV_PROVIDERS = ("console", "file", "null")
+# Providers, built-in or from another package, register in this entry-point group.
+PROVIDER_GROUP = "migctl.providers"
 ENVIRONMENTS = ("development", "staging", "production")
 
 
@@ -217,13 +218,14 @@ def load_config(path: Path | None, *, explicit: bool = False) -> Config:
         )
     email = data.get("email", {})
     provider = email.get("provider", "console")
-    if provider not in PROVIDERS:
+    providers = sorted(entry.name for entry in entry_points(group=PROVIDER_GROUP))
+    if provider not in providers:
         problems.append(
             Problem(
                 name,
                 where("email.provider"),
                 "email.provider",
-                f"{provider!r} is not one of {', '.join(PROVIDERS)}",
+                f"{provider!r} is not one of {', '.join(providers)}",
             )
         )
     smtp = email.get("smtp", {})

@@ -10,12 +10,17 @@ from pathlib import Path
 import boto3
 import pytest
 
-from migrate_cli.delivery.registry import REGISTRY, Provider, ProviderConfigError, SendStatus
+from migrate_cli.delivery.registry import (
+    Provider,
+    ProviderConfigError,
+    SendStatus,
+    available_providers,
+)
 from tests.fakes.common import HOSTILE_TEXTS, make_config, make_email
 from tests.fakes.harness import Harness, harness
 from tests.fakes.ses_server import DUMMY_AWS_ENV, moto_server
 
-PROVIDERS = ["console", "file", "null", "smtp", "ses", "sendgrid"]
+PROVIDERS = ["console", "file", "memory", "null", "smtp", "ses", "sendgrid"]
 SENDER = "notices@platform.example"
 
 
@@ -64,7 +69,7 @@ class TestProviderContract:
         provider = h.provider()
         assert isinstance(provider, Provider)
         assert provider.name == h.name
-        assert h.name in REGISTRY
+        assert h.name in available_providers()
 
     def test_sent_message_arrives_intact(self, h: Harness) -> None:
         email = make_email()
@@ -161,7 +166,7 @@ class TestProviderContract:
 
     def test_production_refuses_development_providers(self, h: Harness) -> None:
         config = dataclasses.replace(h.config, environment="production")
-        if h.name in ("console", "file", "null"):
+        if h.name in ("console", "file", "memory", "null"):
             with pytest.raises(ProviderConfigError, match="production"):
                 h.provider(config)
         else:
