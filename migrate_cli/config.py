@@ -218,7 +218,7 @@ def load_config(path: Path | None, *, explicit: bool = False) -> Config:
         )
     email = data.get("email", {})
     provider = email.get("provider", "console")
-    providers = sorted(entry.name for entry in entry_points(group=PROVIDER_GROUP))
+    providers = sorted({entry.name for entry in entry_points(group=PROVIDER_GROUP)})
     if provider not in providers:
         problems.append(
             Problem(
