@@ -1,4 +1,4 @@
-"""Providers from other packages: registered through the migctl.providers entry-point group."""
+"""Providers by name: other packages register through migctl.providers; memory shows a run."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+from migrate_cli.delivery import memory
+from tests.conftest import RunCli
 from tests.helpers_notices import account, write_config, write_csv, write_yaml
 
 # A provider package as its authors would ship it: hooks only, the template is migctl's.
@@ -145,3 +147,20 @@ def test_built_in_providers_import_their_sdk_only_when_used() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split("\n")[:2] == ["[]", "['boto3']"]
+
+
+def test_the_memory_provider_shows_what_a_run_sent(runner: RunCli) -> None:
+    operator_folder("memory")
+    memory.clear()
+    assert runner("sync").exit_code == 0
+    assert runner("accounts", "import", "accounts.csv").exit_code == 0
+    done = runner("--now", "2016-04-20", "notify", "--json")
+    assert done.exit_code == 0, done.stderr
+    sent = {s.message["To"]: s for s in memory.sent()}
+    memory.clear()
+    assert sorted(sent) == ["it@globex.test", "ops@acme.test"]
+    ops = sent["ops@acme.test"]
+    assert ops.email.key == "email-delivery-changes|ops@acme.test|announcement|announcement"
+    assert "Email Delivery Changes" in ops.message["Subject"]
+    assert ops.message["From"] == "Platform Notices <notices@platform.example>"
+    assert "ACME-PROD" in ops.email.text
