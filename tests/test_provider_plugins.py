@@ -66,22 +66,24 @@ def migctl(*args: str, site: Path | None = None) -> subprocess.CompletedProcess[
     )
 
 
-def operator_folder(provider: str) -> None:
+def operator_folder(provider: str, site: Path | None = None) -> None:
+    """The operator's folder; with ``site``, also their store, synced and with two accounts."""
     write_yaml()
     write_config(provider=provider)
     write_csv(
         Path("accounts.csv"),
         [account("acme-prod", "ops@acme.test"), account("globex", "it@globex.test")],
     )
+    if site is not None:
+        for step in (("sync",), ("accounts", "import", "accounts.csv")):
+            done = migctl(*step, site=site)
+            assert done.returncode == 0, done.stderr
 
 
 def test_a_provider_from_another_package_sends_the_notices(tmp_path: Path) -> None:
     site = tmp_path / "site"
     install(site, "migctl-pigeon", "0.1", "migctl_pigeon", "pigeon = migctl_pigeon:PigeonProvider")
-    operator_folder("pigeon")
-    for step in (("sync",), ("accounts", "import", "accounts.csv")):
-        done = migctl(*step, site=site)
-        assert done.returncode == 0, done.stderr
+    operator_folder("pigeon", site)
     done = migctl("notify", "--json", site=site)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["notices"]["sent"] == 2
@@ -111,9 +113,7 @@ def test_two_distributions_claiming_one_name_is_an_error_naming_both(tmp_path: P
     site = tmp_path / "site"
     install(site, "migctl-pigeon", "0.1", "migctl_pigeon", "pigeon = migctl_pigeon:PigeonProvider")
     install(site, "carrier-pigeon", "2.3", "carrier", "pigeon = carrier:PigeonProvider")
-    operator_folder("pigeon")
-    for step in (("sync",), ("accounts", "import", "accounts.csv")):
-        assert migctl(*step, site=site).returncode == 0
+    operator_folder("pigeon", site)
     done = migctl("notify", site=site)
     assert done.returncode == 1, done.stdout
     assert "registered twice" in done.stderr
@@ -125,9 +125,7 @@ def test_two_distributions_claiming_one_name_is_an_error_naming_both(tmp_path: P
 def test_a_broken_registration_names_its_distribution(tmp_path: Path) -> None:
     site = tmp_path / "site"
     install(site, "migctl-pigeon", "0.1", "migctl_pigeon", "pigeon = migctl_pigeon:Missing")
-    operator_folder("pigeon")
-    for step in (("sync",), ("accounts", "import", "accounts.csv")):
-        assert migctl(*step, site=site).returncode == 0
+    operator_folder("pigeon", site)
     done = migctl("notify", site=site)
     assert done.returncode == 1, done.stdout
     assert "cannot load the provider from migctl-pigeon 0.1 (migctl_pigeon:Missing)" in done.stderr

@@ -21,15 +21,6 @@ from migrate_cli.delivery.mime import RawMessage, build_raw
 AUTH_FAILURE_CODES = {530, 534, 535, 538}
 
 
-class _Disconnected(Exception):
-    """The server went away; ``before_data`` says whether the message surely was not accepted."""
-
-    def __init__(self, before_data: bool, detail: str) -> None:
-        self.before_data = before_data
-        self.detail = detail
-        super().__init__(detail)
-
-
 class _Refused(Exception):
     """The server answered ``code`` at ``stage`` instead of accepting."""
 
@@ -41,12 +32,19 @@ class _Refused(Exception):
 
 
 class _Lost(Exception):
-    """No answer came; ``handed_over`` says the message may already have been accepted."""
+    """No answer came; ``handed_over`` says the message may already have been accepted.
 
-    def __init__(self, kind: str, detail: str, handed_over: bool = False) -> None:
+    ``stale`` marks a connection that went away before DATA: a reused one the server may have
+    closed while idle, where one more try on a fresh connection is safe.
+    """
+
+    def __init__(
+        self, kind: str, detail: str, *, handed_over: bool = False, stale: bool = False
+    ) -> None:
         self.kind = kind
         self.detail = detail
         self.handed_over = handed_over
+        self.stale = stale
         super().__init__(detail)
 
 
@@ -221,11 +219,11 @@ class SmtpProvider(Provider[RawMessage]):
                     if self._conn is None:
                         self._conn = self._connect()
                     return self._transaction(self._conn, message.sender, email.to, message.data)
-                except _Disconnected as exc:
+                except _Lost as exc:
                     self._drop()
-                    if exc.before_data and not fresh and attempt == 1:
+                    if exc.stale and not fresh and attempt == 1:
                         continue
-                    raise _Lost(_lost(exc.detail), exc.detail, not exc.before_data) from None
+                    raise
                 except smtplib.SMTPConnectError as exc:
                     self._drop()
                     raise _Refused(exc.smtp_code, exc.smtp_error, "greeting") from None
@@ -259,13 +257,17 @@ class SmtpProvider(Provider[RawMessage]):
         except smtplib.SMTPServerDisconnected as exc:
             doubt = " (the message may have been accepted)" if stage == "DATA" else ""
             detail = f"connection lost at {stage}: {exc}{doubt}"
-            raise _Disconnected(stage != "DATA", detail) from None
+            raise _Lost(
+                _lost(detail), detail, handed_over=stage == "DATA", stale=stage != "DATA"
+            ) from None
         except TimeoutError:
             # After DATA started the relay may have queued the message: say so in the outbox.
             self._drop()
             if stage == "DATA":
                 raise _Lost(
-                    "timeout", "no answer at DATA (the message may have been accepted)", True
+                    "timeout",
+                    "no answer at DATA (the message may have been accepted)",
+                    handed_over=True,
                 ) from None
             raise _Lost("timeout", f"no answer at {stage}") from None
         if code != 250:
