@@ -47,6 +47,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check migrate_cli tests
 	$(BIN)/ruff format --check migrate_cli tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test

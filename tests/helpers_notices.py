@@ -28,10 +28,10 @@ from migrate_cli.delivery.registry import (
     SendResult,
     SendStatus,
 )
-from migrate_cli.lifecycle.planning import PlannedNotice, plan_all
+from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.notices.notify import NotifySummary, notify, plan_only
 from migrate_cli.store.db import Store
-from migrate_cli.store.outbox import enqueue
+from migrate_cli.store.outbox import PlannedNotice, enqueue
 from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 from migrate_cli.store.sync import sync
 

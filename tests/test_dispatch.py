@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -81,18 +80,8 @@ def test_a_high_rate_with_catch_up_pacing_stays_under_the_limit(
     assert times[-1] - times[0] >= 4.0  # 450 sends at <= 100/s take at least ~4.5 s
 
 
-def test_catch_up_pacing_only_where_the_margin_allows_it(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
-    from migrate_cli.config import Config, EmailConfig
-    from migrate_cli.notices.dispatch import Dispatcher
-    from migrate_cli.store.db import Store
-
-    def limiter(rate: float) -> Any:
-        config = Config(email=EmailConfig(provider="null", rate_per_second=rate))
-        with Store(tmp_path / "x.db") as store:
-            d = Dispatcher(store, config, lambda: None, None, [], UTC, datetime.now(UTC))  # type: ignore[arg-type,return-value]
-            return d._limiter
+def test_catch_up_pacing_only_where_the_margin_allows_it() -> None:
+    from migrate_cli.delivery.throttle import pacer as limiter
 
     assert limiter(200).burst == limiter(100).burst == 1.1
     assert limiter(20).burst == limiter(50).burst == limiter(1).burst == 1

@@ -27,9 +27,9 @@ from migrate_cli.definitions.model import Migration
 from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.delivery.registry import OutgoingEmail, SendStatus, provider_class
 from migrate_cli.delivery.sendgrid import build_payload
-from migrate_cli.lifecycle.planning import message_id, notice_key
 from migrate_cli.notices.render import AccountRef, NoticeContext, Renderer, override_name
 from migrate_cli.notices.templates import bundled_templates
+from migrate_cli.store.outbox import message_id, notice_key
 from tests import fuzz_settings
 from tests.fakes.common import header_names, make_config, parse
 from tests.fakes.sendgrid_server import FakeSendgrid

@@ -624,9 +624,8 @@ def test_enqueue_counts_only_rows_written(tmp_path: Path) -> None:
     """Planned counts and by_kind agree when keys already exist (review finding)."""
     from datetime import UTC, date, datetime
 
-    from migrate_cli.lifecycle.planning import PlannedNotice
     from migrate_cli.store.db import Store
-    from migrate_cli.store.outbox import enqueue
+    from migrate_cli.store.outbox import PlannedNotice, enqueue
 
     notice = PlannedNotice(
         "m", "a@x.test", "reminder", "r-x", ("acc",), date(2016, 5, 11), 3, "why", 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,6 @@ from migrate_cli.accounts.reading import (
 from migrate_cli.accounts.records import ImportReport, import_accounts
 from migrate_cli.errors import InputError
 from migrate_cli.store.db import Store
-from migrate_cli.store.outbox import ids_json
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 SETTINGS = settings(
@@ -242,26 +240,3 @@ def test_first_import_with_a_duplicate_reports_every_line(
     assert [(p.line, p.field) for p in problems] == [(4, "id")]
     assert fast[1]["accounts"] == [] and fast[1]["audit"] == []
     assert len(fast[1]["indexes"]) >= 4  # the dropped indexes came back with the rollback
-
-
-@given(st.text(max_size=200))
-def test_the_bulk_renderers_html_escaping_is_markupsafes(value: str) -> None:
-    from markupsafe import escape
-
-    from migrate_cli.notices.fastrender import _html
-
-    assert _html(value) == str(escape(value))
-
-
-@SETTINGS
-@given(
-    st.lists(
-        st.one_of(
-            st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,20}", fullmatch=True),
-            st.text(max_size=12),
-        ),
-        max_size=5,
-    )
-)
-def test_the_fast_ids_json_is_the_json_encoders(ids: list[str]) -> None:
-    assert ids_json(tuple(ids)) == json.dumps(ids, separators=(",", ":"))

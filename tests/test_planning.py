@@ -11,14 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from migrate_cli.definitions.model import Migration, NoticeSettings, load_definitions
-from migrate_cli.lifecycle.planning import (
-    ANNOUNCEMENT,
-    REMINDER,
-    SCHEDULE_CHANGE,
-    decide,
-    latest_slot,
-    notice_key,
-)
+from migrate_cli.lifecycle.planning import decide, latest_slot
+from migrate_cli.store.outbox import notice_key
+from migrate_cli.vocabulary import NoticeKind
 from tests.helpers_notices import (
     MIG,
     account,
@@ -28,6 +23,12 @@ from tests.helpers_notices import (
     plan,
     resync,
     tick,
+)
+
+ANNOUNCEMENT, REMINDER, SCHEDULE_CHANGE = (
+    NoticeKind.ANNOUNCEMENT,
+    NoticeKind.REMINDER,
+    NoticeKind.SCHEDULE_CHANGE,
 )
 
 S = timedelta(seconds=1)

@@ -612,31 +612,3 @@ def test_sample_context_uses_the_plan_dates() -> None:
     assert {a.plan for a in context.accounts} == {"free", "enterprise"}
     assert context.deadline == date(2016, 5, 1)
     assert sample_context(PASSWORD, "reminder", TODAY).deadline is None
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kind=st.sampled_from(sorted(NOTICE_KINDS)),
-    names=st.lists(st.text(max_size=40), min_size=1, max_size=3),
-    email=st.text(max_size=30),
-)
-def test_bulk_rendering_equals_a_full_render_for_any_names(
-    renderer: Renderer, kind: str, names: list[str], email: str
-) -> None:
-    """The shape cache (fastrender) learns from a tidy notice, then fills in hostile values:
-    whatever they hold (controls, no-break or ideographic spaces, markup, '|'), the result is
-    the full render's."""
-    from dataclasses import replace as dc_replace
-
-    from migrate_cli.notices.fastrender import BulkRenderer
-
-    accounts = tuple(AccountRef(f"acc-{i}", f"Account {i}", "free") for i in range(len(names)))
-    tidy = ctx(kind, accounts=accounts)
-    bulk = BulkRenderer(renderer)
-    assert bulk.render(kind, tidy) == renderer.render(kind, tidy)  # learns the shape
-    hostile = dc_replace(
-        tidy,
-        admin_email=email,
-        accounts=tuple(AccountRef(f"acc-{i}", n, "free") for i, n in enumerate(names)),
-    )
-    assert bulk.render(kind, hostile) == renderer.render(kind, hostile)

@@ -84,8 +84,9 @@ def notify(
     """
     from migrate_cli.delivery.base import ProviderConfigError
     from migrate_cli.notices.notify import notify as do_notify
-    from migrate_cli.notices.notify import pending_count, plan_only
+    from migrate_cli.notices.notify import plan_only
     from migrate_cli.store.lock import store_lock
+    from migrate_cli.store.outbox import pending_count
     from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 
     e = env(ctx)

@@ -19,9 +19,10 @@ from migrate_cli.timeutil import (
     parse_duration,
     start_of_day,
 )
+from migrate_cli.vocabulary import NoticeKind, Severity, choices
 
-SEVERITIES = ("low", "medium", "high", "critical")
-NOTICE_KINDS = ("announcement", "reminder", "schedule_change", "enforced")
+SEVERITIES = choices(Severity)
+NOTICE_KINDS = choices(NoticeKind)
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 PLAN_OR_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 URL = re.compile(r"^https?://[^\s<>\"']+$")

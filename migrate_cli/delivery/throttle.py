@@ -120,3 +120,24 @@ def retry_delay(
     if result.retry_after is not None and result.retry_after > delay:
         delay = result.retry_after
     return min(max(delay, 0.0), cap)
+
+
+RATE_HEADROOM = 0.035  # share of rate_per_second left unused to absorb client-side jitter
+
+
+def pacer(rate_per_second: float) -> TokenBucket:
+    """The limiter for a provider's "N per second": paced a little under N, never above it.
+
+    The bucket's guarantee holds when a send is granted; building, signing and connecting
+    before the request reaches the provider add jitter that can bunch arrivals. Pacing a little
+    under the limit keeps the provider's own count within it.
+    """
+    paced = rate_per_second * (1 - RATE_HEADROOM)
+    # Where that margin is two sends or more, a grant that came late (a worker woke a fraction
+    # of a millisecond after its slot) may be followed by one up to a tenth of an interval
+    # early, so lateness is not lost for good while two grants never go out together; the
+    # sliding one-second window still caps them at ceil(paced).
+    margin = rate_per_second - math.ceil(paced)
+    # At low rates ceil(paced) is the limit itself: keep the window one send under it.
+    window = max(1, min(math.ceil(paced), math.ceil(rate_per_second) - 1))
+    return TokenBucket(paced, burst=1.1 if margin >= 2 else 1, window_limit=window)

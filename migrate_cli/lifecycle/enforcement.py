@@ -16,10 +16,17 @@ from migrate_cli.lifecycle.enrollment import (
     pending_accounts_sql,
 )
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
-from migrate_cli.lifecycle.planning import enforcement_batch, enqueue_enforced
 from migrate_cli.lifecycle.status_cache import FiguresCarry, migration_key
 from migrate_cli.store.db import Store, audit, db_time
+from migrate_cli.store.outbox import enqueue_enforced
 from migrate_cli.store.stored_migrations import StoredMigration
+
+
+def enforcement_batch(scope: str, deadline: date | None, late: str | None = None) -> str:
+    """The name of one enforcement batch, also the slot of its `enforced` notices (the date
+    stays last)."""
+    tail = deadline.isoformat() if deadline else "immediate"
+    return f"enforced-{scope}-late{late}-{tail}" if late else f"enforced-{scope}-{tail}"
 
 
 @dataclass(frozen=True)
@@ -248,7 +255,19 @@ def apply_enforcements(
                 )
                 # Same transaction: an enforcement is never recorded without its notices.
                 queued, suppressed = enqueue_enforced(
-                    conn, sm, b.batch, now, from_addr, accounts=known
+                    conn,
+                    migration_id=migration_id,
+                    batch=b.batch,
+                    schedule_version=sm.schedule_version,
+                    deadline=None if b.immediate else b.deadline,
+                    why=(
+                        "emergency change enforced immediately"
+                        if b.immediate
+                        else "the mandatory date passed"
+                    ),
+                    now=now,
+                    from_addr=from_addr,
+                    accounts=known,
                 )
                 conn.execute("DROP TABLE temp.enforce_ids")
                 report.notices += queued

@@ -7,13 +7,9 @@ from datetime import date, datetime, tzinfo
 
 from migrate_cli.definitions.model import Migration
 from migrate_cli.timeutil import days_until, start_of_day
+from migrate_cli.vocabulary import Phase
 
-SCHEDULED = "scheduled"
-GRACE = "grace"
-DUE = "due"
-ENFORCED = "enforced"
-RETIRED = "retired"
-PHASE_ORDER = (SCHEDULED, GRACE, DUE, ENFORCED)
+PHASE_ORDER = (Phase.SCHEDULED, Phase.GRACE, Phase.DUE, Phase.ENFORCED)
 ALL_SCOPE = "*"
 
 
@@ -43,12 +39,12 @@ def scope_phase(
 ) -> ScopePhase:
     days = days_until(deadline, now, tz) if deadline else None
     if enforced:
-        return ScopePhase(scope, ENFORCED, deadline, days)
+        return ScopePhase(scope, Phase.ENFORCED, deadline, days)
     if now < m.grace_start_instant(tz):
-        return ScopePhase(scope, SCHEDULED, deadline, days)
+        return ScopePhase(scope, Phase.SCHEDULED, deadline, days)
     if deadline is None or now < mandatory_instant(deadline, tz):
-        return ScopePhase(scope, GRACE, deadline, days)
-    return ScopePhase(scope, DUE, deadline, days)
+        return ScopePhase(scope, Phase.GRACE, deadline, days)
+    return ScopePhase(scope, Phase.DUE, deadline, days)
 
 
 def scopes(m: Migration) -> list[tuple[str, date | None]]:
@@ -83,8 +79,8 @@ def phases(
 def overall_phase(per_scope: list[ScopePhase], *, has_tbd_plans: bool = False) -> str:
     """The migration's phase: the least advanced of its scopes (plans without a date stay in grace)."""
     order = [PHASE_ORDER.index(p.phase) for p in per_scope]
-    if has_tbd_plans and PHASE_ORDER.index(GRACE) < min(order):
-        return GRACE
+    if has_tbd_plans and PHASE_ORDER.index(Phase.GRACE) < min(order):
+        return Phase.GRACE
     return PHASE_ORDER[min(order)]
 
 

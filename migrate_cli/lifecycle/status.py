@@ -13,12 +13,13 @@ from migrate_cli.accounts.suppressions import unreachable_accounts
 from migrate_cli.definitions.model import Migration
 from migrate_cli.errors import NotFoundError
 from migrate_cli.lifecycle.enrollment import admins_pending, state_counts
-from migrate_cli.lifecycle.phases import RETIRED, overall_phase, phases
+from migrate_cli.lifecycle.phases import overall_phase, phases
 from migrate_cli.lifecycle.status_cache import REACHABILITY_KEY, migration_key
 from migrate_cli.store.db import BUSY_TIMEOUT_MS, Store, db_time
 from migrate_cli.store.outbox import counts as outbox_counts
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import iso, utcnow
+from migrate_cli.vocabulary import Phase
 
 
 class FiguresCache:
@@ -85,7 +86,7 @@ def migration_status(
         )
     )
     phase = (
-        RETIRED
+        Phase.RETIRED
         if sm.status == "retired"
         else overall_phase(per_scope, has_tbd_plans=bool(tbd_plans))
     )

@@ -1,13 +1,11 @@
-"""Dispatch: claim pending outbox rows, render, send through a provider, record each outcome."""
+"""The send loop: take due notices from the outbox, render, send, report each outcome back."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -15,27 +13,25 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from migrate_cli.config import Config
-from migrate_cli.delivery.registry import (
+from migrate_cli.delivery.base import (
     OutgoingEmail,
     Provider,
     ProviderConfigError,
     SendResult,
     SendStatus,
 )
-from migrate_cli.notices.fastrender import BulkRenderer, shape_key
-from migrate_cli.notices.render import AccountRef, NoticeContext, Renderer
-from migrate_cli.store.db import Store, audit, bump_data_version, db_time
+from migrate_cli.delivery.throttle import pacer, retry_delay
+from migrate_cli.notices.render import MAX_LISTED_ACCOUNTS, AccountRef, NoticeContext, Renderer
+from migrate_cli.store import outbox
+from migrate_cli.store.db import Store
 from migrate_cli.store.stored_migrations import StoredMigration
 from migrate_cli.timeutil import days_until, local_date
+from migrate_cli.vocabulary import NoticeKind, NoticeState
 
-RATE_HEADROOM = 0.035  # share of rate_per_second left unused to absorb client-side jitter
-# Rows claimed per commit by the serial loop: bounds what a kill leaves in doubt, while one
-# commit per row would cost a third of the throughput of local providers.
+# Notices claimed at once by a run that sends one at a time: a kill leaves at most this many in
+# doubt, and their outcomes commit with the next claim (one commit per batch). With concurrency,
+# 2 x concurrency are in flight.
 SERIAL_BATCH = 10
-LOCAL_BATCH = 200  # the most rows a local provider (console, file, null) claims at once
-BATCH_SECONDS = 0.02  # ... as many as it sends in this time
-POLL_SECONDS = 0.02  # how often a dispatcher looks for rows another process is still queuing
-MAX_LISTED_ACCOUNTS = 100  # an email lists this many accounts, then "and N more"
 WAIT_FOR_RETRY = 30.0  # seconds a run waits for a transient retry before leaving it pending
 
 
@@ -49,18 +45,26 @@ class DispatchSummary:
     in_doubt: int = 0
     quota_reached: bool = False
     suppressed_at_send: int = 0  # waiting rows dropped: address suppressed or nothing pending
-    stopped: str | None = None  # a configuration error or a signal stopped the run
+    stopped: str | None = None  # a configuration error stopped the run
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class _Job:
-    row: sqlite3.Row
-    email: OutgoingEmail
-    attempts: int  # including this one (counted by the claim)
+class _Inline:
+    """An executor that runs each send at once in this thread (local providers)."""
 
+    def submit(self, fn: Callable[..., SendResult], *args: Any) -> Future[SendResult]:
+        future: Future[SendResult] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # reported as the send's outcome, like a pool's future
+            future.set_exception(exc)
+        return future
 
-_Outcome = tuple[_Job, SendResult | None, BaseException | None]
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class Dispatcher:
@@ -80,522 +84,269 @@ class Dispatcher:
         stop: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
         network: bool = False,
-        descending: bool = False,
-        more_coming: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.config = config
         self.provider_factory = provider_factory
         self.renderer = renderer
-        self.bulk = BulkRenderer(renderer)
         self.migrations = {sm.id: sm for sm in catalog}
-        self.previous_deadlines = {sm.id: _previous_deadline(sm) for sm in catalog}
         self.tz = tz
         self.now = now  # the (possibly simulated) instant for content: days left etc.
         self.today = local_date(now, tz)
-        self._dates: dict[str, date] = {}
-        self._days: dict[date, int] = {}
         self.clock = clock  # the real clock for retries and the daily quota
         self.stop = stop or threading.Event()
         self.progress = progress or (lambda n: None)
-        self.network = network
-        # Two dispatchers share a large local run: one takes rows from the lowest id up, the
-        # other from the highest down, so they only meet (and race for one batch) at the end.
-        self.descending = descending
-        self.more_coming = more_coming  # True while another process is still queuing rows
+        self.workers = config.email.concurrency if network else 1
         self.summary = DispatchSummary()
-        self._limiter: Any = None
-        if config.email.rate_per_second:
-            from migrate_cli.delivery.throttle import TokenBucket
-
-            # The bucket's guarantee holds when a send is granted; building, signing and
-            # connecting before the request reaches the provider add jitter that can bunch
-            # arrivals. Pacing a little under the limit keeps the provider's own count within it.
-            paced = config.email.rate_per_second * (1 - RATE_HEADROOM)
-            # Where that margin is two sends or more, a grant that came late (a worker woke a
-            # fraction of a millisecond after its slot) may be followed by one up to a tenth of
-            # an interval early, so lateness is not lost for good while two grants never go out
-            # together; the sliding one-second window still caps them at ceil(paced).
-            limit = config.email.rate_per_second
-            margin = limit - math.ceil(paced)
-            # At low rates ceil(paced) is the limit itself: keep the window one send under it.
-            window = max(1, min(math.ceil(paced), math.ceil(limit) - 1))
-            self._limiter = TokenBucket(paced, burst=1.1 if margin >= 2 else 1, window_limit=window)
-
-    # ------------------------------------------------------------------ public
-
-    def run(self, only: str | None = None, *, sweep: bool = True) -> DispatchSummary:
-        if sweep:
-            self.sweep()
-        quota = self._quota_left()
-        if self.network and self.config.email.concurrency > 1:
-            self._run_pool(only, quota)
-        else:
-            self._run_serial(only, quota)
-        return self.summary
+        self._limiter = (
+            pacer(config.email.rate_per_second) if config.email.rate_per_second else None
+        )
+        self._quota = config.email.daily_quota
+        self._quota_left: int | None = None  # set when a run starts
 
     def sweep(self) -> None:
-        """Before sending, drop what must no longer go out, without losing track of it.
-
-        Rows waiting from an earlier run (quota reached, retry later, `outbox retry`) may be
-        addressed to someone suppressed since, or be about accounts that have all migrated
-        since (SPEC rule 5: no more mail then). They become `suppressed` with the reason in
-        `last_error`; `enforced` notices always go out.
-        """
-        stamp = db_time(self.clock())
-        this_run = db_time(self.now)
-        with self.store.transaction(counts=False) as conn:
-            muted = conn.execute(
-                "UPDATE outbox SET state = 'suppressed', error_code = 'suppressed', "
-                "last_error = 'not sent: the address is suppressed', updated_at = ? "
-                "WHERE state = 'pending' AND email IN (SELECT email FROM suppressions)",
-                (stamp,),
-            ).rowcount
-            stale = conn.execute(
-                "UPDATE outbox SET state = 'suppressed', error_code = 'superseded', "
-                "last_error = 'not sent: every account it was about has migrated', "
-                "updated_at = ? WHERE state = 'pending' AND kind != 'enforced' "
-                "AND created_at != ? AND NOT EXISTS (SELECT 1 FROM json_each(outbox.accounts) j "
-                "JOIN accounts a ON a.id = j.value AND a.status = 'active' WHERE NOT EXISTS "
-                "(SELECT 1 FROM enrollments e WHERE e.migration_id = outbox.migration_id "
-                "AND e.account_id = j.value))",
-                (stamp, this_run),
-            ).rowcount
-        self.summary.suppressed_at_send = muted + stale
-
-    # ------------------------------------------------------------------ claiming
-
-    def _quota_left(self) -> int | None:
-        if not self.config.email.daily_quota:
-            return None
-        since = db_time(self.clock() - timedelta(hours=24))
-        used = self.store.scalar(
-            "SELECT coalesce(sum(recipients), 0) FROM sends WHERE at > ?", (since,)
-        )
-        return max(0, self.config.email.daily_quota - int(used))
-
-    def _candidates(self, only: str | None, limit: int) -> list[sqlite3.Row]:
-        """The next pending rows due now, read without a lock (the claim re-checks them)."""
-        real_now = db_time(self.clock())
-        sql = (
-            "SELECT * FROM outbox WHERE state = 'pending' AND "
-            "(next_attempt_at IS NULL OR next_attempt_at <= ?)"
-        )
-        params: list[Any] = [real_now]
-        if only:
-            sql += " AND migration_id = ?"
-            params.append(only)
-        sql += f" ORDER BY id {'DESC' if self.descending else 'ASC'} LIMIT ?"
-        params.append(limit)
-        return self.store.query(sql, params)
-
-    def _claim(
-        self, only: str | None, limit: int, record: list[_Outcome] | None = None
-    ) -> tuple[list[_Job], bool]:
-        """Render the next rows, then mark them `sending` in one transaction before any send.
-
-        Rendering happens before the claim and outside any lock: a rendering failure claims
-        nothing, and a second dispatcher (the helper process of a large local run) is never
-        kept waiting while this one renders. The claim takes only rows still `pending`, so
-        two dispatchers never send the same row. ``record`` holds the outcomes of the previous
-        batch: they commit in the same transaction (one commit per batch).
-
-        Returns the claimed jobs, and whether there were candidates at all (all of them may
-        have been claimed by another dispatcher in the meantime).
-        """
-        if limit <= 0:
-            if record:
-                self._record(record)
-            return [], False
-        rows = self._candidates(only, limit)
-        emails = self._build(rows) if rows else []
-        stamp = db_time(self.clock())
-        with self.store.transaction(counts=False) as conn:
-            if record:
-                self._record_in(conn, record)
-            if not rows:
-                claimed = {}
-            else:
-                # Still pending and still due: another dispatcher may have sent a candidate,
-                # or put it back with a retry time, since it was read.
-                marks = ",".join("?" * len(rows))
-                claimed = dict(
-                    conn.execute(
-                        "UPDATE outbox SET state = 'sending', attempts = attempts + 1, "
-                        f"provider = ?, updated_at = ? WHERE id IN ({marks}) "
-                        "AND state = 'pending' "
-                        "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
-                        "RETURNING id, attempts",
-                        [self.config.email.provider, stamp, *(r["id"] for r in rows), stamp],
-                    ).fetchall()
-                )
-        if record:
-            self._report(len(record))
-        if not rows:
-            return [], False
-        jobs = [
-            _Job(row, email, claimed[row["id"]])
-            for row, email in zip(rows, emails, strict=True)
-            if row["id"] in claimed
-        ]
-        return jobs, True
-
-    def _build(self, rows: list[sqlite3.Row]) -> list[OutgoingEmail]:
-        """Render each row: what it lists comes from the row (``listed``) or, for rows queued
-        without it, from one lookup for the whole batch."""
-        found: list[tuple[list[AccountRef] | None, int]] = []  # None: look the names up
-        lookups: list[list[str]] = []
-        missing: set[str] = set()
-        for r in rows:
-            raw = r["listed"]
-            if raw is not None:
-                refs = sorted(
-                    (AccountRef(i, name, plan) for i, name, plan in json.loads(raw)),
-                    key=lambda a: a.id,
-                )
-                found.append((refs[:MAX_LISTED_ACCOUNTS], r["accounts_count"]))
-            else:  # queued before `listed` existed, or an `enforced` notice queued in SQL
-                ids = json.loads(r["accounts"])
-                missing.update(ids[:MAX_LISTED_ACCOUNTS])
-                lookups.append(ids)
-                found.append((None, len(ids)))
-        names: dict[str, AccountRef] = {}
-        if missing:
-            names = {
-                a["id"]: AccountRef(a["id"], a["name"], a["plan"])
-                for a in self.store.query(
-                    "SELECT id, name, plan FROM accounts "
-                    "WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(missing)),),
-                )
-            }
-        pending_lookups = iter(lookups)
-        out = []
-        for r, (own, total) in zip(rows, found, strict=True):
-            if own is None:
-                ids = next(pending_lookups)
-                own = [names.get(a, AccountRef(a, a, "")) for a in ids[:MAX_LISTED_ACCOUNTS]]
-            out.append(self._email(r, own, total))
-        return out
-
-    def _email(self, r: sqlite3.Row, listed: list[AccountRef], total: int) -> OutgoingEmail:
-        sm = self.migrations[r["migration_id"]]
-        kind = r["kind"]
-        deadline = self._dates.get(r["deadline"]) if r["deadline"] else None
-        if r["deadline"] and deadline is None:
-            deadline = self._dates[r["deadline"]] = date.fromisoformat(r["deadline"])
-        days_left = self._days_left(deadline) if deadline and kind != "enforced" else None
-        emergency = kind == "enforced" and r["slot"].endswith("-immediate")
-        reason = sm.immediate_reason if emergency else None
-        previous = self.previous_deadlines[sm.id]
-
-        def context() -> NoticeContext:
-            return NoticeContext(
-                migration=sm.migration,
-                kind=kind,
-                admin_email=r["email"],
-                deadline=deadline,
-                days_left=days_left,
-                accounts=listed,
-                accounts_total=total,
-                today=self.today,
-                previous_deadline=previous,
-                emergency=emergency,
-                reason=reason,
-            )
-
-        shape = (deadline, previous, days_left, self.today, emergency, reason)
-        key = shape_key(sm.migration, kind, *shape, len(listed), total)
-        rendered = self.bulk.render_shape(key, kind, r["email"], listed, context)
-        return OutgoingEmail(
-            key=r["key"],
-            to=r["email"],
-            from_addr=self.config.email.from_addr,
-            reply_to=self.config.email.reply_to,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=r["message_id"],
-            headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": r["migration_id"]},
+        """Drop waiting rows that must no longer go out (see ``outbox.sweep``)."""
+        self.summary.suppressed_at_send = outbox.sweep(
+            self.store, now=self.clock(), run_at=self.now
         )
 
-    def _days_left(self, deadline: date) -> int:
-        days = self._days.get(deadline)
-        if days is None:
-            days = self._days[deadline] = days_until(deadline, self.now, self.tz)
-        return days
-
-    # ------------------------------------------------------------------ recording
-
-    def _record(self, outcomes: list[_Outcome]) -> None:
-        """Record a group of outcomes in one transaction."""
-        if not outcomes:
-            return
-        with self.store.transaction(counts=False) as conn:
-            self._record_in(conn, outcomes)
-        self._report(len(outcomes))
-
-    def _record_in(self, conn: sqlite3.Connection, outcomes: list[_Outcome]) -> None:
-        real = self.clock()
-        stamp = db_time(real)
-        sent: list[tuple[Any, ...]] = []
-        for job, result, error in outcomes:
-            row_id = job.row["id"]
-            attempts = job.attempts
-            if error is not None:
-                if isinstance(error, ProviderConfigError):
-                    # Not this notice's fault: back to pending, nothing marked failed.
-                    conn.execute(
-                        "UPDATE outbox SET state = 'pending', attempts = attempts - 1, "
-                        "last_error = ?, error_code = ?, updated_at = ? WHERE id = ?",
-                        (str(error), error.code, stamp, row_id),
-                    )
-                else:
-                    # An unexpected failure inside the provider: the send may have happened.
-                    conn.execute(
-                        "UPDATE outbox SET state = 'in_doubt', last_error = ?, updated_at = ? "
-                        "WHERE id = ?",
-                        (f"{type(error).__name__}: {error}", stamp, row_id),
-                    )
-                    self.summary.in_doubt += 1
-                continue
-            assert result is not None
-            if result.status == SendStatus.SENT:
-                sent.append((result.provider_message_id, stamp, stamp, row_id))
-                if self.config.email.daily_quota:  # the rolling window only matters then
-                    conn.execute("INSERT INTO sends(at, recipients) VALUES (?, 1)", (stamp,))
-                self.summary.sent += 1
-                kind = job.row["kind"]
-                self.summary.by_kind[kind] = self.summary.by_kind.get(kind, 0) + 1
-            elif result.status == SendStatus.UNKNOWN:
-                # Handed over, no answer: resending could duplicate it. An operator decides.
-                conn.execute(
-                    "UPDATE outbox SET state = 'in_doubt', last_error = ?, error_code = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (result.error, result.code, stamp, row_id),
-                )
-                self.summary.in_doubt += 1
-            elif result.status == SendStatus.PERMANENT:
-                conn.execute(
-                    "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (result.error, result.code, stamp, row_id),
-                )
-                bump_data_version(conn)  # a suppression changes `status` figures
-                conn.execute(
-                    "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (
-                        job.row["email"],
-                        result.error or "permanent failure",
-                        f"provider:{result.code or self.config.email.provider}",
-                        stamp,
-                    ),
-                )
-                audit(
-                    conn,
-                    at=real,
-                    actor="migctl",
-                    action="suppression.added",
-                    detail={
-                        "email": job.row["email"],
-                        "code": result.code,
-                        "key": job.row["key"],
-                    },
-                )
-                self.summary.failed += 1
-            elif attempts >= self.config.email.max_attempts:
-                conn.execute(
-                    "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (
-                        f"gave up after {attempts} attempts: {result.error}",
-                        result.code,
-                        stamp,
-                        row_id,
-                    ),
-                )
-                self.summary.failed += 1
-            else:
-                from migrate_cli.delivery.throttle import retry_delay
-
-                delay = retry_delay(result, attempts)
-                conn.execute(
-                    "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, "
-                    "error_code = ?, updated_at = ? WHERE id = ?",
-                    (
-                        db_time(real + timedelta(seconds=delay)),
-                        result.error,
-                        result.code,
-                        stamp,
-                        row_id,
-                    ),
-                )
-                self.summary.retry_later += 1
-        conn.executemany(
-            "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
-            "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
-            sent,
-        )
-
-    def _report(self, n: int) -> None:
-        """Progress, after the commit: a failing display never undoes or stops a send."""
-        with contextlib.suppress(Exception):
-            self.progress(n)
-
-    def _release(self, jobs: list[_Job]) -> None:
-        """Claimed but never handed to the provider: back to pending, attempt not counted."""
-        if not jobs:
-            return
-        with self.store.transaction(counts=False) as conn:
-            conn.executemany(
-                "UPDATE outbox SET state = 'pending', attempts = attempts - 1 WHERE id = ? AND state = 'sending'",
-                [(j.row["id"],) for j in jobs],
-            )
-
-    def _next_retry_wait(self, only: str | None) -> float | None:
-        sql = "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at IS NOT NULL"
-        params: list[Any] = []
-        if only:
-            sql += " AND migration_id = ?"
-            params.append(only)
-        nxt = self.store.scalar(sql, params)
-        if nxt is None:
-            return None
-        from migrate_cli.store.db import parse_db_time
-
-        wait_s = (parse_db_time(nxt) - self.clock()).total_seconds()
-        return max(0.0, wait_s) if wait_s <= WAIT_FOR_RETRY else None
-
-    def _wait_for_retry(self, only: str | None) -> bool:
-        """Nothing to claim: wait for a retry due soon. False: the run is over (or stopped)."""
-        wait_s = self._next_retry_wait(only)
-        if wait_s is None or self.summary.quota_reached:
-            return False
-        return not self.stop.wait(wait_s)
-
-    def _budget(self, quota: int | None, want: int) -> int:
-        if quota is None:
-            return want
-        left = quota - self.summary.sent - self._inflight_count
-        if left <= 0:
-            self.summary.quota_reached = True
-        return max(0, min(want, left))
-
-    _inflight_count = 0
-
-    # ------------------------------------------------------------------ loops
-
-    def _send_one(self, provider: Provider, email: OutgoingEmail) -> SendResult:
-        if self._limiter is not None:
-            self._limiter.acquire()
-        return provider.send(email)
-
-    def _run_serial(self, only: str | None, quota: int | None) -> None:
-        # At most `batch` rows are `sending` at any time, so a killed run leaves at most that
-        # many in doubt; their outcomes commit with the next claim (one commit per batch).
-        # When sends take microseconds (a local provider), one commit per 10 rows would cost
-        # a third of the throughput: the batch then grows to what is sent in BATCH_SECONDS,
-        # so a kill still leaves only the sends of the last few milliseconds in doubt.
-        batch = max(SERIAL_BATCH, self.config.email.concurrency)
-        provider = self.provider_factory()
-        done: list[_Outcome] = []
-        config_error: ProviderConfigError | None = None
-        with provider:
-            try:
-                while not self.stop.is_set() and config_error is None:
-                    self._inflight_count = len(done)
-                    jobs, seen = self._claim(only, self._budget(quota, batch), record=done)
-                    done = []
-                    if not jobs:
-                        if seen:
-                            continue  # another dispatcher took these rows: look again
-                        if self.more_coming():
-                            self.stop.wait(POLL_SECONDS)
-                            continue
-                        if not self._wait_for_retry(only):
-                            break
-                        continue
-                    started = time.perf_counter()
-                    for i, job in enumerate(jobs):
-                        if self.stop.is_set() or config_error is not None:
-                            self._release(jobs[i:])
-                            break
-                        try:
-                            done.append((job, self._send_one(provider, job.email), None))
-                        except ProviderConfigError as exc:
-                            done.append((job, None, exc))
-                            config_error = exc
-                        except Exception as exc:  # a provider bug: the send may have happened
-                            done.append((job, None, exc))
-                    if not self.network and done:
-                        per_send = (time.perf_counter() - started) / len(done)
-                        batch = _adapted_batch(per_send)
-            finally:
-                self._record(done)
-        if config_error is not None:
-            self.summary.stopped = str(config_error)
-            raise config_error
-
-    def _run_pool(self, only: str | None, quota: int | None) -> None:
-        concurrency = self.config.email.concurrency
+    def run(self, only: str | None = None) -> DispatchSummary:
+        """Send every due notice (of ``only``), waiting for retries due within WAIT_FOR_RETRY."""
+        window = 2 * self.workers if self.workers > 1 else SERIAL_BATCH
+        if self._quota:
+            used = outbox.sends_since(self.store, self.clock() - timedelta(hours=24))
+            self._quota_left = max(0, self._quota - used)
         local = threading.local()
         providers: list[Provider] = []
         lock = threading.Lock()
 
-        def worker_send(email: OutgoingEmail) -> SendResult:
+        def send(email: OutgoingEmail) -> SendResult:
             provider = getattr(local, "provider", None)
             if provider is None:
-                provider = self.provider_factory()
-                provider.open()
-                local.provider = provider
+                provider = local.provider = self.provider_factory()
                 with lock:
                     providers.append(provider)
-            return self._send_one(provider, email)
+                provider.open()
+            if self._limiter is not None:
+                self._limiter.acquire()
+            return provider.send(email)
 
-        in_flight: dict[Future[SendResult], _Job] = {}
+        pool = (
+            ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="migctl-send")
+            if self.workers > 1
+            else _Inline()
+        )
+        in_flight: dict[Future[SendResult], tuple[sqlite3.Row, int]] = {}
+        done: list[outbox.Outcome] = []
         config_error: ProviderConfigError | None = None
         try:
-            with ThreadPoolExecutor(
-                max_workers=concurrency, thread_name_prefix="migctl-send"
-            ) as pool:
+            with pool:
                 while True:
                     if not self.stop.is_set() and config_error is None:
-                        room = 2 * concurrency - len(in_flight)
-                        self._inflight_count = len(in_flight)
-                        jobs = self._claim(only, self._budget(quota, room))[0] if room > 0 else []
-                        for job in jobs:
-                            in_flight[pool.submit(worker_send, job.email)] = job
+                        room = self._budget(window - len(in_flight), len(in_flight))
+                        claimed = self._claim(only, room, done)
+                        done = []
+                        try:
+                            emails = [self._render(row) for row, _ in claimed]
+                        except BaseException:  # nothing of this batch was handed over
+                            done += [_untried(row) for row, _ in claimed]
+                            raise
+                        for i, ((row, attempt), email) in enumerate(
+                            zip(claimed, emails, strict=True)
+                        ):
+                            if self.stop.is_set() or config_error is not None:
+                                done += [_untried(r) for r, _ in claimed[i:]]
+                                break
+                            in_flight[pool.submit(send, email)] = (row, attempt)
                     if not in_flight:
                         if self.stop.is_set() or config_error is not None:
                             break
                         if not self._wait_for_retry(only):
                             break
                         continue
-                    done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-                    outcomes: list[_Outcome] = []
-                    for fut in done:
-                        job = in_flight.pop(fut)
-                        exc = fut.exception()
+                    finished, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        row, attempt = in_flight.pop(future)
+                        exc = future.exception()
                         if isinstance(exc, ProviderConfigError):
                             config_error = config_error or exc
-                        outcomes.append((job, None if exc else fut.result(), exc))
-                    if outcomes:
-                        self._record(outcomes)
+                        done.append(self._outcome(row, attempt, future, exc))
         finally:
+            # After an error, what was in flight has finished (the pool waited for it on exit):
+            # record each real outcome.
+            for future, (row, attempt) in in_flight.items():
+                if future.done():
+                    done.append(self._outcome(row, attempt, future, future.exception()))
+                else:  # never started
+                    done.append(_untried(row))
+            self._settle(done)
             for provider in providers:
                 with contextlib.suppress(Exception):
                     provider.close()
         if config_error is not None:
             self.summary.stopped = str(config_error)
             raise config_error
+        return self.summary
+
+    # ------------------------------------------------------------------ outbox
+
+    def _claim(
+        self, only: str | None, limit: int, done: list[outbox.Outcome]
+    ) -> list[tuple[sqlite3.Row, int]]:
+        claimed = outbox.claim(
+            self.store,
+            only=only,
+            limit=limit,
+            provider=self.config.email.provider,
+            now=self.clock(),
+            settle_first=done,
+            count_sends=bool(self._quota),
+        )
+        self._report(len(done))
+        return claimed
+
+    def _settle(self, done: list[outbox.Outcome]) -> None:
+        outbox.settle(self.store, done, now=self.clock(), count_sends=bool(self._quota))
+        self._report(len(done))
+
+    def _report(self, n: int) -> None:
+        """Progress, after the commit: a failing display never undoes or stops a send."""
+        if n:
+            with contextlib.suppress(Exception):
+                self.progress(n)
+
+    def _budget(self, want: int, in_flight: int) -> int:
+        """How many more may be claimed under the daily quota (a rolling 24 hours)."""
+        if self._quota_left is None or want <= 0:
+            return max(0, want)
+        left = self._quota_left - self.summary.sent - in_flight
+        if left <= 0:
+            self.summary.quota_reached = True
+        return max(0, min(want, left))
+
+    def _wait_for_retry(self, only: str | None) -> bool:
+        """Nothing to claim: wait for a retry due soon. False: the run is over (or stopped)."""
+        if self.summary.quota_reached:
+            return False
+        at = outbox.next_retry_at(self.store, only)
+        if at is None:
+            return False
+        wait_s = (at - self.clock()).total_seconds()
+        if wait_s > WAIT_FOR_RETRY:
+            return False
+        return not self.stop.wait(max(0.0, wait_s))
+
+    def _outcome(
+        self,
+        row: sqlite3.Row,
+        attempt: int,
+        future: Future[SendResult],
+        exc: BaseException | None,
+    ) -> outbox.Outcome:
+        """The provider's answer as an outbox transition, counted in the summary."""
+        s = self.summary
+        if isinstance(exc, ProviderConfigError):
+            # Not this notice's fault: back to pending, the attempt not counted.
+            return outbox.Outcome(
+                row, NoticeState.PENDING, error=str(exc), code=exc.code, untried=True
+            )
+        if exc is not None:
+            # An unexpected failure inside the provider: the send may have happened.
+            s.in_doubt += 1
+            return outbox.Outcome(row, NoticeState.IN_DOUBT, error=f"{type(exc).__name__}: {exc}")
+        result = future.result()
+        if result.status == SendStatus.SENT:
+            s.sent += 1
+            s.by_kind[row["kind"]] = s.by_kind.get(row["kind"], 0) + 1
+            return outbox.Outcome(
+                row, NoticeState.SENT, provider_message_id=result.provider_message_id
+            )
+        if result.status == SendStatus.UNKNOWN:
+            # Handed over, no answer: resending could duplicate it. An operator decides.
+            s.in_doubt += 1
+            return outbox.Outcome(row, NoticeState.IN_DOUBT, error=result.error, code=result.code)
+        if result.status == SendStatus.PERMANENT:
+            s.failed += 1
+            source = f"provider:{result.code or self.config.email.provider}"
+            return outbox.Outcome(
+                row, NoticeState.FAILED, error=result.error, code=result.code, suppress=source
+            )
+        if attempt >= self.config.email.max_attempts:
+            s.failed += 1
+            return outbox.Outcome(
+                row,
+                NoticeState.FAILED,
+                error=f"gave up after {attempt} attempts: {result.error}",
+                code=result.code,
+            )
+        s.retry_later += 1
+        retry_at = self.clock() + timedelta(seconds=retry_delay(result, attempt))
+        return outbox.Outcome(
+            row, NoticeState.PENDING, error=result.error, code=result.code, retry_at=retry_at
+        )
+
+    # ------------------------------------------------------------------ rendering
+
+    def _render(self, row: sqlite3.Row) -> OutgoingEmail:
+        """The notice as its administrator will read it: every notice rendered in full."""
+        sm = self.migrations[row["migration_id"]]
+        kind = row["kind"]
+        listed, total = self._accounts(row)
+        deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
+        emergency = kind == NoticeKind.ENFORCED and row["slot"].endswith("-immediate")
+        context = NoticeContext(
+            migration=sm.migration,
+            kind=kind,
+            admin_email=row["email"],
+            deadline=deadline,
+            days_left=(
+                days_until(deadline, self.now, self.tz)
+                if deadline and kind != NoticeKind.ENFORCED
+                else None
+            ),
+            accounts=listed,
+            accounts_total=total,
+            today=self.today,
+            previous_deadline=_previous_deadline(sm),
+            emergency=emergency,
+            reason=sm.immediate_reason if emergency else None,
+        )
+        rendered = self.renderer.render(kind, context)
+        return OutgoingEmail(
+            key=row["key"],
+            to=row["email"],
+            from_addr=self.config.email.from_addr,
+            reply_to=self.config.email.reply_to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=row["message_id"],
+            headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": row["migration_id"]},
+        )
+
+    def _accounts(self, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
+        """The accounts a notice lists (its first MAX_LISTED_ACCOUNTS by id) and how many."""
+        if row["listed"] is not None:
+            refs = sorted(
+                (AccountRef(i, name, plan) for i, name, plan in json.loads(row["listed"])),
+                key=lambda a: a.id,
+            )
+            return refs[:MAX_LISTED_ACCOUNTS], row["accounts_count"]
+        # An `enforced` notice is queued in SQL with its account ids only: look the names up.
+        ids = json.loads(row["accounts"])
+        shown = ids[:MAX_LISTED_ACCOUNTS]
+        names = {
+            a["id"]: AccountRef(a["id"], a["name"], a["plan"])
+            for a in self.store.query(
+                "SELECT id, name, plan FROM accounts WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(shown),),
+            )
+        }
+        return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
 
 
-def _adapted_batch(per_send: float) -> int:
-    """Rows to claim next for a local provider: what it sends in BATCH_SECONDS, bounded."""
-    if per_send <= 0:
-        return LOCAL_BATCH
-    return max(SERIAL_BATCH, min(LOCAL_BATCH, int(BATCH_SECONDS / per_send)))
+def _untried(row: sqlite3.Row) -> outbox.Outcome:
+    return outbox.Outcome(row, NoticeState.PENDING, untried=True)
 
 
 def _previous_deadline(sm: StoredMigration) -> date | None:

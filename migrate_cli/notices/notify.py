@@ -1,9 +1,7 @@
-"""notify: plan due notices, enqueue them in the outbox, dispatch them; or just show the plan."""
+"""notify: plan the notices due now, queue them in the outbox, send them; or only show the plan."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,21 +10,20 @@ from typing import Any
 
 from migrate_cli.config import Config
 from migrate_cli.definitions.model import Migration
-from migrate_cli.delivery.registry import Provider, provider_class
+from migrate_cli.delivery.base import Provider
+from migrate_cli.delivery.registry import provider_class
 from migrate_cli.errors import InputError
-from migrate_cli.lifecycle.planning import PlannedNotice, plan_all, tally_all
-from migrate_cli.notices import parallel
+from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.notices.dispatch import Dispatcher, DispatchSummary
-from migrate_cli.notices.parallel import Helper, HelperJob
 from migrate_cli.notices.render import Renderer
 from migrate_cli.notices.templates import templates_dir
+from migrate_cli.store import outbox
 from migrate_cli.store.db import Store
-from migrate_cli.store.outbox import EnqueueReport, counts, enqueue, recover_in_doubt
+from migrate_cli.store.outbox import PlannedNotice
 from migrate_cli.store.stored_migrations import StoredMigration
 from migrate_cli.timeutil import iso
 
 SHOWN_IN_DRY_RUN = 500  # rows kept for the dry-run table; the counts cover everything
-ENQUEUE_CHUNK = 1_000  # rows per commit while a helper process may already be sending
 
 
 @dataclass
@@ -60,6 +57,12 @@ class NotifySummary:
     def partial(self) -> bool:
         return bool(self.dispatch.failed or self.in_doubt_total)
 
+    def add(self, report: outbox.EnqueueReport) -> None:
+        self.planned += report.enqueued
+        self.suppressed += report.suppressed
+        for kind, n in report.by_kind.items():
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + n
+
 
 def make_renderer(config: Config) -> Renderer:
     return Renderer(templates_dir(config), config.dashboard_url, product_name=config.product_name)
@@ -86,65 +89,18 @@ def provider_factory(config: Config) -> tuple[Callable[[], Provider], bool]:
 def plan_only(
     store: Store, catalog: list[StoredMigration], tz: tzinfo, now: datetime, only: str | None
 ) -> NotifySummary:
-    """The dry run: count the plan, keep its first notices for display; writes nothing."""
+    """The dry run: the plan the real run would queue, counted, its first rows kept to show."""
     summary = NotifySummary(now=now, dry_run=True)
-    tally, summary.sample = tally_all(store, catalog, tz, now, only, SHOWN_IN_DRY_RUN)
-    summary.planned, summary.suppressed, summary.by_kind = (
-        tally.planned,
-        tally.suppressed,
-        tally.by_kind,
-    )
-    summary.in_doubt_total = counts(store)["in_doubt"]
+    for n in plan_all(store, catalog, tz, now, only, listed=False):
+        if n.suppressed:
+            summary.suppressed += 1
+        else:
+            summary.planned += 1
+            summary.by_kind[n.kind] = summary.by_kind.get(n.kind, 0) + 1
+        if len(summary.sample) < SHOWN_IN_DRY_RUN:
+            summary.sample.append(n)
+    summary.in_doubt_total = outbox.counts(store)["in_doubt"]
     return summary
-
-
-def enqueue_due(
-    store: Store,
-    config: Config,
-    catalog: list[StoredMigration],
-    tz: tzinfo,
-    now: datetime,
-    only: str | None,
-    summary: NotifySummary,
-    *,
-    committed: Callable[[int], bool] | None = None,
-) -> None:
-    """Plan and queue, in one transaction; or, with ``committed``, in chunks.
-
-    Chunked, each ENQUEUE_CHUNK notices are written in a transaction of their own and
-    ``committed`` is told the total so far (and answers False to stop queuing: a signal): a
-    helper process can send them while the rest is planned, and it is never kept waiting while
-    this one plans (outside any transaction). The plan is then read through a second
-    connection and spooled to a temporary file per migration: a cursor left open would pin
-    its snapshot, and the write-ahead log could not be checkpointed meanwhile. An
-    interrupted or failed run keeps what it queued; every notice has its own key, so the next
-    run plans only the rest.
-    """
-    if committed is None:
-        with store.transaction(counts=False) as conn:
-            report = enqueue(
-                conn,
-                plan_all(store, catalog, tz, now, only),
-                now=now,
-                from_addr=config.email.from_addr,
-            )
-        _add(summary, report)
-        return
-    with Store(store.path, create=False) as reader:
-        planned = plan_all(reader, catalog, tz, now, only, spool=True)
-        while chunk := list(itertools.islice(planned, ENQUEUE_CHUNK)):
-            with store.transaction(counts=False) as conn:
-                report = enqueue(conn, chunk, now=now, from_addr=config.email.from_addr)
-            _add(summary, report)
-            if not committed(summary.planned):
-                return
-
-
-def _add(summary: NotifySummary, report: EnqueueReport) -> None:
-    summary.planned += report.enqueued
-    summary.suppressed += report.suppressed
-    for kind, n in (report.by_kind or {}).items():
-        summary.by_kind[kind] = summary.by_kind.get(kind, 0) + n
 
 
 def notify(
@@ -160,7 +116,7 @@ def notify(
     summary: NotifySummary | None = None,
     templates_checked: bool = False,
 ) -> NotifySummary:
-    """Plan, enqueue and dispatch. Raises ProviderConfigError after recording what was sent.
+    """Plan, queue, send. Raises ProviderConfigError after recording what was sent.
 
     ``templates_checked``: the caller (run's preflight) already rendered every template.
     """
@@ -169,7 +125,7 @@ def notify(
     if not templates_checked:
         check_renderer(renderer, [sm.migration for sm in catalog])
     summary = summary or NotifySummary(now=now, dry_run=False)
-    summary.recovered_in_doubt = recover_in_doubt(store, now=now)
+    summary.recovered_in_doubt = outbox.recover_in_doubt(store, now=now)
     dispatcher = Dispatcher(
         store,
         config,
@@ -183,57 +139,19 @@ def notify(
         network=network,
     )
     summary.dispatch = dispatcher.summary
-    # Waiting rows that must no longer go out are dropped before anything is queued or sent
-    # (a helper process may start sending while this one is still queuing).
+    # Waiting rows that must no longer go out are dropped before this run queues its own.
     dispatcher.sweep()
-    helper: Helper | None = None
-    failed = True
-    try:
-        if parallel.wanted(config, network, store.path):
-            helper = Helper(
-                HelperJob(str(store.path), config, now, only), progress or (lambda n: None)
-            )
-
-            def committed(total: int) -> bool:
-                """After each chunk: start the helper once the run is large; False: stop."""
-                if helper is not None and not helper.started and total >= parallel.PARALLEL_MIN:
-                    helper.start()
-                return not dispatcher.stop.is_set()
-
-            enqueue_due(store, config, catalog, tz, now, only, summary, committed=committed)
-            if (
-                not dispatcher.stop.is_set()
-                and not helper.started
-                and pending_count(store, only) >= parallel.PARALLEL_MIN
-            ):
-                helper.start()  # a large backlog from earlier runs
-            helper.queuing_done()
-        else:
-            enqueue_due(store, config, catalog, tz, now, only, summary)
-        dispatcher.run(only, sweep=False)
-        failed = False
-    finally:
-        # The helper never outlives this call: on an error or a stop it is stopped (it
-        # finishes its send in flight and records it), otherwise its share is waited for.
-        try:
-            if helper is not None:
-                # After an error here, that error is the one reported, not the helper's.
-                with contextlib.suppress(Exception) if failed else contextlib.nullcontext():
-                    helper.join(
-                        dispatcher.summary,
-                        stopping=failed or dispatcher.stop.is_set(),
-                        stop=dispatcher.stop,
-                    )
-        finally:
-            summary.in_doubt_total = counts(store)["in_doubt"]
-    return summary
-
-
-def pending_count(store: Store, only: str | None = None) -> int:
-    if only:
-        return int(
-            store.scalar(
-                "SELECT count(*) FROM outbox WHERE state = 'pending' AND migration_id = ?", (only,)
+    with store.transaction(counts=False) as conn:
+        summary.add(
+            outbox.enqueue(
+                conn,
+                plan_all(store, catalog, tz, now, only),
+                now=now,
+                from_addr=config.email.from_addr,
             )
         )
-    return int(store.scalar("SELECT count(*) FROM outbox WHERE state = 'pending'"))
+    try:
+        dispatcher.run(only)
+    finally:
+        summary.in_doubt_total = outbox.counts(store)["in_doubt"]
+    return summary

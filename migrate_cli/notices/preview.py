@@ -14,11 +14,12 @@ from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.delivery.registry import OutgoingEmail
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
-from migrate_cli.lifecycle.planning import KINDS, message_id, notice_key
 from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
 from migrate_cli.store.db import Store
+from migrate_cli.store.outbox import message_id, notice_key
 from migrate_cli.store.stored_migrations import StoredMigration
 from migrate_cli.timeutil import days_until, local_date
+from migrate_cli.vocabulary import NoticeKind, choices
 
 MAX_LISTED = 100
 
@@ -44,9 +45,13 @@ def build_preview(
     test: bool = False,
     to: str | None = None,
 ) -> Preview:
-    if kind not in KINDS:
+    if kind not in choices(NoticeKind):
         raise InputError(
-            [Problem("--kind", None, None, f"{kind!r} is not one of {', '.join(KINDS)}")]
+            [
+                Problem(
+                    "--kind", None, None, f"{kind!r} is not one of {', '.join(choices(NoticeKind))}"
+                )
+            ]
         )
     m = sm.migration
     today = local_date(now, tz)

@@ -15,14 +15,6 @@ from filelock import FileLock, Timeout
 from migrate_cli.errors import LockHeldError
 from migrate_cli.timeutil import iso, utcnow
 
-# File descriptors of the run locks this process holds: a helper process inherits them, so the
-# lock lasts until every process of the run has exited (migrate_cli/notices/parallel.py).
-_HELD: set[int] = set()
-
-
-def held_lock_fds() -> tuple[int, ...]:
-    return tuple(sorted(_HELD))
-
 
 def lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".lock")
@@ -50,9 +42,6 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
         raise LockHeldError(
             f"another migctl run holds the lock on {db_path}: {_describe(db_path)}"
         ) from None
-    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
-    if isinstance(fd, int):
-        _HELD.add(fd)
     try:
         holder = {
             "pid": os.getpid(),
@@ -64,8 +53,6 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
             _holder_path(db_path).write_text(json.dumps(holder))
         yield
     finally:
-        if isinstance(fd, int):
-            _HELD.discard(fd)
         lock.release()
 
 

@@ -1,45 +1,69 @@
-"""The outbox: one row per notice, keyed for idempotency, moved through its states durably."""
+"""The outbox: one row per notice, keyed for idempotency; every change of a notice's state."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from migrate_cli.errors import NotFoundError, RuleError
-from migrate_cli.lifecycle.planning import PlannedNotice, message_id
-from migrate_cli.store.db import Store, audit, db_time
+from migrate_cli.store.db import Store, audit, bump_data_version, db_time, parse_db_time
+from migrate_cli.vocabulary import NoticeState, choices
 
-PENDING = "pending"
-SENDING = "sending"
-SENT = "sent"
-FAILED = "failed"
-IN_DOUBT = "in_doubt"
-SUPPRESSED = "suppressed"
-STATES = (PENDING, SENDING, SENT, FAILED, IN_DOUBT, SUPPRESSED)
-BATCH = 2_000
-# Compact, as SQLite writes JSON; one encoder (json.dumps with separators builds one per call).
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
-# Characters that JSON writes as they are (valid account ids use no others).
-_JSON_PLAIN = re.compile(r"[A-Za-z0-9._:@-]*")
+STATES = choices(NoticeState)
+BATCH = 2_000  # rows per executemany while queuing
 
 
-def ids_json(ids: tuple[str, ...]) -> str:
-    """``_compact_json(list(ids))``, written directly when no id needs escaping (~4x faster)."""
-    if ids and _JSON_PLAIN.fullmatch("".join(ids)):
-        return '["' + '","'.join(ids) + '"]'
-    return _compact_json(list(ids))
+@dataclass(frozen=True)
+class PlannedNotice:
+    """One notice due now, with the reason an operator can read."""
+
+    migration_id: str
+    email: str
+    kind: str
+    slot: str
+    account_ids: tuple[str, ...]
+    deadline: date | None
+    days_left: int | None
+    why: str
+    schedule_version: int
+    suppressed: bool = False
+    # JSON [[id, name, plan], ...] of the accounts, in any order (dispatch sorts and cuts it).
+    listed: str | None = None
+
+    @property
+    def key(self) -> str:
+        return notice_key(self.migration_id, self.email, self.kind, self.slot)
+
+
+def notice_key(migration_id: str, email: str, kind: str, slot: str) -> str:
+    """The idempotency key: one notice per (migration, administrator, kind, slot), ever."""
+    return f"{migration_id}|{email}|{kind}|{slot}"
+
+
+def message_id(key: str, from_addr: str) -> str:
+    """A Message-ID derived from the key, so a resend (never intended) would be recognisable."""
+    return f"<migctl.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{_id_domain(from_addr)}>"
+
+
+@lru_cache(maxsize=64)  # one sender per run: parsed once, not once per notice
+def _id_domain(from_addr: str) -> str:
+    return from_addr.rsplit("@", 1)[-1].strip(" >") or "migctl.invalid"
+
+
+# --------------------------------------------------------------------------- queue
 
 
 @dataclass
 class EnqueueReport:
     enqueued: int = 0
     suppressed: int = 0
-    by_kind: dict[str, int] | None = None
+    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 _INSERT = (
@@ -69,8 +93,7 @@ def enqueue(
     Without this, the planner proposes it forever (the administrator's only row is suppressed,
     so they "never had a notice") and nothing is ever sent to them again.
     """
-    report = EnqueueReport(by_kind={})
-    by_kind: dict[str, int] = {}
+    report = EnqueueReport()
     stamp = db_time(now)
     # One batch per (kind, suppressed): total_changes then counts exactly the rows written of
     # each, leaving out keys that already existed.
@@ -85,9 +108,9 @@ def enqueue(
         written = conn.total_changes - before
         if group[1]:
             report.suppressed += written
-        else:
+        elif written:
             report.enqueued += written
-            by_kind[group[0]] = by_kind.get(group[0], 0) + written
+            report.by_kind[group[0]] = report.by_kind.get(group[0], 0) + written
 
     for n in notices:
         group = (n.kind, n.suppressed)
@@ -99,9 +122,9 @@ def enqueue(
                 n.email,
                 n.kind,
                 n.slot,
-                SUPPRESSED if n.suppressed else PENDING,
+                NoticeState.SUPPRESSED if n.suppressed else NoticeState.PENDING,
                 n.schedule_version,
-                ids_json(n.account_ids),
+                json.dumps(list(n.account_ids), separators=(",", ":")),
                 len(n.account_ids),
                 n.deadline.isoformat() if n.deadline else None,
                 n.why,
@@ -115,8 +138,262 @@ def enqueue(
             flush(group)
     for group in list(batches):
         flush(group)
-    report.by_kind = {k: v for k, v in by_kind.items() if v}
     return report
+
+
+def enqueue_enforced(
+    conn: sqlite3.Connection,
+    *,
+    migration_id: str,
+    batch: str,
+    schedule_version: int,
+    deadline: date | None,
+    why: str,
+    now: datetime,
+    from_addr: str,
+    accounts: str | None = None,
+) -> tuple[int, int]:
+    """Queue one `enforced` notice per administrator of an enforcement batch, in SQL.
+
+    Called in the enforcement's own transaction, so a batch is never recorded without its
+    notices. ``accounts``: a table (column `id`, in account order) holding exactly the batch's
+    accounts, all active, when the caller has it (the enforcement that just switched them);
+    otherwise they are read back from `enrollments`. Returns (queued to send, suppressed).
+    """
+    stamp = db_time(now)
+    conn.create_function(
+        "migctl_message_id", 1, lambda key: message_id(key, from_addr), deterministic=True
+    )
+    # ON CONFLICT(key) only: a row already queued for this key stays as it is, while any other
+    # constraint failure is an error (OR IGNORE would silently drop rows).
+    cur = conn.execute(
+        "INSERT INTO outbox(key, migration_id, email, kind, slot, state, schedule_version, "
+        "accounts, accounts_count, deadline, why, message_id, created_at, updated_at) "
+        "SELECT g.key, ?, g.email, 'enforced', ?, "
+        "CASE WHEN s.email IS NULL THEN 'pending' ELSE 'suppressed' END, ?, g.ids, g.n, ?, "
+        "? || '; ' || g.n || ' account(s) switched', migctl_message_id(g.key), ?, ? FROM ("
+        "  SELECT ? || '|' || x.email || '|enforced|' || ? AS key, x.email AS email, "
+        "  json_group_array(e.account_id) AS ids, count(*) AS n FROM "
+        + (
+            f"  (SELECT id AS account_id FROM {accounts}) e "
+            "  CROSS JOIN account_admins x ON x.account_id = e.account_id "
+            if accounts
+            else "  (SELECT account_id FROM enrollments WHERE migration_id = ? "
+            "   AND state = 'enforced' AND batch = ? ORDER BY account_id) e "
+            "  CROSS JOIN account_admins x ON x.account_id = e.account_id "
+            "  JOIN accounts a ON a.id = e.account_id AND a.status = 'active' "
+        )
+        + "  GROUP BY x.email"
+        ") g LEFT JOIN suppressions s ON s.email = g.email WHERE true "
+        "ON CONFLICT(key) DO NOTHING",
+        (
+            migration_id,
+            batch,
+            schedule_version,
+            deadline.isoformat() if deadline else None,
+            why,
+            stamp,
+            stamp,
+            migration_id,
+            batch,
+            *(() if accounts else (migration_id, batch)),
+        ),
+    )
+    queued = cur.rowcount
+    suppressed = conn.execute(
+        "SELECT count(*) FROM outbox WHERE migration_id = ? AND kind = 'enforced' AND slot = ? "
+        "AND state = 'suppressed' AND created_at = ?",
+        (migration_id, batch, stamp),
+    ).fetchone()[0]
+    return queued - suppressed, suppressed
+
+
+# --------------------------------------------------------------------------- send
+
+
+def sweep(store: Store, *, now: datetime, run_at: datetime) -> int:
+    """Before sending, drop what must no longer go out, without losing track of it.
+
+    Rows waiting from an earlier run (quota reached, retry later, `outbox retry`) may be
+    addressed to someone suppressed since, or be about accounts that have all migrated
+    since (SPEC rule 5: no more mail then). They become `suppressed` with the reason in
+    `last_error`; `enforced` notices always go out. Rows queued by this run (``run_at``) were
+    planned from the current state and are left alone. Returns how many were dropped.
+    """
+    stamp = db_time(now)
+    with store.transaction(counts=False) as conn:
+        muted = conn.execute(
+            "UPDATE outbox SET state = 'suppressed', error_code = 'suppressed', "
+            "last_error = 'not sent: the address is suppressed', updated_at = ? "
+            "WHERE state = 'pending' AND email IN (SELECT email FROM suppressions)",
+            (stamp,),
+        ).rowcount
+        stale = conn.execute(
+            "UPDATE outbox SET state = 'suppressed', error_code = 'superseded', "
+            "last_error = 'not sent: every account it was about has migrated', "
+            "updated_at = ? WHERE state = 'pending' AND kind != 'enforced' "
+            "AND created_at != ? AND NOT EXISTS (SELECT 1 FROM json_each(outbox.accounts) j "
+            "JOIN accounts a ON a.id = j.value AND a.status = 'active' WHERE NOT EXISTS "
+            "(SELECT 1 FROM enrollments e WHERE e.migration_id = outbox.migration_id "
+            "AND e.account_id = j.value))",
+            (stamp, db_time(run_at)),
+        ).rowcount
+    return int(muted + stale)
+
+
+def sends_since(store: Store, since: datetime) -> int:
+    """Recipients sent to since ``since`` (the daily quota's rolling window)."""
+    return int(
+        store.scalar(
+            "SELECT coalesce(sum(recipients), 0) FROM sends WHERE at > ?", (db_time(since),)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed notice; ``settle`` records it.
+
+    ``state`` is where the row goes: SENT; FAILED (``suppress``: also suppress the address,
+    with that source); IN_DOUBT; PENDING, either for a retry at ``retry_at`` or handed back
+    untried (``untried``: the attempt the claim counted is taken back).
+    """
+
+    row: sqlite3.Row
+    state: NoticeState
+    provider_message_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+    retry_at: datetime | None = None
+    untried: bool = False
+    suppress: str | None = None
+
+
+def claim(
+    store: Store,
+    *,
+    only: str | None,
+    limit: int,
+    provider: str,
+    now: datetime,
+    settle_first: list[Outcome] | None = None,
+    count_sends: bool = False,
+) -> list[tuple[sqlite3.Row, int]]:
+    """Mark the next due pending rows `sending`, before any of them is handed to a provider.
+
+    Returns each claimed row with its attempt number. A kill after this commit leaves the rows
+    in `sending`, which the next run marks in doubt: a notice is never sent twice.
+    ``settle_first``: outcomes of the previous batch, recorded in the same transaction (one
+    commit per batch instead of two).
+    """
+    stamp = db_time(now)
+    sql = (
+        "UPDATE outbox SET state = 'sending', attempts = attempts + 1, provider = ?, "
+        "updated_at = ? WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' "
+        "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+    )
+    params: list[Any] = [provider, stamp, stamp]
+    if only:
+        sql += " AND migration_id = ?"
+        params.append(only)
+    sql += " ORDER BY id LIMIT ?) RETURNING *"
+    params.append(limit)
+    with store.transaction(counts=False) as conn:
+        if settle_first:
+            _settle_in(conn, settle_first, now, count_sends)
+        if limit <= 0:
+            return []
+        cur = conn.execute(sql, params)
+        cur.row_factory = sqlite3.Row
+        rows = sorted(cur.fetchall(), key=lambda r: r["id"])  # RETURNING has no order
+    return [(r, r["attempts"]) for r in rows]
+
+
+def settle(store: Store, outcomes: list[Outcome], *, now: datetime, count_sends: bool) -> None:
+    """Record a group of outcomes in one transaction."""
+    if outcomes:
+        with store.transaction(counts=False) as conn:
+            _settle_in(conn, outcomes, now, count_sends)
+
+
+def _settle_in(
+    conn: sqlite3.Connection, outcomes: list[Outcome], now: datetime, count_sends: bool
+) -> None:
+    stamp = db_time(now)
+    sent: list[tuple[Any, ...]] = []
+    for o in outcomes:
+        row_id = o.row["id"]
+        if o.state is NoticeState.SENT:
+            sent.append((o.provider_message_id, stamp, stamp, row_id))
+            if count_sends:  # the daily quota's rolling window only matters then
+                conn.execute("INSERT INTO sends(at, recipients) VALUES (?, 1)", (stamp,))
+        elif o.state is NoticeState.PENDING:
+            conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, "
+                "attempts = attempts - ?, last_error = coalesce(?, last_error), "
+                "error_code = coalesce(?, error_code), updated_at = ? WHERE id = ?",
+                (
+                    db_time(o.retry_at) if o.retry_at else None,
+                    1 if o.untried else 0,
+                    o.error,
+                    o.code,
+                    stamp,
+                    row_id,
+                ),
+            )
+        elif o.state in (NoticeState.FAILED, NoticeState.IN_DOUBT):
+            conn.execute(
+                "UPDATE outbox SET state = ?, last_error = ?, error_code = ?, updated_at = ? "
+                "WHERE id = ?",
+                (o.state.value, o.error, o.code, stamp, row_id),
+            )
+            if o.suppress:
+                _suppress(conn, o, now, stamp)
+        else:
+            raise ValueError(f"internal error: a send cannot leave a notice {o.state}")
+    conn.executemany(
+        "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
+        "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
+        sent,
+    )
+
+
+def _suppress(conn: sqlite3.Connection, o: Outcome, now: datetime, stamp: str) -> None:
+    """A permanent rejection of the recipient: no more notices to that address."""
+    bump_data_version(conn)  # a suppression changes `status` figures
+    conn.execute(
+        "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) VALUES (?, ?, ?, ?)",
+        (o.row["email"], o.error or "permanent failure", o.suppress, stamp),
+    )
+    audit(
+        conn,
+        at=now,
+        actor="migctl",
+        action="suppression.added",
+        detail={"email": o.row["email"], "code": o.code, "key": o.row["key"]},
+    )
+
+
+def next_retry_at(store: Store, only: str | None) -> datetime | None:
+    """The earliest next attempt of a pending notice waiting for one."""
+    sql = (
+        "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' "
+        "AND next_attempt_at IS NOT NULL"
+    )
+    params: list[Any] = []
+    if only:
+        sql += " AND migration_id = ?"
+        params.append(only)
+    nxt = store.scalar(sql, params)
+    return parse_db_time(nxt) if nxt else None
+
+
+def pending_count(store: Store, only: str | None = None) -> int:
+    sql = "SELECT count(*) FROM outbox WHERE state = 'pending'"
+    return int(store.scalar(sql + " AND migration_id = ?", (only,)) if only else store.scalar(sql))
+
+
+# --------------------------------------------------------------------------- inspect, settle by hand
 
 
 def recover_in_doubt(store: Store, *, now: datetime) -> int:
@@ -218,7 +495,7 @@ def resolve(store: Store, row_id: int, *, sent: bool, now: datetime, actor: str)
         row = conn.execute("SELECT state, key FROM outbox WHERE id = ?", (row_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no outbox row {row_id}")
-        if row[0] != IN_DOUBT:
+        if row[0] != NoticeState.IN_DOUBT:
             raise RuleError(
                 f"outbox row {row_id} is {row[0]}, not in_doubt; only in_doubt rows are resolved"
             )
@@ -240,4 +517,4 @@ def resolve(store: Store, row_id: int, *, sent: bool, now: datetime, actor: str)
             action="outbox.resolved",
             detail={"id": row_id, "key": row[1], "as": "sent" if sent else "not_sent"},
         )
-    return {"id": row_id, "state": SENT if sent else PENDING}
+    return {"id": row_id, "state": str(NoticeState.SENT if sent else NoticeState.PENDING)}

@@ -1,22 +1,15 @@
-"""The dry run's counts and sample are exactly what the planner would yield (issue 6).
+"""The dry run counts exactly what the real run queues: one planner, the same rows (issue 12).
 
-`notify --dry-run` no longer lists the plan: it counts administrators in groups that share
-everything a verdict depends on (`planning.tally_migration`) and plans notice by notice only the
-first rows it shows, page by page of administrators (`planning.sample_migration`). The reference
-is `plan_all`, the planner every cadence rule is tested against (test_planning.py), on random
-stores: dated, per-plan (with TBD plans) and TBD migrations, accounts created before and after
-the grace start, closed accounts, administrators of several accounts, suppressed addresses (some
-already holding a suppressed notice), opt-ins, an earlier run, a moved mandatory date (schedule
-changes), a retired migration, enforced plans, and `now` from before the grace period to past
-the dates. Both ways of choosing the rows shown (pages of addresses; one query filtered on the
-due groups) run on every example, on the store file (two tallies at a time) and on an
-in-memory copy (the path of `run --dry-run`).
+`notify --dry-run` iterates the planner the real run queues from (`plan_all`), on random stores:
+dated, per-plan (with TBD plans) and TBD migrations, accounts created before and after the grace
+start, closed accounts, administrators of several accounts, suppressed addresses (some already
+holding a suppressed notice), opt-ins, an earlier run, a moved mandatory date (schedule changes),
+a retired migration, enforced plans, and `now` from before the grace period to past the dates.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,13 +22,12 @@ from migrate_cli.accounts.records import import_accounts
 from migrate_cli.accounts.suppressions import add as suppress
 from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import RuleError
-from migrate_cli.lifecycle import planning
 from migrate_cli.lifecycle.enforcement import apply_enforcements, due_enforcements
 from migrate_cli.lifecycle.enrollment import switch
-from migrate_cli.lifecycle.planning import plan_all, tally_all
+from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.notices.notify import plan_only
-from migrate_cli.store.db import Store
-from migrate_cli.store.outbox import enqueue
+from migrate_cli.store.db import Store, db_time
+from migrate_cli.store.outbox import PlannedNotice, enqueue
 from migrate_cli.store.stored_migrations import get_migration, load_catalog, store_timezone
 from migrate_cli.store.sync import sync
 from tests.helpers_notices import account, write_csv
@@ -141,29 +133,40 @@ def _earlier_run(db: Path, when: datetime, sent_every: int) -> None:
             )
 
 
-def _check(db: Path, now: datetime, limit: int) -> None:
+def _check(db: Path, now: datetime) -> None:
+    """On the store file and on an in-memory copy (the path of `run --dry-run`)."""
     with Store(db) as disk:
         memory = Store.in_memory_copy(disk)
         for store in (disk, memory):
-            _compare(store, now, limit)
+            _compare(store, now)
         memory.close()
 
 
-def _compare(store: Store, now: datetime, limit: int) -> None:
+def _compare(store: Store, now: datetime) -> None:
     catalog = load_catalog(store)
     tz = store_timezone(store)
-    reference = list(plan_all(store, catalog, tz, now, listed=False))
     for only in (None, "per-plan"):
-        expected = [n for n in reference if only is None or n.migration_id == only]
-        tally, sample = tally_all(store, catalog, tz, now, only, limit)
-        kinds: dict[str, int] = {}
-        for n in expected:
-            if not n.suppressed:
-                kinds[n.kind] = kinds.get(n.kind, 0) + 1
-        assert tally.planned == sum(1 for n in expected if not n.suppressed)
-        assert tally.suppressed == sum(1 for n in expected if n.suppressed)
-        assert tally.by_kind == kinds
-        assert sample == expected[:limit]
+        dry = plan_only(store, catalog, tz, now, only)
+        work = Store.in_memory_copy(store)
+        try:
+            with work.transaction() as conn:
+                queued = enqueue(
+                    conn, plan_all(work, catalog, tz, now, only), now=now, from_addr="n@x.test"
+                )
+            keys = [
+                r[0]
+                for r in work.conn.execute(
+                    "SELECT key FROM outbox WHERE created_at = ? ORDER BY id", (db_time(now),)
+                )
+            ]
+        finally:
+            work.close()
+        assert (dry.planned, dry.suppressed, dry.by_kind) == (
+            queued.enqueued,
+            queued.suppressed,
+            queued.by_kind,
+        )
+        assert sorted(n.key for n in dry.sample) == sorted(keys)  # a few: all of them shown
 
 
 @settings(
@@ -182,10 +185,6 @@ def _compare(store: Store, now: datetime, limit: int) -> None:
     retire=st.booleans(),
     enforce_at=st.none() | st.integers(20, 60),
     later=st.integers(0, 80),
-    limit=st.integers(0, 12),
-    first_page=st.sampled_from([1, 2, 256]),
-    sparse=st.sampled_from([0, 1, 1_000]),  # 0: always the filtered query; 1_000: always pages
-    max_groups=st.sampled_from([0, 1, 200]),
 )
 def test_dry_run_counts_and_sample_equal_the_plan(
     tmp_path: Path,
@@ -199,16 +198,7 @@ def test_dry_run_counts_and_sample_equal_the_plan(
     retire: bool,
     enforce_at: int | None,
     later: int,
-    limit: int,
-    first_page: int,
-    sparse: int,
-    max_groups: int,
 ) -> None:
-    # Tiny pages and both sample strategies (paged, streamed) on stores of a dozen accounts.
-    monkeypatch.setattr(planning, "FIRST_SAMPLE_PAGE", first_page)
-    monkeypatch.setattr(planning, "LAST_SAMPLE_PAGE", max(first_page, 4))
-    monkeypatch.setattr(planning, "SPARSE_PLAN", sparse)
-    monkeypatch.setattr(planning, "MAX_SAMPLE_GROUPS", max_groups)
     db = _build(tmp_path, accounts, suppressed, opted)
     now = START + timedelta(days=later, hours=13)
     if earlier is not None:
@@ -228,10 +218,10 @@ def test_dry_run_counts_and_sample_equal_the_plan(
             batches = due_enforcements(store, catalog, tz, at, with_admins=False)
             apply_enforcements(store, catalog, tz, at, batches, actor="t", from_addr="n@x.test")
         now = max(now, at + timedelta(hours=1))
-    _check(db, now, limit)
+    _check(db, now)
 
 
-def test_the_dry_run_reports_the_tally(tmp_path: Path) -> None:
+def test_the_dry_run_reports_the_counts(tmp_path: Path) -> None:
     accounts = [("developer", "2015-01-01", "active", [j % 5, 7]) for j in range(12)]
     db = _build(tmp_path, accounts, {7}, [])
     now = datetime(2016, 4, 20, 13, tzinfo=UTC)
@@ -243,9 +233,7 @@ def test_the_dry_run_reports_the_tally(tmp_path: Path) -> None:
     # a0..a4 about each of the three migrations; a7 (suppressed) once per migration.
     assert (summary.planned, summary.suppressed) == (15, 3)
     assert summary.by_kind == {"announcement": 15}
-    assert summary.sample == [
-        planning.PlannedNotice(**{**n.__dict__, "listed": None}) for n in reference
-    ]
+    assert summary.sample == [PlannedNotice(**{**n.__dict__, "listed": None}) for n in reference]
 
 
 def test_a_suppressed_administrator_holding_the_key_is_not_counted(tmp_path: Path) -> None:
@@ -257,86 +245,15 @@ def test_a_suppressed_administrator_holding_the_key_is_not_counted(tmp_path: Pat
         catalog = load_catalog(store)
         tz = store_timezone(store)
         assert store.scalar("SELECT count(*) FROM outbox WHERE state = 'suppressed'") == 3
-        tally, sample = tally_all(store, catalog, tz, when + timedelta(hours=1), None, 10)
-    assert (tally.planned, tally.suppressed, sample) == (0, 0, [])
-
-
-def test_a_failing_tally_is_reported_and_the_rest_cancelled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    accounts = [("developer", "2015-01-01", "active", [1])]
-    db = _build(tmp_path, accounts, set(), [])
-    started: list[str] = []
-    first = ""
-    real = planning.tally_migration
-
-    def failing(store, sm, tz, now):  # type: ignore[no-untyped-def]
-        started.append(sm.id)
-        if sm.id == first:
-            raise sqlite3.OperationalError("database is locked")
-        return real(store, sm, tz, now)
-
-    monkeypatch.setattr(planning, "tally_migration", failing)
-    monkeypatch.setattr(planning, "TALLY_THREADS", 1)  # in order: the third never starts
-    with Store(db) as store:
-        catalog = load_catalog(store)
-        first = catalog[0].id
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            tally_all(store, catalog, store_timezone(store), START, None, 10)
-    assert started == [first]
+        dry = plan_only(store, catalog, tz, when + timedelta(hours=1), None)
+    assert (dry.planned, dry.suppressed, dry.sample) == (0, 0, [])
 
 
 def test_an_empty_store_has_nothing_to_count(tmp_path: Path) -> None:
     with Store(tmp_path / "empty.db") as store:
         _sync(tmp_path, store, "2016-05-11", START)
         catalog = load_catalog(store)
-        tally, sample = tally_all(
-            store, catalog, store_timezone(store), datetime(2016, 4, 20, tzinfo=UTC), None, 10
+        dry = plan_only(
+            store, catalog, store_timezone(store), datetime(2016, 4, 20, tzinfo=UTC), None
         )
-    assert (tally.planned, tally.suppressed, tally.by_kind, sample) == (0, 0, {}, [])
-
-
-def test_ctrl_c_interrupts_the_tallies_still_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Ctrl-C (or an error) in the dry run's thread stops the statements of the worker threads
-    instead of waiting for them to finish."""
-    import time
-
-    accounts = [("developer", "2015-01-01", "active", [1])]
-    db = _build(tmp_path, accounts, set(), [])
-    outcomes: list[str] = []
-    began: list[str] = []
-
-    def slow(store, sm, tz, now):  # type: ignore[no-untyped-def]
-        began.append(sm.id)
-        try:  # a minute of SQLite work unless interrupted
-            store.conn.execute(
-                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000000) "
-                "SELECT count(*) FROM c"
-            ).fetchone()
-            outcomes.append("finished")
-        except sqlite3.OperationalError as exc:
-            outcomes.append(str(exc))
-            raise
-        return planning.Tally()
-
-    real_wait = planning.wait
-
-    def interrupted_wait(futures, return_when):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + 10
-        while len(began) < 2 and time.monotonic() < deadline:  # both statements under way
-            real_wait(futures, timeout=0.05, return_when=return_when)
-        time.sleep(0.2)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(planning, "tally_migration", slow)
-    monkeypatch.setattr(planning, "wait", interrupted_wait)
-    with Store(db) as store:
-        catalog = load_catalog(store)
-        started = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            tally_all(store, catalog, store_timezone(store), START, None, 10)
-        elapsed = time.monotonic() - started
-    assert outcomes == ["interrupted", "interrupted"]  # both running tallies, nothing new
-    assert len(began) == 2 and elapsed < 10
+    assert (dry.planned, dry.suppressed, dry.by_kind, dry.sample) == (0, 0, {}, [])
