@@ -1,32 +1,109 @@
-"""migctl.toml: the operator's configuration, validated strictly (unknown keys are errors)."""
+"""migctl.toml: the operator's configuration, one strict pydantic schema with located errors."""
 
 from __future__ import annotations
 
-import math
+import difflib
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field
+import types
+import typing
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from migrate_cli.errors import InputError, Problem
+from migrate_cli.tomlkeys import KeyPath, key_lines, line_of
 
-# Providers, built-in or from another package, register in this entry-point group.
+# Every provider, built-in or from another distribution, registers in this entry-point group.
 PROVIDER_GROUP = "migctl.providers"
-ENVIRONMENTS = ("development", "staging", "production")
+MAX_SECONDS = 600  # a network timeout above ten minutes is a typo, not a setting
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str = "localhost"
-    port: int | None = None  # default by security: 587 starttls, 465 ssl, 25 none
-    security: str = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    timeout: float = 30.0
-    local_hostname: str | None = None
-    ca_file: str | None = None  # extra CA bundle (private relays, tests)
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    # Paths in the file are relative to the file's folder, not to wherever cron starts us.
+    base = info.context.get("base") if isinstance(info.context, dict) else None
+    return value if base is None else base / value
+
+
+def _address(value: str) -> str:
+    if "@" not in value or any(ch in value for ch in "\r\n"):
+        raise PydanticCustomError(
+            "address", "{value} is not an email address", {"value": repr(value)}
+        )
+    return value
+
+
+def _env_name(value: str) -> str:
+    # The value is not echoed: an operator may have pasted the secret itself here.
+    if not _ENV_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "env_name",
+            "must be the name of an environment variable (letters, digits and _), "
+            "not the secret itself",
+        )
+    return value
+
+
+def _provider(value: str) -> str:
+    known = provider_names()
+    if value not in known:
+        hint = _closest(value, known)
+        raise PydanticCustomError(
+            "provider",
+            "{value} is not a provider{hint}; choose one of {known}",
+            {"value": repr(value), "hint": hint, "known": ", ".join(known)},
+        )
+    return value
+
+
+def provider_names() -> list[str]:
+    """The providers installed distributions register, migctl's own included."""
+    return sorted({ep.name for ep in entry_points(group=PROVIDER_GROUP)})
+
+
+ConfigPath = Annotated[Path, Field(strict=False), AfterValidator(_relative_to_config)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+Address = Annotated[str, AfterValidator(_address)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+def _table() -> Any:
+    # A table left out is an empty table, validated like a written one: its defaults pass the
+    # same checks, and its paths join the file's folder.
+    return Field(default_factory=dict, validate_default=True)
+
+
+class _Table(BaseModel):
+    # strict: a quoted "25" is not a port; forbid: a misspelled key is an error, never ignored.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, validate_by_name=True, validate_by_alias=True
+    )
+
+
+class SmtpConfig(_Table):
+    host: str = ""  # required when provider = "smtp" (EmailConfig checks)
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # None: by security
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: Text | None = None
+    password_env: EnvName | None = None
+    timeout: Seconds = 30.0
+    local_hostname: Text | None = None  # the name sent in EHLO
+    ca_file: ConfigPath | None = None  # extra CA bundle (private relays, tests)
 
     @property
     def effective_port(self) -> int:
@@ -35,145 +112,72 @@ class SmtpConfig:
         return {"starttls": 587, "ssl": 465, "none": 25}[self.security]
 
 
-@dataclass(frozen=True)
-class SesConfig:
-    region: str = "us-east-1"
-    configuration_set: str | None = None
-    endpoint_url: str | None = None
-    timeout: float = 30.0
+class SesConfig(_Table):
+    region: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")] = "us-east-1"
+    configuration_set: Text | None = None
+    endpoint_url: Text | None = None
+    timeout: Seconds = 30.0
 
 
-@dataclass(frozen=True)
-class SendgridConfig:
-    api_key_env: str = "SENDGRID_API_KEY"
-    host: str = "https://api.sendgrid.com"
-    timeout: float = 30.0
+class SendgridConfig(_Table):
+    api_key_env: EnvName = "SENDGRID_API_KEY"
+    host: Text = "https://api.sendgrid.com"
+    timeout: Seconds = 30.0
 
 
-@dataclass(frozen=True)
-class FileConfig:
-    directory: Path = Path("outbox")
+class FileConfig(_Table):
+    directory: ConfigPath = Field(Path("outbox"), validate_default=True)  # beside the file
 
 
-@dataclass(frozen=True)
-class EmailConfig:
-    provider: str = "console"
-    from_addr: str = "migctl@example.invalid"  # development default; set [email] from
-    reply_to: str | None = None
-    rate_per_second: float | None = None
-    daily_quota: int | None = None
-    concurrency: int = 1
-    max_attempts: int = 5
-    smtp: SmtpConfig = field(default_factory=SmtpConfig)
-    ses: SesConfig = field(default_factory=SesConfig)
-    sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
-    file: FileConfig = field(default_factory=FileConfig)
+class EmailConfig(_Table):
+    provider: Annotated[str, AfterValidator(_provider)] = "console"
+    from_addr: Address = Field("migctl@example.invalid", alias="from")  # development default
+    reply_to: Address | None = None
+    rate_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    daily_quota: Annotated[int, Field(gt=0)] | None = None  # 0 would read as "unlimited"
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 1
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    smtp: SmtpConfig = _table()
+    ses: SesConfig = _table()
+    sendgrid: SendgridConfig = _table()
+    file: FileConfig = _table()
+
+    @model_validator(mode="after")
+    def _smtp_needs_a_host(self) -> EmailConfig:
+        # Without one we would quietly try localhost and retry a refused connection for days.
+        if self.provider == "smtp" and not self.smtp.host:
+            raise PydanticCustomError(
+                "required_with",
+                'required with provider = "smtp"',
+                {"key": ("smtp", "host"), "located_at": ("provider",)},
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class Config:
+class DashboardConfig(_Table):
+    url: Text = "https://dashboard.example.com"  # every notice links here (read-only page)
+    product_name: Text = "Platform"  # shown in email headers and subjects
+
+
+class EnforcementConfig(_Table):
+    max_accounts_without_confirm: Annotated[int, Field(ge=0)] = 10_000
+
+
+class Config(_Table):
     """The whole configuration; defaults make a safe development setup."""
 
-    path: Path | None = None
-    environment: str = "development"
-    migrations_file: Path = Path("migrations.yaml")
-    templates_dir: Path | None = None
-    dashboard_url: str = "https://dashboard.example.com"
-    product_name: str = "Platform"  # shown in email headers and subjects
-    max_accounts_without_confirm: int = 10_000
-    email: EmailConfig = field(default_factory=EmailConfig)
+    environment: Literal["development", "staging", "production"] = "development"
+    migrations_file: ConfigPath = Path("migrations.yaml")  # default: in the working folder
+    templates_dir: ConfigPath | None = None
+    dashboard: DashboardConfig = _table()
+    enforcement: EnforcementConfig = _table()
+    email: EmailConfig = _table()
 
     def secret(self, env_name: str | None) -> str | None:
         """Read a secret from the environment variable the config names (never from the file)."""
         if not env_name:
             return None
         return os.environ.get(env_name)
-
-
-_SCHEMA: dict[str, Any] = {
-    "environment": str,
-    "migrations_file": str,
-    "templates_dir": str,
-    "dashboard": {"url": str, "product_name": str},
-    "enforcement": {"max_accounts_without_confirm": int},
-    "email": {
-        "provider": str,
-        "from": str,
-        "reply_to": str,
-        "rate_per_second": (int, float),
-        "daily_quota": int,
-        "concurrency": int,
-        "max_attempts": int,
-        "smtp": {
-            "host": str,
-            "port": int,
-            "security": str,
-            "username": str,
-            "password_env": str,
-            "timeout": (int, float),
-            "local_hostname": str,
-            "ca_file": str,
-        },
-        "ses": {
-            "region": str,
-            "configuration_set": str,
-            "endpoint_url": str,
-            "timeout": (int, float),
-        },
-        "sendgrid": {"api_key_env": str, "host": str, "timeout": (int, float)},
-        "file": {"directory": str},
-    },
-}
-
-
-def _check(
-    data: dict[str, Any],
-    schema: dict[str, Any],
-    prefix: str,
-    file: str,
-    problems: list[Problem],
-    lines: dict[str, int],
-) -> None:
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if key not in schema:
-            problems.append(
-                Problem(
-                    file,
-                    lines.get(name),
-                    name,
-                    f"unknown key; allowed: {', '.join(sorted(schema))}",
-                )
-            )
-            continue
-        expected = schema[key]
-        if isinstance(expected, dict):
-            if not isinstance(value, dict):
-                problems.append(Problem(file, lines.get(name), name, "expected a table"))
-            else:
-                _check(value, expected, name + ".", file, problems, lines)
-        elif isinstance(value, bool) or not isinstance(value, expected):
-            want = (
-                "a number"
-                if expected == (int, float)
-                else {str: "text", int: "a whole number"}[expected]
-            )
-            problems.append(Problem(file, lines.get(name), name, f"expected {want}, got {value!r}"))
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    # tomllib gives no positions; a light scan maps dotted keys to lines for messages.
-    lines: dict[str, int] = {}
-    table = ""
-    for n, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if line.startswith("[") and line.endswith("]"):
-            table = line.strip("[]").strip()
-            lines.setdefault(table, n)
-        elif "=" in line and not line.startswith("#"):
-            key = line.split("=", 1)[0].strip().strip('"')
-            lines.setdefault(f"{table}.{key}" if table else key, n)
-    return lines
 
 
 def load_config(path: Path | None, *, explicit: bool = False) -> Config:
@@ -196,134 +200,151 @@ def load_config(path: Path | None, *, explicit: bool = False) -> Config:
         raise InputError([Problem(name, line, None, f"invalid TOML: {exc}")]) from None
     except RecursionError:
         raise InputError([Problem(name, None, None, "invalid TOML: nested too deeply")]) from None
-    lines = _key_lines(text)
-    problems: list[Problem] = []
-    _check(data, _SCHEMA, "", name, problems, lines)
-    if problems:
-        raise InputError(problems, f"{name}: {len(problems)} problem(s) in the configuration")
-    base = path.parent
+    try:
+        # by_name=False: the file spells keys as documented (`from`), never as Python does.
+        return Config.model_validate(data, context={"base": path.parent}, by_name=False)
+    except ValidationError as exc:
+        lines = key_lines(text)
+        problems = sorted(
+            (_problem(name, lines, error) for error in exc.errors()),
+            key=lambda p: (p.line or 0, p.field or ""),
+        )
+        raise InputError(
+            problems, f"{name}: {len(problems)} problem(s) in the configuration"
+        ) from None
 
-    def where(key: str) -> int | None:
-        return lines.get(key)
 
-    env = data.get("environment", "development")
-    if env not in ENVIRONMENTS:
-        problems.append(
-            Problem(
-                name,
-                where("environment"),
-                "environment",
-                f"{env!r} is not one of {', '.join(ENVIRONMENTS)}",
-            )
-        )
-    email = data.get("email", {})
-    provider = email.get("provider", "console")
-    providers = sorted({entry.name for entry in entry_points(group=PROVIDER_GROUP)})
-    if provider not in providers:
-        problems.append(
-            Problem(
-                name,
-                where("email.provider"),
-                "email.provider",
-                f"{provider!r} is not one of {', '.join(providers)}",
-            )
-        )
-    smtp = email.get("smtp", {})
-    security = smtp.get("security", "starttls")
-    if security not in ("starttls", "ssl", "none"):
-        problems.append(
-            Problem(
-                name,
-                where("email.smtp.security"),
-                "email.smtp.security",
-                f"{security!r} is not one of starttls, ssl, none",
-            )
-        )
-    for key, low in (
-        ("rate_per_second", 0),
-        ("daily_quota", 0),
-        ("concurrency", 0),
-        ("max_attempts", 0),
-    ):
-        if key in email and email[key] <= low:
-            problems.append(
-                Problem(name, where(f"email.{key}"), f"email.{key}", "must be greater than 0")
-            )
-    for key in ("rate_per_second",):
-        if key in email and not math.isfinite(email[key]):
-            problems.append(
-                Problem(name, where(f"email.{key}"), f"email.{key}", "must be a finite number")
-            )
-    for table in ("smtp", "ses", "sendgrid"):
-        value = email.get(table, {}).get("timeout")
-        if value is not None and not (math.isfinite(value) and 0 < value <= 600):
-            problems.append(
-                Problem(
-                    name,
-                    where(f"email.{table}.timeout"),
-                    f"email.{table}.timeout",
-                    f"must be a number of seconds above 0 and at most 600, got {value!r}",
-                )
-            )
-    if email.get("concurrency", 1) > 64:
-        problems.append(
-            Problem(name, where("email.concurrency"), "email.concurrency", "must be at most 64")
-        )
-    for key in ("from", "reply_to"):
-        value = email.get(key)
-        if value is not None and ("@" not in value or any(ch in value for ch in "\r\n")):
-            problems.append(
-                Problem(
-                    name,
-                    where(f"email.{key}"),
-                    f"email.{key}",
-                    f"{value!r} is not an email address",
-                )
-            )
-    limit = data.get("enforcement", {}).get("max_accounts_without_confirm", 10_000)
-    if limit < 0:
-        problems.append(
-            Problem(
-                name,
-                where("enforcement.max_accounts_without_confirm"),
-                "enforcement.max_accounts_without_confirm",
-                "must be 0 or more",
-            )
-        )
-    if problems:
-        raise InputError(problems, f"{name}: {len(problems)} problem(s) in the configuration")
+# -- wording pydantic's errors the way the YAML loader words its own -----------------------------
 
-    def opt_path(value: str | None) -> Path | None:
-        return None if value is None else (base / value)
 
-    return Config(
-        path=path,
-        environment=env,
-        migrations_file=opt_path(data.get("migrations_file")) or Path("migrations.yaml"),
-        templates_dir=opt_path(data.get("templates_dir")),
-        dashboard_url=data.get("dashboard", {}).get("url", Config.dashboard_url),
-        product_name=data.get("dashboard", {}).get("product_name", Config.product_name),
-        max_accounts_without_confirm=limit,
-        email=EmailConfig(
-            provider=provider,
-            from_addr=email.get("from", EmailConfig.from_addr),
-            reply_to=email.get("reply_to"),
-            rate_per_second=float(email["rate_per_second"]) if "rate_per_second" in email else None,
-            daily_quota=email.get("daily_quota"),
-            concurrency=email.get("concurrency", 1),
-            max_attempts=email.get("max_attempts", 5),
-            smtp=SmtpConfig(
-                host=smtp.get("host", "localhost"),
-                port=smtp.get("port"),
-                security=security,
-                username=smtp.get("username"),
-                password_env=smtp.get("password_env"),
-                timeout=float(smtp.get("timeout", 30.0)),
-                local_hostname=smtp.get("local_hostname"),
-                ca_file=str(base / smtp["ca_file"]) if "ca_file" in smtp else None,
-            ),
-            ses=SesConfig(**email.get("ses", {})),
-            sendgrid=SendgridConfig(**email.get("sendgrid", {})),
-            file=FileConfig(directory=base / email.get("file", {}).get("directory", "outbox")),
-        ),
-    )
+def _problem(file: str, lines: dict[KeyPath, int], error: ErrorDetails) -> Problem:
+    ctx = error.get("ctx") or {}
+    loc = tuple(str(part) for part in error["loc"])
+    # A rule about a key that is absent points at the key that made it necessary.
+    path = loc + tuple(ctx.get("key", ()))
+    line = line_of(lines, loc + tuple(ctx.get("located_at", ctx.get("key", ()))))
+    key = path[-1] if path else ""
+    return Problem(file, line, ".".join(path) or None, _message(path, key, error))
+
+
+def _message(path: KeyPath, key: str, error: ErrorDetails) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error["input"]
+    if kind == "extra_forbidden":
+        return _unknown_key(path)
+    if kind == "missing":
+        return "required"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a table ([{'.'.join(path)}]), got {_shown(key, value)}"
+    if kind == "literal_error":
+        choices = _choices(path)
+        hint = _closest(str(value), choices) if isinstance(value, str) else ""
+        return f"{_shown(key, value)} is not one of {', '.join(choices)}{hint}"
+    if kind in _WANTED:
+        return f"expected {_WANTED[kind]}, got {_shown(key, value)}"
+    if kind in _BOUNDS:
+        # A float field's bound arrives as 0.0; operators wrote 0.
+        bounds = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()
+        }
+        return f"must be {_BOUNDS[kind].format(**bounds)}, got {_shown(key, value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {_shown(key, value)}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"{_shown(key, value)} is not a valid {key.replace('_', ' ')}"
+    return error["msg"]  # our own validators' messages, and anything pydantic adds later
+
+
+_WANTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "string_type": "text in quotes",
+    "bool_type": "true or false",
+    "path_type": "a path in quotes",
+}
+_BOUNDS = {
+    "greater_than": "greater than {gt}",
+    "greater_than_equal": "at least {ge}",
+    "less_than": "less than {lt}",
+    "less_than_equal": "at most {le}",
+}
+
+
+def _shown(key: str, value: Any) -> str:
+    if key.endswith("_env") or key in ("password", "api_key", "secret", "token"):
+        return "a value not shown here"  # it may be a secret pasted into the wrong key
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unknown_key(path: KeyPath) -> str:
+    key, table = path[-1], path[:-1]
+    model = _model_at(table)
+    allowed = _keys(model) if model else []
+    if f"{key}_env" in allowed:
+        return (
+            f"secrets are never written in migctl.toml; export it in an environment variable "
+            f"and give that variable's name as {key}_env"
+        )
+    hint = _closest(key, allowed)
+    if not hint:
+        elsewhere = [t for t in _tables_with(key) if t != table]
+        if elsewhere:
+            place = f"in [{'.'.join(elsewhere[0])}]" if elsewhere[0] else "at the top level"
+            hint = f" (it belongs {place})"
+    return f"unknown key {key!r}{hint}; allowed here: {', '.join(allowed)}"
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    return f" (did you mean {found[0]!r}?)" if found else ""
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    return sorted(field.alias or name for name, field in model.model_fields.items())
+
+
+def _field(model: type[BaseModel], key: str) -> FieldInfo | None:
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == key:
+            return field
+    return None
+
+
+def _table_type(field: FieldInfo) -> type[BaseModel] | None:
+    hint = field.annotation
+    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+
+def _model_at(table: KeyPath) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Config
+    for key in table:
+        field = _field(model, key) if model else None
+        model = _table_type(field) if field else None
+    return model
+
+
+def _tables_with(key: str, model: type[BaseModel] = Config, at: KeyPath = ()) -> list[KeyPath]:
+    found = [at] if _field(model, key) else []
+    for name, field in model.model_fields.items():
+        inner = _table_type(field)
+        if inner:
+            found += _tables_with(key, inner, (*at, field.alias or name))
+    return found
+
+
+def _choices(path: KeyPath) -> list[str]:
+    model = _model_at(path[:-1])
+    field = _field(model, path[-1]) if model else None
+    if field is None:
+        return []
+    args: list[Any] = []
+    for hint in (field.annotation, *typing.get_args(field.annotation)):
+        if typing.get_origin(hint) is Literal:
+            args += typing.get_args(hint)
+    return [str(a) for a in args if not isinstance(a, types.NoneType)]

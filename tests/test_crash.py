@@ -108,9 +108,14 @@ def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
     for attempt in range(KILLS):
         proc = start(tmp_path, log, 0.001)
         assert wait_for(lambda p=proc: holder_pid(db) == p.pid or p.poll() is not None)
-        # The first two kills aim at sync/enforcement, the others anywhere in the sending.
-        delay = rng.uniform(0.0, 0.25) if attempt < 2 else rng.uniform(0.2, 2.0)
-        time.sleep(delay)
+        if attempt < 2:
+            # The first two kills aim at sync/enforcement; nothing outside marks a point in
+            # there, so a short random delay does (any point is a valid one to kill at).
+            time.sleep(rng.uniform(0.0, 0.25))
+        else:
+            # The others land in the sending, after a random number of further deliveries.
+            target = len(read_log(log)) + rng.randint(1, 400)
+            wait_for(lambda p=proc, t=target: len(read_log(log)) >= t or p.poll() is not None)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -131,8 +136,9 @@ def test_sigkill_at_random_points_then_rerun(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
-        assert final.returncode in (0, 3), final.stderr
         summary = json.loads(final.stdout)
+        # Partial (3) exactly while a killed run's claimed rows are reported in doubt.
+        assert final.returncode == (3 if summary["notices"]["in_doubt"] else 0), final.stderr
         if not query(db, "SELECT 1 FROM outbox WHERE state = 'pending'"):
             break
     assert enforcement_state(db, ACCOUNTS) == "complete"
@@ -177,7 +183,8 @@ def test_sigterm_finishes_the_send_in_flight_and_records_it(tmp_path: Path) -> N
     assert wait_for(lambda: len(read_log(log)) >= 20), "the run never started sending"
     os.kill(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode in (0, 3), err
+    # Stopped cleanly: nothing failed or in doubt, so not partial (the rest is still pending).
+    assert proc.returncode == 0, err
     summary = json.loads(out)
     keys = query_keys(db)
     delivered = read_log(log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import date, timedelta
 from pathlib import Path
@@ -194,8 +195,9 @@ def test_cli_validate_lists_all_errors_and_exits_1(runner) -> None:  # type: ign
 )
 def test_field_rules(field: str, value: str, expected: str | None) -> None:
     text = doc(migration_yaml(**{field: value}))
-    if expected is None:
-        load(text)
+    if expected is None:  # valid, and kept as the text written (not YAML 1.1's True/False)
+        (m,) = load(text).migrations
+        assert getattr(m, field) == value
         return
     p = one_problem(text)
     assert p.file == "migrations.yaml"
@@ -253,7 +255,8 @@ def test_tbd_with_a_grace_period_stays_tbd_in_the_store(runner) -> None:  # type
     assert m.is_tbd
     assert runner("--db", "s.db", "sync").exit_code == 0
     result = runner("--db", "s.db", "--now", "2017-01-01", "status", "--json")
-    (st_m,) = __import__("json").loads(result.stdout)["migrations"]
+    assert result.exit_code == 0, result.stderr
+    (st_m,) = json.loads(result.stdout)["migrations"]
     assert st_m["mandatory_opt_in"] is None
     assert st_m["phase"] == "grace"
 
@@ -266,7 +269,9 @@ def test_mandatory_date_before_grace_start() -> None:
 
 
 def test_mandatory_on_grace_start_is_allowed() -> None:
-    load(doc(migration_yaml(mandatory_opt_in="2016-03-22")))
+    (m,) = load(doc(migration_yaml(mandatory_opt_in="2016-03-22"))).migrations
+    assert m.mandatory_opt_in == m.grace_period_start == date(2016, 3, 22)
+    assert m.deadlines() == [date(2016, 3, 22)]
 
 
 def test_duplicate_ids_name_both() -> None:

@@ -14,6 +14,7 @@ FLOORS = {
     "jinja2": "3.1.6",  # CVE-2025-27516 sandbox escape through |attr
     "pyyaml": "6.0",  # 5.4 and older: FullLoader arbitrary code execution
     "markupsafe": "2.1",
+    "pydantic": "2.4",  # CVE-2024-3772 ReDoS in email validation (migctl needs 2.11 anyway)
 }
 
 

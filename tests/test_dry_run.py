@@ -23,7 +23,7 @@ from migrate_cli.accounts.suppressions import add as suppress
 from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import RuleError
 from migrate_cli.lifecycle.enforcement import apply_enforcements, due_enforcements
-from migrate_cli.lifecycle.enrollment import switch
+from migrate_cli.lifecycle.opting import switch
 from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.notices.notify import plan_only
 from migrate_cli.store.db import Store, db_time

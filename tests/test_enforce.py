@@ -431,6 +431,7 @@ def test_confirmation_valve_on_a_terminal(tmp_path: Path) -> None:
     code, out = run_on_tty(tmp_path, "--now", "2016-05-11", "enforce", answer="n\n")
     assert code == 1, out
     assert "Switch 6 account(s) now?" in out
+    assert "error: not confirmed: nothing was switched" in out
     assert fingerprint(db) == before
     assert states(db, "mail") == {}
 
@@ -497,3 +498,89 @@ def test_cron_enforcement_reports_what_it_switched_without_counting_first(
         (late,) = due_enforcements(store, catalog, tz, at, "mail", counted=False)
     assert late.late is not None and late.accounts is None
     assert enforce_json(tmp_path, "2016-05-11")["batches"][0]["accounts"] == 1
+
+
+# --------------------------------------------------------------------------- the valve as a rule
+
+
+@pytest.mark.parametrize(
+    ("yes", "interactive", "accounts", "asks"),
+    [
+        (False, True, 3, True),  # a person at a terminal, above the limit
+        (False, True, 2, False),  # at the limit: no question
+        (True, True, 3, False),  # --yes
+        (False, False, 3, False),  # cron: nobody to answer, it proceeds
+        (True, False, 10**6, False),
+    ],
+)
+def test_when_the_valve_asks(yes: bool, interactive: bool, accounts: int, asks: bool) -> None:
+    from migrate_cli.lifecycle.enforcement import ConfirmPolicy
+
+    policy = ConfirmPolicy(limit=2, yes=yes, interactive=interactive)
+    assert policy.must_ask(accounts) is asks
+    assert policy.may_ask is (interactive and not yes)  # only then are accounts counted first
+
+
+@pytest.mark.parametrize(
+    ("answer", "accepted"),
+    [
+        ("y", True),
+        ("YES", True),
+        (" yes \n", True),
+        ("", False),
+        ("n", False),
+        ("no", False),
+        ("yep", False),
+        ("y es", False),
+        ("maybe", False),
+    ],
+)
+def test_only_a_yes_confirms(answer: str, accepted: bool) -> None:
+    from migrate_cli.lifecycle.enforcement import ConfirmPolicy
+
+    assert ConfirmPolicy.accepts(answer) is accepted
+
+
+def _enforce_in_process(db: Path, policy, answer: str | None):  # type: ignore[no-untyped-def]
+    from migrate_cli.lifecycle.enforcement import enforce
+    from migrate_cli.store.db import Store
+    from migrate_cli.store.stored_migrations import store_timezone
+    from migrate_cli.timeutil import parse_instant
+
+    asked: list[tuple[list[str], str]] = []
+
+    def ask(batches, question):  # type: ignore[no-untyped-def]
+        asked.append(([b.migration_id for b in batches], question))
+        assert answer is not None, "asked although the policy says nobody can answer"
+        return answer
+
+    with Store(db, create=False) as store:
+        now = parse_instant("2016-05-11", store_timezone(store))
+        outcome = enforce(
+            store, now, actor="t", from_addr="n@platform.example", policy=policy, ask=ask
+        )
+    return outcome, asked
+
+
+def test_a_refused_question_switches_nothing_and_a_yes_switches_all(tmp_path: Path) -> None:
+    from migrate_cli.lifecycle.enforcement import ConfirmPolicy, NotConfirmed
+
+    db = setup_store(tmp_path, MAIL)
+    before = dump(db)
+    policy = ConfirmPolicy(limit=2, interactive=True)
+    with pytest.raises(NotConfirmed):
+        _enforce_in_process(db, policy, "maybe")
+    assert dump(db) == before
+    outcome, asked = _enforce_in_process(db, policy, "y")
+    assert asked == [(["mail"], "Switch 6 account(s) now? [y/N]")]
+    assert outcome.report is not None and outcome.to_json()["enforced"] == {"mail": 6}
+    assert len(states(db, "mail")) == 6
+
+
+def test_without_a_person_nothing_is_asked_or_counted_first(tmp_path: Path) -> None:
+    from migrate_cli.lifecycle.enforcement import ConfirmPolicy
+
+    db = setup_store(tmp_path, MAIL)
+    outcome, asked = _enforce_in_process(db, ConfirmPolicy(limit=2, interactive=False), None)
+    assert asked == []
+    assert outcome.to_json()["enforced"] == {"mail": 6}  # what the enforcement itself switched

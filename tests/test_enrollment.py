@@ -13,7 +13,8 @@ import pytest
 
 from migrate_cli.accounts.records import import_accounts
 from migrate_cli.definitions.model import load_definitions
-from migrate_cli.lifecycle.enrollment import account_state, state_counts
+from migrate_cli.lifecycle.enrollment import account_state
+from migrate_cli.lifecycle.status_figures import state_counts
 from migrate_cli.store.db import Store
 from migrate_cli.store.stored_migrations import get_migration, store_timezone
 from migrate_cli.store.sync import sync

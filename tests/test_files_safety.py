@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from migrate_cli.files import open_private, write_private
 from migrate_cli.store.db import Store
 from tests import fuzz_settings
 from tests.fuzz_settings import count
@@ -84,6 +85,134 @@ def test_dashboard_export_is_not_world_writable(tmp_path: Path, runner: Any) -> 
         == 0
     )
     assert mode(out) & 0o022 == 0
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask: what the folders would get if migctl left their mode to it."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_sync_into_new_folders_makes_each_of_them_private(tmp_path: Path, runner: Any) -> None:
+    # The lock used to create new/ and new/state/ (0755) before the store could make them 0700.
+    (tmp_path / "migrations.yaml").write_bytes((REPO / "migrations.yaml").read_bytes())
+    tmp_path.chmod(0o755)
+    r = runner("--db", "new/state/migctl.db", "sync")
+    assert r.exit_code == 0, r.output
+    assert mode(tmp_path / "new") == 0o700, oct(mode(tmp_path / "new"))
+    assert mode(tmp_path / "new" / "state") == 0o700, oct(mode(tmp_path / "new" / "state"))
+    state = tmp_path / "new" / "state"
+    assert {f.name: mode(f) for f in state.iterdir() if not f.name.endswith(("-wal", "-shm"))} == {
+        "migctl.db": 0o600,
+        "migctl.db.lock": 0o600,
+        "migctl.db.lock.holder": 0o600,
+    }
+    assert mode(tmp_path) == 0o755  # the folder that existed keeps its mode
+
+
+@pytest.mark.usefixtures("umask_022")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["accounts", "export", "--format", "csv", "--out"],
+        ["dashboard", "export", "--out"],
+    ],
+)
+def test_exports_into_new_folders_are_private_and_replace_the_old_file(
+    tmp_path: Path, runner: Any, command: list[str]
+) -> None:
+    db = make_store(tmp_path)
+    out = tmp_path / "exports" / "daily" / "out.txt"
+    r = runner("--db", db, "--now", "2016-04-20", *command, out)
+    assert r.exit_code == 0, r.output
+    first = out.read_text()
+    assert first
+    assert mode(out) == 0o600
+    assert mode(out.parent) == mode(out.parent.parent) == 0o700
+    # A file that a previous tool left readable by everyone is replaced by a private one.
+    out.write_text("stale")
+    out.chmod(0o644)
+    r = runner("--db", db, "--now", "2016-04-20", *command, out)
+    assert r.exit_code == 0, r.output
+    assert out.read_text() == first
+    assert mode(out) == 0o600
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.txt"]  # no temporary left
+
+
+@pytest.mark.parametrize("command", [["accounts", "export"], ["dashboard", "export"]])
+def test_export_to_a_folder_is_a_usage_error(
+    tmp_path: Path, runner: Any, command: list[str]
+) -> None:
+    db = make_store(tmp_path)
+    r = runner("--db", db, *command, "--out", tmp_path)
+    assert r.exit_code == 2, r.output
+    assert "is a directory" in r.stderr
+
+
+# --------------------------------------------------------------------------- the write helper
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.usefixtures("umask_022")
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_an_error_while_writing_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, error: type[BaseException]
+) -> None:
+    target = tmp_path / "report.json"
+    write_private(target, "old")
+    with pytest.raises(error), open_private(target) as handle:
+        handle.write("half of the new")
+        handle.flush()
+        raise error()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_an_error_while_writing_a_new_file_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "report.json"
+    with pytest.raises(Boom), open_private(target, "wb") as handle:
+        handle.write(b"x" * 100_000)
+        raise Boom()
+    assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_folders_are_private_from_the_first_missing_one_down(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir(mode=0o755)
+    target = tmp_path / "kept" / "b" / "c" / "file.txt"
+    write_private(target, "x")
+    assert mode(tmp_path / "kept") == 0o755  # the operator's folder keeps its mode
+    assert mode(tmp_path / "kept" / "b") == 0o700
+    assert mode(tmp_path / "kept" / "b" / "c") == 0o700
+    assert mode(target) == 0o600
+    assert target.read_text() == "x"
+
+
+def test_modes_do_not_depend_on_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o277)  # would give folders 0500 (not writable) through mkdir's mode alone
+    try:
+        write_private(tmp_path / "d" / "f.bin", b"\x00\xff")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "d") == 0o700
+    assert mode(tmp_path / "d" / "f.bin") == 0o600
+    assert (tmp_path / "d" / "f.bin").read_bytes() == b"\x00\xff"
+
+
+def test_text_is_utf8_and_newlines_are_kept_as_given(tmp_path: Path) -> None:
+    target = tmp_path / "t.csv"
+    with open_private(target, newline="") as handle:
+        handle.write("é,ü\r\nx\n")
+    assert target.read_bytes() == "é,ü\r\nx\n".encode()
 
 
 # --------------------------------------------------------------------------- read-only and full disks

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from migrate_cli.accounts.records import import_accounts
@@ -259,6 +260,24 @@ DOCUMENT = st.fixed_dictionaries(
 )
 
 
+# A valid document and a broken one, run as explicit examples by every YAML property: both
+# outcomes are always exercised, and the valid one must load (a loader refusing everything
+# would otherwise pass as "a located error" on every input).
+VALID_DOC: dict[str, Any] = {
+    "migrations": [
+        {
+            "id": "a",
+            "title": "A",
+            "severity": "low",
+            "grace_period_start": "2016-03-22",
+            "mandatory_opt_in": "2016-05-11",
+            "summary": "s",
+        }
+    ]
+}
+BROKEN_SPLICE = "{"
+
+
 def _yaml_text(doc: dict[str, Any], splice: str | None, where: int) -> str:
     text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
     if splice is not None:
@@ -267,8 +286,9 @@ def _yaml_text(doc: dict[str, Any], splice: str | None, where: int) -> str:
     return text
 
 
-def _check_definitions(path: Path, db: Path) -> None:
+def _check_definitions(path: Path, must_load: bool = False) -> None:
     defs, err = expect_clean(lambda: load_definitions(path))
+    assert not (must_load and err is not None), err
     if err is not None:
         assert isinstance(err, InputError), err
         assert_located(err, path)
@@ -286,6 +306,8 @@ def _check_definitions(path: Path, db: Path) -> None:
     splice=st.one_of(st.none(), YAML_ATOMS, st.text(max_size=5)),
     where=st.integers(0, 10**6),
 )
+@example(doc=VALID_DOC, splice=None, where=0)
+@example(doc=VALID_DOC, splice=BROKEN_SPLICE, where=0)
 def test_yaml_structured_documents_load_or_fail_located(
     tmp_path_factory: pytest.TempPathFactory, doc: dict[str, Any], splice: str | None, where: int
 ) -> None:
@@ -293,7 +315,7 @@ def test_yaml_structured_documents_load_or_fail_located(
     path = tmp / "migrations.yaml"
     path.write_text(_yaml_text(doc, splice, where), encoding="utf-8")
     count("migrations.yaml")
-    _check_definitions(path, tmp / "unused.db")
+    _check_definitions(path, must_load=doc == VALID_DOC and splice is None)
 
 
 @examples(60)
@@ -309,23 +331,27 @@ def test_yaml_arbitrary_bytes_load_or_fail_located(
     path = tmp_path_factory.mktemp("yamlb") / "migrations.yaml"
     path.write_bytes(raw)
     count("migrations.yaml")
-    _check_definitions(path, path.parent / "unused.db")
+    _check_definitions(path)
 
 
 def test_yaml_sync_through_cli_never_changes_store_on_error(tmp_path: Path, runner: Any) -> None:
     """Through the CLI: exit 0 or 1 (never a traceback); the store is unchanged on exit 1;
     a second sync of the same file changes nothing."""
     db = make_store(tmp_path)
-    tried = {"n": 0}
+    outcomes: Counter[int] = Counter()
 
     @examples(15, fuzz=300)
     @given(doc=DOCUMENT, splice=st.one_of(st.none(), YAML_ATOMS), where=st.integers(0, 10**6))
+    @example(doc=VALID_DOC, splice=None, where=0)
+    @example(doc=VALID_DOC, splice=BROKEN_SPLICE, where=0)
     def prop(doc: dict[str, Any], splice: str | None, where: int) -> None:
         path = tmp_path / "m.yaml"
         path.write_text(_yaml_text(doc, splice, where), encoding="utf-8")
         before = store_dump(db)
         result = runner("--db", db, "--now", "2016-03-01", "sync", "--file", path)
-        tried["n"] += 1
+        outcomes[result.exit_code] += 1
+        if doc == VALID_DOC:
+            assert result.exit_code == (0 if splice is None else 1), result.output
         assert result.exit_code in (0, 1), (result.exit_code, result.output, result.exception)
         assert not isinstance(result.exception, Exception) or isinstance(
             result.exception, SystemExit
@@ -348,7 +374,8 @@ def test_yaml_sync_through_cli_never_changes_store_on_error(tmp_path: Path, runn
             )
 
     prop()
-    count("migrations.yaml (CLI sync)", tried["n"])
+    count("migrations.yaml (CLI sync)", outcomes.total())
+    assert outcomes[0] >= 1 and outcomes[1] >= 1, outcomes
 
 
 # --------------------------------------------------------------------------- accounts CSV / JSONL
@@ -443,7 +470,8 @@ def jsonl_files(draw: st.DrawFn) -> bytes:
     return ("\n".join(lines)).encode("utf-8", "surrogatepass")
 
 
-def _check_import(db: Path, path: Path, fmt: str | None) -> None:
+def _check_import(db: Path, path: Path, fmt: str | None) -> bool:
+    """True when the file was imported, False when it was refused (located, store unchanged)."""
     before = store_dump(db)
     with Store(db) as store:
         _, err = expect_clean(lambda: import_accounts(store, path, now=AT, actor="fuzz", fmt=fmt))
@@ -451,28 +479,48 @@ def _check_import(db: Path, path: Path, fmt: str | None) -> None:
         assert isinstance(err, InputError), err
         assert_located(err, path)
         assert store_dump(db) == before, "the store changed although the import failed"
-        return
+        return False
     once = data_dump(db)
     with Store(db) as store:
         again = import_accounts(store, path, now=AT, actor="fuzz", fmt=fmt)
     assert again.added == again.updated == again.closed == 0, again
     assert data_dump(db) == once, "importing the same file twice changed the store"
+    return True
+
+
+# One valid and one refused file per format, run as explicit examples: both outcomes always run.
+VALID_ACCOUNTS = {
+    "csv": b"id,name,plan,tags,created_at,status,admins\nnew-1,New,free,eu,2016-01-01,active,n@x.test\n",
+    "jsonl": b'{"id": "new-1", "name": "New", "plan": "free", "tags": ["eu"], '
+    b'"created_at": "2016-01-01", "status": "active", "admins": ["n@x.test"]}\n',
+}
+REFUSED_ACCOUNTS = {
+    "csv": b"id,name,plan,tags,created_at,status,admins\nnew-2,New,free,,2016-02-30,active,n@x.test\n",
+    "jsonl": b'{"id": "new-2", "name": "New", "plan": "free", "created_at": "2016-02-30"}\n',
+}
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_accounts_files_import_or_fail_with_store_unchanged(tmp_path: Path, fmt: str) -> None:
     db = make_store(tmp_path)
     strategy = csv_files() if fmt == "csv" else jsonl_files()
+    imported: Counter[bool] = Counter()
 
     @examples(40)
     @given(raw=st.one_of(strategy, st.binary(max_size=300)))
+    @example(raw=VALID_ACCOUNTS[fmt])
+    @example(raw=REFUSED_ACCOUNTS[fmt])
     def prop(raw: bytes) -> None:
         path = tmp_path / f"accounts.{fmt}"
         path.write_bytes(raw)
         count(f"accounts {fmt}")
-        _check_import(db, path, fmt)
+        ok = _check_import(db, path, fmt)
+        imported[ok] += 1
+        if raw in (VALID_ACCOUNTS[fmt], REFUSED_ACCOUNTS[fmt]):
+            assert ok == (raw == VALID_ACCOUNTS[fmt])
 
     prop()
+    assert imported[True] >= 1 and imported[False] >= 1, imported
 
 
 @st.composite
@@ -646,13 +694,19 @@ def toml_texts(draw: st.DrawFn) -> str:
     return "\n".join(parts) + "\n"
 
 
+VALID_TOML = '[email]\nprovider = "file"\n[email.file]\ndirectory = "outbox"\n'
+
+
 @examples(80)
 @given(text=st.one_of(toml_texts(), st.text(max_size=200)))
+@example(text=VALID_TOML)
+@example(text="[email]\nprovidr = 1\n")
 def test_config_loads_or_fails_located(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     path = tmp_path_factory.mktemp("toml") / "migctl.toml"
     path.write_bytes(text.encode("utf-8", "surrogatepass"))
     count("migctl.toml")
     config, err = expect_clean(lambda: load_config(path, explicit=True))
+    assert not (text == VALID_TOML and err is not None), err
     if err is not None:
         assert isinstance(err, InputError), err
         assert_located(err, path)
@@ -685,6 +739,8 @@ NOW_TEXT = st.one_of(
 @given(
     text=NOW_TEXT, tz=st.sampled_from(["UTC", "Europe/Paris", "Pacific/Kiritimati", "America/Adak"])
 )
+@example(text="2016-04-20T10:00:00+02:00", tz="UTC")
+@example(text="2016-02-30", tz="UTC")
 def test_now_parses_or_fails_cleanly(text: str, tz: str) -> None:
     from migrate_cli.timeutil import get_timezone
 
@@ -696,10 +752,15 @@ def test_now_parses_or_fails_cleanly(text: str, tz: str) -> None:
         assert err.problems[0].file == "--now"
     elif text.strip():
         assert value.tzinfo is not None
+    if text == "2016-04-20T10:00:00+02:00":
+        assert value == datetime(2016, 4, 20, 8, tzinfo=UTC)
+    if text == "2016-02-30":
+        assert err is not None
 
 
 def test_now_through_cli_commands(tmp_path: Path, runner: Any) -> None:
     db = make_store(tmp_path)
+    outcomes: Counter[int] = Counter()
 
     @examples(15, fuzz=300)
     @given(
@@ -713,18 +774,25 @@ def test_now_through_cli_commands(tmp_path: Path, runner: Any) -> None:
             ]
         ),
     )
+    @example(text="2016-04-20", cmd=["status", "--json"])
+    @example(text="2016-02-30", cmd=["status", "--json"])
     def prop(text: str, cmd: list[str]) -> None:
         before = store_dump(db)
         r = runner("--db", db, "--now", text, *cmd)
         count("--now (CLI)")
+        outcomes[r.exit_code] += 1
+        if text in ("2016-04-20", "2016-02-30"):
+            assert r.exit_code == (0 if text == "2016-04-20" else 1), r.output
         assert r.exit_code in (0, 1), (text, cmd, r.output, r.exception)
         assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), (
             r.exception
         )
         if r.exit_code == 1:
             assert store_dump(db) == before
+            assert "--now" in r.stderr, r.stderr
 
     prop()
+    assert outcomes[0] >= 1 and outcomes[1] >= 1, outcomes
 
 
 # --------------------------------------------------------------------------- opt-in --from-file
@@ -745,6 +813,8 @@ def test_opt_in_from_file_any_bytes(tmp_path: Path, runner: Any) -> None:
         "\x00",
     ]
 
+    outcomes: Counter[int] = Counter()
+
     @examples(15, fuzz=300)
     @given(
         raw=st.one_of(
@@ -752,6 +822,8 @@ def test_opt_in_from_file_any_bytes(tmp_path: Path, runner: Any) -> None:
             st.lists(st.sampled_from(ids), max_size=5).map(lambda xs: "\n".join(xs).encode()),
         )
     )
+    @example(raw=b"acme-prod\n")
+    @example(raw=b"no-such-account\n")
     def prop(raw: bytes) -> None:
         path = tmp_path / "ids.txt"
         path.write_bytes(raw)
@@ -767,6 +839,9 @@ def test_opt_in_from_file_any_bytes(tmp_path: Path, runner: Any) -> None:
             path,
         )
         count("opt-in --from-file")
+        outcomes[r.exit_code] += 1
+        if raw in (b"acme-prod\n", b"no-such-account\n"):
+            assert r.exit_code == (0 if raw == b"acme-prod\n" else 1), r.output
         assert r.exit_code in (0, 1), (raw, r.output, r.exception)
         assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), (
             r.exception
@@ -789,6 +864,7 @@ def test_opt_in_from_file_any_bytes(tmp_path: Path, runner: Any) -> None:
             assert data_dump(db) == once
 
     prop()
+    assert outcomes[0] >= 1 and outcomes[1] >= 1, outcomes
 
 
 # --------------------------------------------------------------------------- known bugs found by fuzzing
@@ -832,18 +908,20 @@ def test_config_rejects_bad_timeouts(tmp_path: Path, table: str, value: str) -> 
     assert info.value.problems[0].field == f"email.{table}.timeout"
 
 
-def test_smtp_nan_timeout_does_not_leave_notices_in_doubt(tmp_path: Path, runner: Any) -> None:
-    """Passes once either fix lands: the config refuses the value (exit 1), or no notice is
-    left in_doubt (the ValueError from socket.settimeout is a configuration error, not an
-    unknown fate)."""
+def test_smtp_nan_timeout_is_refused_before_anything_is_queued(tmp_path: Path, runner: Any) -> None:
+    """A NaN timeout once reached socket.settimeout mid-send and left notices in doubt; the
+    config now refuses it, so notify stops before planning and the store is untouched."""
     db = make_store(tmp_path)
     cfg = tmp_path / "migctl.toml"
     cfg.write_text(
         '[email]\nprovider = "smtp"\n[email.smtp]\nhost = "127.0.0.1"\nport = 1\nsecurity = "none"\ntimeout = nan\n'
     )
+    before = store_dump(db)
     r = runner("--db", db, "--config", cfg, "--now", "2016-04-20", "notify", "--json")
-    states = dict(_table(db, "SELECT state, count(*) FROM outbox GROUP BY state"))
-    assert r.exit_code == 1 or not states.get("in_doubt"), states
+    assert r.exit_code == 1, r.output
+    assert f"{cfg}:7: email.smtp.timeout" in " ".join(r.stderr.split())
+    assert store_dump(db) == before
+    assert _table(db, "SELECT count(*) FROM outbox") == [(0,)]
 
 
 def test_yaml_huge_grace_period_is_a_located_error(tmp_path: Path) -> None:
@@ -853,18 +931,59 @@ def test_yaml_huge_grace_period_is_a_located_error(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError) as info:
         load_definitions(path)
-    # The start date is out of the supported range (line 5); no overflow reaches a traceback.
-    assert info.value.problems[0].line in (5, 6)
+    # The start date is out of the supported range (line 5); the grace period is not added to
+    # it, so no overflow reaches a traceback and no second problem is invented for line 6.
+    (p,) = info.value.problems
+    assert (p.line, p.field) == (5, "migrations[0].grace_period_start")
+    assert p.message == "9999-12-01 is outside 1970–2999"
 
 
-@pytest.mark.parametrize("start,mandatory", [("9999-12-20", "TBD"), ("0001-01-01", "0001-01-02")])
-def test_yaml_extreme_dates_validate_cleanly(
-    tmp_path: Path, runner: Any, start: str, mandatory: str
+@pytest.mark.parametrize(
+    "grace,message",
+    [
+        ("99999d", "ends after 2999-12-31"),
+        ("999999d", "expected a duration like 30d, 12h or 90m, got '999999d'"),
+    ],
+)
+def test_yaml_grace_period_past_the_range_is_located(
+    tmp_path: Path, grace: str, message: str
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "migrations:\n  - id: a\n    title: A\n    severity: low\n    grace_period_start: 2990-12-01\n"
+        f"    grace_period: {grace}\n    summary: s\n"
+    )
+    with pytest.raises(InputError) as info:
+        load_definitions(path)
+    (p,) = info.value.problems
+    assert (p.line, p.field, p.message) == (6, "migrations[0].grace_period", message)
+
+
+@pytest.mark.parametrize(
+    "start,mandatory,problems",
+    [
+        ("9999-12-20", "TBD", ["m.yaml:5: migrations[0].grace_period_start: 9999-12-20"]),
+        (
+            "0001-01-01",
+            "0001-01-02",
+            [
+                "m.yaml:5: migrations[0].grace_period_start: 0001-01-01",
+                "m.yaml:6: migrations[0].mandatory_opt_in: 0001-01-02",
+            ],
+        ),
+    ],
+)
+def test_yaml_extreme_dates_are_located_errors(
+    tmp_path: Path, runner: Any, start: str, mandatory: str, problems: list[str]
 ) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(
         f"migrations:\n  - id: a\n    title: A\n    severity: low\n    grace_period_start: {start}\n    mandatory_opt_in: {mandatory}\n    summary: s\n"
     )
     r = runner("validate", "--file", path)
-    assert r.exit_code in (0, 1)
+    assert r.exit_code == 1, r.output
     assert isinstance(r.exception, SystemExit), repr(r.exception)
+    err = " ".join(r.stderr.split())
+    assert f"{len(problems)} problem(s) found" in err
+    for problem in problems:
+        assert f"{tmp_path}/{problem} is outside 1970–2999" in err, err

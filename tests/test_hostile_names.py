@@ -9,6 +9,7 @@ provider and are parsed with Python's `email` package (policy=default).
 from __future__ import annotations
 
 import json
+import os
 import re
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -39,7 +40,11 @@ HOSTILE = [
     ("h-lf", "Acme\nSubject: pwned", "Acme Subject: pwned"),
     ("h-ew", "=?UTF-8?Q?=0A?=Bcc: x@evil.test", "=?UTF-8?Q?=0A?=Bcc: x@evil.test"),
     ("h-ew-spoof", "=?UTF-8?B?UGF5IGludm9pY2UgNDI=?=", "=?UTF-8?B?UGF5IGludm9pY2UgNDI=?="),
+    ("h-ew-b", "=?UTF-8?B?DQpCY2M6IHhAZXZpbC50ZXN0?=", "=?UTF-8?B?DQpCY2M6IHhAZXZpbC50ZXN0?="),
+    ("h-blank", "Acme\r\n\r\n<html>body</html>", "Acme <html>body</html>"),
+    ("h-nel", "Acme\x85Bcc: x@evil.test", "Acme Bcc: x@evil.test"),
     ("h-u2028", "Before\u2028After", "Before After"),
+    ("h-u2029", "Before\u2029After", "Before After"),
     ("h-rlo", "Invoice \u202etxt.exe", "Invoice txt.exe"),
     ("h-long", "N" * 1000, "N" * 199 + "\u2026"),  # the importer's limit; the email caps at 200
 ]
@@ -95,13 +100,18 @@ def hostile_mail(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EmailMes
     ]
     write_csv(root / "accounts.csv", rows)
     base = ("--db", root / "m.db", "--config", root / "migctl.toml")
-    for args in (
-        ("sync", "--file", root / "migrations.yaml"),
-        ("accounts", "import", root / "accounts.csv"),
-        ("--now", NOW, "notify", "--json"),
-    ):
-        result = cli(*base, *args)
-        assert result.exit_code == 0, (args, result.stdout, result.stderr)  # type: ignore[attr-defined]
+    # Module-scoped, so built before the autouse per-test isolation: isolate it the same way.
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("MIGCTL_")]:
+            mp.delenv(name)
+        mp.chdir(root)
+        for args in (
+            ("--now", "2016-03-01", "sync", "--file", root / "migrations.yaml"),
+            ("--now", "2016-03-01", "accounts", "import", root / "accounts.csv"),
+            ("--now", NOW, "notify", "--json"),
+        ):
+            result = cli(*base, *args)
+            assert result.exit_code == 0, (args, result.stdout, result.stderr)  # type: ignore[attr-defined]
     mail: dict[str, EmailMessage] = {}
     for path in sorted((root / "outbox").glob("*.eml")):
         msg = parse_eml(path)
@@ -171,7 +181,7 @@ def test_the_text_part_shows_the_name_literally_on_one_line(
     text = parts(hostile_mail[admin_for(acc_id)])["plain"]
     assert f"\n- {shown} ({acc_id})\n" in text
     assert "- 49 (" not in text and "XXX" not in text  # never evaluated
-    for ch in ("\r", "\u2028", "\u2029", "\u202e"):
+    for ch in ("\r", "\x85", "\u2028", "\u2029", "\u202e"):
         assert ch not in text
     # The raw name's header-looking tail is never at the start of a line.
     assert not any(line.startswith(("Bcc:", "Subject: pwned")) for line in text.splitlines())
@@ -191,7 +201,7 @@ def test_the_html_part_has_only_the_templates_own_tags_and_attributes(
     # The name is there as text (escaped in the source, literal once parsed).
     assert shown in "".join(found.data)
     assert "- 49" not in html and ">49<" not in html
-    for ch in ("\u2028", "\u202e"):
+    for ch in ("\x85", "\u2028", "\u2029", "\u202e"):
         assert ch not in html
 
 

@@ -1,19 +1,20 @@
-"""Customer-controlled text (account names) through rendering and every provider's message.
+"""Customer-controlled text (account names) at the rendering layer, and names that must not
+leave their folders.
 
-For every hostile name, and hypothesis-generated ones:
-- the message has exactly the headers of a benign notice and exactly one recipient;
-- the HTML has exactly the template's elements and attributes (multiset of (tag, attribute
-  names), compared with a benign name);
-- template syntax in a name stays literal (``{{7*7}}`` never becomes 49).
+For every hostile name, and hypothesis-generated ones, the rendered notice:
+- has a subject of exactly one line (no character any mail or text tool splits lines on);
+- has exactly the template's HTML elements and attributes (multiset of (tag, attribute names),
+  compared with a benign name);
+- shows template syntax in a name literally (``{{7*7}}`` never becomes 49).
+
+Header injection is tested once per layer: the MIME builder and every provider with hostile
+header text in test_mime.py / test_providers_contract.py, the rendering here, and the whole CLI
+(import -> notify -> the .eml files parsed back) in test_hostile_names.py.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,17 +25,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migrate_cli.definitions.model import Migration
-from migrate_cli.delivery.mime import as_bytes, build_message
-from migrate_cli.delivery.registry import OutgoingEmail, SendStatus, provider_class
-from migrate_cli.delivery.sendgrid import build_payload
-from migrate_cli.notices.render import AccountRef, NoticeContext, Renderer, override_name
+from migrate_cli.notices.render import (
+    AccountRef,
+    NoticeContext,
+    Rendered,
+    Renderer,
+    override_name,
+)
 from migrate_cli.notices.templates import bundled_templates
-from migrate_cli.store.outbox import message_id, notice_key
 from tests import fuzz_settings
-from tests.fakes.common import header_names, make_config, parse
-from tests.fakes.sendgrid_server import FakeSendgrid
-from tests.fakes.ses_server import DUMMY_AWS_ENV, FakeSes
-from tests.fakes.smtp_server import SmtpServer
 from tests.fuzz_settings import count, examples
 
 BENIGN = "Acme Production"
@@ -57,6 +56,8 @@ FIXED = [
     "\u202eevil\u202c Corp",
     "Acme\x00Bcc: x@evil.test",
     "Acme\x85Bcc: x@evil.test",
+    "Acme\x0bBcc: x@evil.test",
+    "Acme\x1cBcc: x@evil.test",
     "A" * 10_000,
     "Ünïcödé 名前 🚀",
     "<![CDATA[x]]><!-- c -->",
@@ -73,7 +74,6 @@ MIGRATION = Migration(
     description="Some *markdown* and a [link](https://docs.example.com/x).",
     docs_url="https://docs.example.com/x",
 )
-SENDER = "Platform Team <notices@platform.example>"
 TO = "admin@customer.example"
 
 
@@ -114,214 +114,33 @@ def context(kind: str, name: str) -> NoticeContext:
     )
 
 
-def outgoing(renderer: Renderer, kind: str, name: str) -> OutgoingEmail:
-    r = renderer.render(kind, context(kind, name))
-    key = notice_key(MIGRATION.id, TO, kind, "2016-05-01")
-    return OutgoingEmail(
-        key=key,
-        to=TO,
-        from_addr=SENDER,
-        subject=r.subject,
-        text=r.text,
-        html=r.html,
-        message_id=message_id(key, SENDER),
-        reply_to="support@platform.example",
-        headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": MIGRATION.id},
-    )
-
-
-def check_rendered(renderer: Renderer, kind: str, name: str) -> OutgoingEmail:
+def check_rendered(renderer: Renderer, kind: str, name: str) -> Rendered:
     benign = renderer.render(kind, context(kind, BENIGN))
-    email = outgoing(renderer, kind, name)
-    assert html_shape(email.html) == html_shape(benign.html), name[:80]
-    assert "\n" not in email.subject and "\r" not in email.subject
+    out = renderer.render(kind, context(kind, name))
+    assert html_shape(out.html) == html_shape(benign.html), name[:80]
+    # str.splitlines splits on every line break a mail or text tool might honour
+    # (CR, LF, VT, FF, FS/GS/RS, NEL, LS, PS): the subject must be one line for all of them.
+    assert len(out.subject.splitlines()) == 1 and "\x00" not in out.subject, repr(out.subject)
     if "{{7*7}}" in name:
-        assert "{{7*7}}" in email.text and "{{7*7}}" in email.html
-        assert "49" not in email.subject
+        assert "{{7*7}}" in out.text and "{{7*7}}" in out.html
+        assert "49" not in out.subject
     if "__subclasses__" in name:
-        assert "subclasses__()" in email.text  # shown, not evaluated
-    return email
-
-
-def check_mime(email: OutgoingEmail, benign_names: list[str]) -> None:
-    raw = as_bytes(build_message(email))
-    assert header_names(raw) == benign_names
-    msg = parse(raw)
-    assert msg.get_all("To") == [TO]
-    assert msg.get_all("Bcc") is None and msg.get_all("Cc") is None
-    assert "\n" not in str(msg["Subject"])
-    html = msg.get_body(("html",))
-    assert html is not None
-
-
-@pytest.fixture(scope="module")
-def benign_header_names(renderer: Renderer) -> dict[str, list[str]]:
-    return {k: header_names(as_bytes(build_message(outgoing(renderer, k, BENIGN)))) for k in KINDS}
+        assert "subclasses__()" in out.text  # shown, not evaluated
+    return out
 
 
 @pytest.mark.parametrize("name", FIXED, ids=[f"fixed{i}" for i in range(len(FIXED))])
 @pytest.mark.parametrize("kind", KINDS)
-def test_fixed_names_render_and_build_safely(
-    renderer: Renderer, benign_header_names: dict[str, list[str]], kind: str, name: str
-) -> None:
-    count("injection: fixed names x kinds (render + MIME + SendGrid JSON)")
-    email = check_rendered(renderer, kind, name)
-    check_mime(email, benign_header_names[kind])
-    payload = build_payload(email)
-    assert payload["personalizations"] == [{"to": [{"email": TO}]}]
-    assert "\n" not in payload["subject"] and "\r" not in payload["subject"]
-    assert set(payload["headers"]) == {
-        "Message-ID",
-        "X-Migctl-Notice",
-        "X-Migctl-Kind",
-        "X-Migctl-Migration",
-    }
+def test_fixed_names_render_as_data(renderer: Renderer, kind: str, name: str) -> None:
+    count("injection: fixed names x kinds (render)")
+    check_rendered(renderer, kind, name)
 
 
 @examples(80)
 @given(name=st.text(min_size=1, max_size=300), kind=st.sampled_from(KINDS))
-def test_generated_names_render_and_build_safely(
-    renderer: Renderer, benign_header_names: dict[str, list[str]], name: str, kind: str
-) -> None:
-    count("injection: generated names (render + MIME + SendGrid JSON)")
-    email = check_rendered(renderer, kind, name)
-    check_mime(email, benign_header_names[kind])
-    payload = build_payload(email)
-    assert [p["to"] for p in payload["personalizations"]] == [[{"email": TO}]]
-    json.dumps(payload)  # serialisable as the provider would post it
-
-
-# --------------------------------------------------------------------------- every provider, on the wire
-
-
-@pytest.fixture(scope="module")
-def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    saved = dict(os.environ)
-    os.environ.update(DUMMY_AWS_ENV)
-    os.environ["SG_INJECTION_TEST_KEY"] = "SG.injection-test-key"
-    tmp = tmp_path_factory.mktemp("wire")
-    try:
-        with (
-            SmtpServer() as smtp,
-            FakeSes() as ses,
-            FakeSendgrid(api_key="SG.injection-test-key") as sg,
-        ):
-            yield {"smtp": smtp, "ses": ses, "sendgrid": sg, "tmp": tmp}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _send_and_read(
-    name: str, wire: dict[str, Any], email: OutgoingEmail
-) -> tuple[list[str], bytes | None, dict[str, Any] | None]:
-    """Send with provider ``name``; return (recipients, raw MIME or None, SendGrid JSON or None)."""
-    if name == "console":
-        stream = io.StringIO()
-        with provider_class("console")(make_config("console"), stream=stream) as p:
-            assert p.send(email).status is SendStatus.SENT
-        raw = stream.getvalue().split("-" * 79 + "\n")[0].encode("ascii").replace(b"\n", b"\r\n")
-        return [], raw, None
-    if name == "file":
-        d = wire["tmp"] / f"out-{len(list(wire['tmp'].iterdir()))}"
-        with provider_class("file")(make_config("file", file={"directory": d})) as p:
-            assert p.send(email).status is SendStatus.SENT
-        (f,) = list(d.glob("*.eml"))
-        return [], f.read_bytes(), None
-    if name == "smtp":
-        server = wire["smtp"]
-        before = len(server.messages)
-        config = make_config(
-            "smtp", smtp={"host": "127.0.0.1", "port": server.port, "security": "none"}
-        )
-        with provider_class("smtp")(config) as p:
-            assert p.send(email).status is SendStatus.SENT
-        (m,) = server.messages[before:]
-        return m.rcpt_tos, m.data, None
-    if name == "ses":
-        ses = wire["ses"]
-        before = len(ses.requests)
-        if "ses-provider" not in wire:  # one boto3 client for the module: creating one is slow
-            wire["ses-provider"] = provider_class("ses")(
-                make_config("ses", ses={"endpoint_url": ses.url})
-            )
-        assert wire["ses-provider"].send(email).status is SendStatus.SENT
-        (req,) = ses.requests[before:]
-        return req.body["Destination"]["ToAddresses"], req.raw_message, None
-    if name == "sendgrid":
-        sg = wire["sendgrid"]
-        before = len(sg.requests)
-        config = make_config(
-            "sendgrid", sendgrid={"api_key_env": "SG_INJECTION_TEST_KEY", "host": sg.url}
-        )
-        with provider_class("sendgrid")(config) as p:
-            assert p.send(email).status is SendStatus.SENT
-        (payload,) = sg.requests[before:]
-        return [t["email"] for per in payload["personalizations"] for t in per["to"]], None, payload
-    raise ValueError(name)
-
-
-PROVIDERS = ["console", "file", "smtp", "ses", "sendgrid"]
-
-
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_fixed_names_through_every_provider(
-    renderer: Renderer,
-    benign_header_names: dict[str, list[str]],
-    wire: dict[str, Any],
-    provider: str,
-) -> None:
-    benign_email = outgoing(renderer, "reminder", BENIGN)
-    _, benign_raw, benign_payload = _send_and_read(provider, wire, benign_email)
-    for name in FIXED:
-        count("injection: fixed names on the wire (per provider)")
-        email = outgoing(renderer, "reminder", name)
-        recipients, raw, payload = _send_and_read(provider, wire, email)
-        if provider in ("smtp", "ses", "sendgrid"):
-            assert recipients == [TO], (provider, name[:60], recipients)
-        if raw is not None:
-            assert benign_raw is not None
-            assert header_names(raw) == header_names(benign_raw), (provider, name[:60])
-            msg = parse(raw)
-            assert msg.get_all("To") == [TO]
-            assert msg.get_all("Bcc") is None
-            html_part = msg.get_body(("html",))
-            assert html_part is not None
-            html = html_part.get_content()
-        else:
-            assert payload is not None and benign_payload is not None
-            assert set(payload) == set(benign_payload)
-            assert set(payload["headers"]) == set(benign_payload["headers"])
-            assert "\n" not in payload["subject"]
-            html = payload["content"][1]["value"]
-        benign_html = renderer.render("reminder", context("reminder", BENIGN)).html
-        assert html_shape(html) == html_shape(benign_html), (provider, name[:60])
-        if "{{7*7}}" in name:
-            assert "{{7*7}}" in html
-
-
-@pytest.mark.parametrize("name", ENCODED_WORDS, ids=["q-encoded-lf", "b-encoded-crlf"])
-def test_encoded_word_names_cannot_add_headers(
-    renderer: Renderer, benign_header_names: dict[str, list[str]], name: str
-) -> None:
-    email = check_rendered(renderer, "reminder", name)
-    check_mime(email, benign_header_names["reminder"])
-
-
-@pytest.mark.parametrize("provider", ["file", "smtp", "ses"])
-def test_encoded_word_names_on_the_wire(
-    renderer: Renderer, wire: dict[str, Any], provider: str
-) -> None:
-    _, raw, _ = _send_and_read(provider, wire, outgoing(renderer, "reminder", ENCODED_WORDS[0]))
-    assert raw is not None
-    msg = parse(raw)
-    assert msg.get_all("Bcc") is None, "a Bcc header was injected"
-
-
-def test_null_provider_accepts_hostile_names(renderer: Renderer) -> None:
-    with provider_class("null")(make_config("null")) as p:
-        for name in FIXED:
-            assert p.send(outgoing(renderer, "reminder", name)).status is SendStatus.SENT
+def test_generated_names_render_as_data(renderer: Renderer, name: str, kind: str) -> None:
+    count("injection: generated names (render)")
+    check_rendered(renderer, kind, name)
 
 
 # --------------------------------------------------------------------------- names cannot leave folders
@@ -400,68 +219,6 @@ def test_preview_kind_cannot_name_a_path(
     )
     assert r.exit_code == 1
     assert not list(tmp_path.glob("p/*"))
-
-
-def test_end_to_end_hostile_names_through_cli_file_provider(tmp_path: Path, runner: Any) -> None:
-    """Import hostile names from CSV, notify with the file provider, parse every .eml."""
-    import csv
-
-    from tests.test_fuzz_loaders import REPO
-
-    rows = [["id", "name", "plan", "tags", "created_at", "status", "admins"]]
-    importable = [n for n in FIXED if "\x00" not in n and len(n) <= 1000]
-    for i, name in enumerate(importable):
-        rows.append(
-            [
-                f"acc-{i}",
-                name,
-                "enterprise",
-                "",
-                "2015-01-01",
-                "active",
-                f"admin{i}@customer.example",
-            ]
-        )
-    path = tmp_path / "hostile.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(rows)
-    cfg = tmp_path / "migctl.toml"
-    cfg.write_text(
-        '[email]\nprovider = "file"\nfrom = "notices@platform.example"\n[email.file]\ndirectory = "outbox"\n'
-    )
-    db = tmp_path / "m.db"
-    assert (
-        runner(
-            "--db",
-            db,
-            "--config",
-            cfg,
-            "--now",
-            "2016-03-01",
-            "sync",
-            "--file",
-            REPO / "migrations.yaml",
-        ).exit_code
-        == 0
-    )
-    assert runner("--db", db, "--config", cfg, "accounts", "import", path).exit_code == 0
-    r = runner("--db", db, "--config", cfg, "--now", "2016-04-20", "notify", "--json")
-    assert r.exit_code == 0, r.output
-    files = sorted((tmp_path / "outbox").glob("*.eml"))
-    assert len(files) >= len(importable)
-    shapes = set()
-    for f in files:
-        count("injection: end-to-end CLI .eml")
-        msg = parse(f.read_bytes())
-        assert len(msg.get_all("To")) == 1
-        assert msg.get_all("Bcc") is None
-        html = msg.get_body(("html",)).get_content()
-        shapes.add(frozenset(html_shape(html)))
-        if "{{7*7}}" in f.read_text(errors="replace") or "7*7" in html:
-            assert "49" not in str(msg["Subject"])
-    assert len(shapes) <= 2 * len(
-        {m for m in ("vulnerable-password-flow", "email-delivery-changes")}
-    )
 
 
 assert fuzz_settings.PROFILE

@@ -182,7 +182,7 @@ def test_accounts_created_after_grace_start_are_auto_enrolled_and_never_notified
 
 
 def test_opting_in_the_last_pending_account_stops_that_administrators_notices() -> None:
-    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.lifecycle.opting import switch
     from migrate_cli.store.db import Store
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 
@@ -223,7 +223,7 @@ def test_opting_in_the_last_pending_account_stops_that_administrators_notices() 
 def test_migrated_administrators_get_the_enforced_notice_only_if_they_had_pending_accounts(
     runner: RunCli,
 ) -> None:
-    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.lifecycle.opting import switch
     from migrate_cli.store.db import Store
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 
@@ -439,7 +439,9 @@ def test_development_providers_refuse_production_and_write_nothing(
     assert result.exit_code == 1
     err = flat(result.stderr)
     assert provider in err and "production" in err and "smtp, ses or sendgrid" in err
-    assert result.stdout.strip() == "" or "error" in json.loads(result.stdout)
+    doc = json.loads(result.stdout)  # --json: exactly one document, the error in it
+    assert provider in doc["error"] and "production" in doc["error"]
+    assert doc["notices"]["planned"] == doc["notices"]["sent"] == 0
     assert files_digest(DB) == before
     assert outbox() == []
     assert not Path("outbox").exists()
@@ -535,9 +537,9 @@ def test_a_configuration_error_mid_batch_stops_the_run_and_fails_nothing(
     sent_keys = {r["key"] for r in rows if r["state"] == "sent"}
     assert sent_keys == set(recording.sent)
     assert all(r["attempts"] == 0 for r in rows if r["state"] == "pending")
-    assert any(
-        "invalid API key" in (r["last_error"] or "") for r in rows if r["state"] == "pending"
-    )
+    # Every row left waiting says why (outbox list shows it), not only the one in flight.
+    errors = [r["last_error"] for r in rows if r["state"] == "pending"]
+    assert errors == ["console: invalid API key (test provider)"] * 2, errors
     assert runner("suppress", "list", "--json").stdout.count("@x.test") == 0
     # Fixed: the next run sends the rest, and nothing twice.
     recording.config_error_after = None

@@ -507,7 +507,7 @@ def test_an_administrators_deadline_moving_later_does_not_lose_escalations() -> 
     """Regression: escalation slots were named v{version}-e{offset} only, so after the earliest
     dated account of an administrator was opted in, the escalations for their next date reused
     keys already sent and were silently dropped (the dry run kept announcing them)."""
-    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.lifecycle.opting import switch
     from migrate_cli.store.db import Store
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 

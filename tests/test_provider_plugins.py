@@ -103,7 +103,7 @@ def test_an_unknown_provider_lists_the_available_ones(tmp_path: Path) -> None:
     operator_folder("pigeon")  # the package is not installed
     done = migctl("sync")
     assert done.returncode == 1
-    assert "migctl.toml:" in done.stderr and "'pigeon' is not one of" in done.stderr
+    assert "migctl.toml:" in done.stderr and "'pigeon' is not a provider" in done.stderr
     for name in ("console", "file", "memory", "null", "sendgrid", "ses", "smtp"):
         assert name in done.stderr
     assert not Path("migctl.db").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -171,7 +170,7 @@ class TestProviderContract:
             assert sorted(d.headers["x-migctl-notice"] for d in got) == sorted(keys)
 
     def test_production_refuses_development_providers(self, h: Harness) -> None:
-        config = dataclasses.replace(h.config, environment="production")
+        config = h.config.model_copy(update={"environment": "production"})
         if h.name in ("console", "file", "memory", "null"):
             with pytest.raises(ProviderConfigError, match="production"):
                 h.provider(config)

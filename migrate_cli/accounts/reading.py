@@ -432,3 +432,17 @@ def _read_jsonl(
         problems.extend(found)
         if row is not None:
             yield row
+
+
+def read_account_ids(lines: Iterable[str]) -> list[str]:
+    """Account ids, one a line (`--from-file`): blank lines and # comments skipped, a header
+    line (id, account, account_id) skipped, and of a CSV line only the first column kept."""
+    ids = []
+    for n, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if n == 1 and text.lower() in ("id", "account", "account_id"):
+            continue
+        ids.append(text.split(",")[0].strip())
+    return ids

@@ -5,16 +5,24 @@ from __future__ import annotations
 import functools
 import sqlite3
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
 
-from migrate_cli.accounts.reading import MAX_PROBLEMS, AccountRow, normalise_email, read_accounts
+from migrate_cli.accounts.reading import (
+    MAX_PROBLEMS,
+    AccountRow,
+    normalise_email,
+    read_accounts,
+    validate_row,
+)
 from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
-from migrate_cli.store.db import Store, audit, bump_data_version, db_time
+from migrate_cli.lifecycle import status_figures
+from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.stored_migrations import store_timezone
+from migrate_cli.timeutil import iso
 
 BATCH = 5_000
 # Creation instants repeat (whole days): format each distinct one once.
@@ -178,7 +186,7 @@ def _merge(
             action="accounts.imported",
             detail={"source": source, **report.to_json()},
         )
-        bump_data_version(conn)
+        status_figures.changed(conn)
     conn.execute("DROP TABLE temp.cur_admins")
     conn.execute("DROP TABLE temp.imp_diff")
 
@@ -192,10 +200,8 @@ def import_accounts(
         # The import invalidated every status figure: count them once now, after the commit,
         # so that the next `status` reads them (like the end of a cron run). Only an
         # optimisation: a failure here must not turn a good import into an error.
-        from migrate_cli.lifecycle.status import refresh_figures
-
         try:
-            refresh_figures(store, now)
+            status_figures.refresh(store)
         except (sqlite3.Error, MigctlError) as exc:
             sys.stderr.write(f"warning: status figures not refreshed: {exc}\n")
     return report
@@ -206,8 +212,8 @@ def _import(
 ) -> ImportReport:
     tz = store_timezone(store)
     report = ImportReport()
-    # counts=False: the staging tables would count as changes; _merge bumps the data version
-    # itself when accounts really changed.
+    # counts=False: the staging tables would count as changes; _merge marks the status figures
+    # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
         if not _has_accounts(conn) and _import_into_empty(conn, path, tz, fmt, now, actor, report):
             return report
@@ -332,7 +338,7 @@ def _import_into_empty(
     conn.execute("RELEASE first_import")
     report.rows = report.added = count
     report.without_admins = without_admins
-    bump_data_version(conn)
+    status_figures.changed(conn)
     audit(
         conn,
         at=now,
@@ -350,11 +356,54 @@ def _staging(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-def add_account(store: Store, row: AccountRow, *, now: datetime, actor: str) -> str:
-    """Add or update one account from the command line; returns 'added'/'updated'/'unchanged'."""
+@dataclass(frozen=True)
+class AccountChanges:
+    """The fields `accounts add` was given; None (or no administrators) keeps what is stored."""
+
+    name: str | None = None
+    plan: str | None = None
+    tags: Sequence[str] | None = None  # given: replaces the tags
+    created_at: str | None = None  # a date or an instant; a new account defaults to now
+    status: str | None = None
+    admins: Sequence[str] = ()  # given: replaces the administrators
+
+
+def add_account(
+    store: Store, account_id: str, changes: AccountChanges, *, now: datetime, actor: str
+) -> str:
+    """Add one account, or update the fields given for an existing one (the others are kept);
+    the result is checked like an imported row. Returns 'added', 'updated' or 'unchanged'."""
+    try:
+        current = get_account(store, account_id)
+    except NotFoundError:
+        if changes.plan is None or not changes.admins:
+            raise InputError(
+                [], f"{account_id} is a new account: give --plan and at least one --admin"
+            ) from None
+        current = {
+            "name": None,
+            "plan": None,
+            "tags": [],
+            "created_at": iso(now),
+            "status": "active",
+            "admins": [],
+        }
+    merged = {
+        "id": account_id,
+        "name": changes.name if changes.name is not None else current["name"],
+        "plan": changes.plan if changes.plan is not None else current["plan"],
+        "tags": list(changes.tags) if changes.tags is not None else current["tags"],
+        # Stored instants are UTC with a Z suffix, which parse_instant reads back exactly.
+        "created_at": changes.created_at or current["created_at"],
+        "status": changes.status or current["status"],
+        "admins": list(changes.admins) or current["admins"],
+    }
+    row, problems = validate_row(merged, 0, "command line", store_timezone(store))
+    if row is None:
+        raise InputError(problems, "invalid account")
     report = ImportReport()
-    # counts=False: the staging tables would count as changes; _merge bumps the data version
-    # itself when accounts really changed.
+    # counts=False: the staging tables would count as changes; _merge marks the status figures
+    # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
         _staging(conn)
         _stage(conn, [row])

@@ -51,20 +51,3 @@ def list_all(store: Store) -> list[dict[str, Any]]:
             "SELECT email, reason, source, created_at FROM suppressions ORDER BY email"
         )
     ]
-
-
-def unreachable_accounts(store: Store) -> int:
-    """Active accounts whose every administrator is suppressed: nobody can be told.
-
-    Driven from the suppressed addresses (a few) rather than from every account (a second at a
-    million accounts)."""
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM (SELECT DISTINCT x.account_id AS id FROM suppressions s "
-            "CROSS JOIN account_admins x ON x.email = s.email) c "
-            "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
-            "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
-            "AND y.email NOT IN (SELECT email FROM suppressions))"
-        )
-        or 0
-    )

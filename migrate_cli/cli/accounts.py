@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from migrate_cli.cli.common import (
     ActorOpt,
     JsonOpt,
+    OutFileOpt,
     ReasonOpt,
     accounts_app,
     app,
@@ -103,50 +104,18 @@ def accounts_add(
 
     Example: migctl accounts add acme-dev --plan developer --admin ops@acme.test
     """
-    from migrate_cli.accounts.reading import validate_row
-    from migrate_cli.accounts.records import add_account, get_account
-    from migrate_cli.errors import NotFoundError
+    from migrate_cli.accounts.records import AccountChanges, add_account
     from migrate_cli.store.lock import store_lock
-    from migrate_cli.store.stored_migrations import store_timezone
-    from migrate_cli.timeutil import iso
 
     e = env(ctx)
+    changes = AccountChanges(
+        name=name, plan=plan, tags=tag, created_at=created_at, status=status, admins=admin or ()
+    )
     with store_lock(e.db_path, command="accounts add"):
         store = e.store()
-        now = e.now(store)
-        try:
-            current: dict[str, Any] = get_account(store, account_id)
-        except NotFoundError:
-            current = {
-                "name": None,
-                "plan": None,
-                "tags": [],
-                "created_at": iso(now),
-                "status": "active",
-                "admins": [],
-            }
-            if plan is None or not admin:
-                raise InputError(
-                    [], f"{account_id} is a new account: give --plan and at least one --admin"
-                ) from None
-        row, problems = validate_row(
-            {
-                "id": account_id,
-                "name": name if name is not None else current["name"],
-                "plan": plan if plan is not None else current["plan"],
-                "tags": tag if tag is not None else current["tags"],
-                # Stored instants are UTC with a Z suffix, which parse_instant reads back exactly.
-                "created_at": created_at or current["created_at"],
-                "status": status or current["status"],
-                "admins": admin if admin else current["admins"],
-            },
-            0,
-            "command line",
-            store_timezone(store),
+        result = add_account(
+            store, account_id, changes, now=e.now(store), actor=actor or default_actor()
         )
-        if row is None:
-            raise InputError(problems, "invalid account")
-        result = add_account(store, row, now=now, actor=actor or default_actor())
     emit_lines([f"{result} {account_id}"])
 
 
@@ -198,9 +167,7 @@ def accounts_export(
     fmt: Annotated[
         str, typer.Option("--format", help="jsonl (round-trips) or csv (spreadsheet-safe).")
     ] = "jsonl",
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
-    ] = None,
+    out: OutFileOpt = None,
 ) -> None:
     """Every account with its administrators, in the import format.
 
@@ -208,10 +175,8 @@ def accounts_export(
     JSON Lines keeps values exactly and can be imported again unchanged.
     Example: migctl accounts export --format jsonl --out accounts.jsonl
     """
-    import os
-    import tempfile
-
     from migrate_cli.accounts.records import export_accounts
+    from migrate_cli.files import open_private
 
     if fmt not in ("csv", "jsonl"):
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
@@ -219,17 +184,8 @@ def accounts_export(
     if out is None:
         export_accounts(store, sys.stdout, fmt)
         return
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".accounts-", dir=out.parent)  # 0600: it holds emails
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            count = export_accounts(store, handle, fmt)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open_private(out, newline="") as handle:  # it holds administrators' addresses
+        count = export_accounts(store, handle, fmt)
     sys.stderr.write(f"wrote {count} account(s) to {out}\n")
 
 
@@ -275,18 +231,14 @@ def accounts_show(
 
 
 def _read_ids(from_file: Path | None) -> list[str]:
+    from migrate_cli.accounts.reading import read_account_ids
+
     if from_file is None:
         return []
-    ids = []
-    with sys.stdin if str(from_file) == "-" else from_file.open(encoding="utf-8-sig") as handle:
-        for n, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            if n == 1 and text.lower() in ("id", "account", "account_id"):
-                continue  # a CSV header
-            ids.append(text.split(",")[0].strip())
-    return ids
+    if str(from_file) == "-":
+        return read_account_ids(sys.stdin)
+    with from_file.open(encoding="utf-8-sig") as handle:
+        return read_account_ids(handle)
 
 
 def _switch(
@@ -299,7 +251,7 @@ def _switch(
     json_out: bool,
     opt_in: bool,
 ) -> None:
-    from migrate_cli.lifecycle.enrollment import switch
+    from migrate_cli.lifecycle.opting import switch
     from migrate_cli.store.lock import store_lock
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 

@@ -50,6 +50,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why (recorded in the audit log).")]
+# A folder is refused while parsing (exit 2); the file itself is written by files.open_private.
+OutFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", dir_okay=False, readable=False, help="Write to this file (default: stdout)."
+    ),
+]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who is making the change (default: the OS user).")
 ]

@@ -40,28 +40,10 @@ def validate(
 
     Example: migctl validate --file migrations.yaml
     """
-    from migrate_cli.definitions.model import load_definitions
+    from migrate_cli.notices.templates import check_setup
 
     e = env(ctx)
-    problems = []
-    defs = None
-    config_ok = True
-    try:
-        e.config  # noqa: B018 - loading validates it
-    except InputError as exc:
-        problems.extend(exc.problems)
-        config_ok = False
-    try:
-        # With a broken config, still check the definitions at their default place.
-        defs = (
-            e.definitions(file) if config_ok else load_definitions(file or Path("migrations.yaml"))
-        )
-    except InputError as exc:
-        problems.extend(exc.problems)
-    if defs is not None and not problems:
-        from migrate_cli.notices.templates import check_templates
-
-        problems.extend(check_templates(e.config, defs))
+    defs, problems = check_setup(lambda: e.config, file)
     if json_out:
         emit_json(
             {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,13 +22,9 @@ from migrate_cli.cli.output import (
     emit_table,
     is_terminal,
 )
-from migrate_cli.errors import (
-    EXIT_ERROR,
-    InputError,
-    UsageError,
-)
 
-# --------------------------------------------------------------------------- enforcement, cron
+if TYPE_CHECKING:
+    from migrate_cli.lifecycle.enforcement import Enforcement
 
 
 @app.command()
@@ -53,83 +49,57 @@ def enforce(
 
     Example: migctl --now 2016-05-11 enforce email-delivery-changes --dry-run
     """
-    from migrate_cli.lifecycle.enforcement import (
-        EnforceReport,
-        apply_enforcements,
-        due_enforcements,
-        immediate_enforcement,
-    )
+    from migrate_cli.lifecycle.enforcement import ConfirmPolicy
+    from migrate_cli.lifecycle.enforcement import enforce as do_enforce
     from migrate_cli.store.lock import store_lock
-    from migrate_cli.store.stored_migrations import get_migration, load_catalog, store_timezone
-    from migrate_cli.timeutil import iso
 
     e = env(ctx)
-    if immediately and (not migration or not reason or not reason.strip()):
-        raise UsageError("--immediately needs a MIGRATION and a --reason (it is recorded)")
-    # Only an operator at a terminal is asked to confirm a large batch: only then (and for a
-    # dry run) are the accounts counted before switching. Otherwise the output reports what
-    # the enforcement itself switched.
-    confirm = not yes and is_terminal() and sys.stdin.isatty()
+    policy = ConfirmPolicy(
+        limit=e.config.enforcement.max_accounts_without_confirm,
+        yes=yes,
+        interactive=is_terminal() and sys.stdin.isatty(),
+    )
     with store_lock(e.db_path, command="enforce"):
         store = e.store()
-        tz = store_timezone(store)
-        now = e.now(store)
-        catalog = load_catalog(store)
-        if migration:
-            sm = get_migration(store, migration)
-            if sm.status != "active":
-                raise InputError([], f"{migration} is retired; nothing to enforce")
-        if immediately:
-            assert migration is not None
-            batches = [immediate_enforcement(store, get_migration(store, migration), tz)]
-        else:
-            batches = due_enforcements(
-                store, catalog, tz, now, migration, with_admins=dry_run, counted=dry_run or confirm
-            )
-        total = sum(b.accounts or 0 for b in batches)
-        doc: dict[str, Any] = {
-            "now": iso(now),
-            "dry_run": dry_run,
-            "batches": [b.to_json() for b in batches],
-            "enforced": {},
-        }
-        if dry_run or not batches:
-            doc["enforced"] = EnforceReport(batches=batches).by_migration() if dry_run else {}
-            if json_out:
-                emit_json(doc)
-            else:
-                _enforce_table(batches, "would switch" if dry_run and batches else "nothing is due")
-                if dry_run:
-                    emit_lines(["dry run: nothing was written"])
-            return
-        limit = e.config.max_accounts_without_confirm
-        if total > limit and confirm:
-            _enforce_table(batches, "about to switch")
-            if not typer.confirm(f"Switch {total} account(s) now?", default=False):
-                raise typer.Exit(EXIT_ERROR)
-        report = apply_enforcements(
+        outcome = do_enforce(
             store,
-            catalog,
-            tz,
-            now,
-            batches,
+            e.now(store),
+            only=migration,
+            immediately=immediately,
+            reason=reason,
+            dry_run=dry_run,
             actor=actor or default_actor(),
             from_addr=e.config.email.from_addr,
-            reason=reason.strip() if reason else None,
+            policy=policy,
+            ask=_ask,
         )
-    doc["batches"] = [b.to_json() for b in report.batches]  # what was switched, counted
-    doc["enforced"] = report.by_migration()
-    doc["notices_queued"] = report.notices
     if json_out:
-        emit_json(doc)
-        return
-    _enforce_table(report.batches, "switched")
-    emit_lines(
-        [f"queued {report.notices} enforced notice(s); `migctl notify` or `migctl run` sends them"]
-    )
+        emit_json(outcome.to_json())
+    elif outcome.report is not None:
+        _enforce_table(outcome.batches, "switched")
+        emit_lines(
+            [
+                f"queued {outcome.report.notices} enforced notice(s); "
+                "`migctl notify` or `migctl run` sends them"
+            ]
+        )
+    else:
+        _enforce_table(
+            outcome.batches, "would switch" if dry_run and outcome.batches else "nothing is due"
+        )
+        if dry_run:
+            emit_lines(["dry run: nothing was written"])
 
 
-def _enforce_table(batches: list[Any], what: str) -> None:
+def _ask(batches: list[Enforcement], question: str) -> str:
+    _enforce_table(batches, "about to switch")
+    try:
+        return str(typer.prompt(question, default="", show_default=False))
+    except typer.Abort:  # end of input: no answer is not a yes
+        return ""
+
+
+def _enforce_table(batches: list[Enforcement], what: str) -> None:
     if not batches:
         emit_lines([f"enforce: {what}"])
         return

@@ -23,7 +23,6 @@ from migrate_cli.cli.output import (
 )
 from migrate_cli.errors import (
     EXIT_PARTIAL,
-    InputError,
     UsageError,
 )
 
@@ -147,35 +146,13 @@ def notify(
 
 
 def _send_test(e: Env, migration: str | None, to: str, kind: str, json_out: bool) -> None:
-    from migrate_cli.accounts.reading import normalise_email
-    from migrate_cli.delivery.registry import SendStatus
-    from migrate_cli.notices.notify import make_renderer, provider_factory
-    from migrate_cli.notices.preview import build_preview
-    from migrate_cli.store.stored_migrations import get_migration, store_timezone
+    from migrate_cli.delivery.base import SendStatus
+    from migrate_cli.notices.preview import send_test
 
     if migration is None:
         raise UsageError("--test-to needs a MIGRATION argument")
-    try:
-        address = normalise_email(to)
-    except ValueError as exc:
-        raise InputError([], f"--test-to: {exc}") from None
     store = e.store(create=False)
-    sm = get_migration(store, migration)
-    factory, _ = provider_factory(e.config)
-    preview = build_preview(
-        store,
-        sm,
-        e.config,
-        make_renderer(e.config),
-        store_timezone(store),
-        e.now(store),
-        kind=kind,
-        admin=None,
-        test=True,
-        to=address,
-    )
-    with factory() as provider:
-        result = provider.send(preview.email)
+    address, result = send_test(store, e.config, migration, e.now(store), to=to, kind=kind)
     doc = {
         "to": address,
         "migration": migration,

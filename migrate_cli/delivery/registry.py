@@ -47,12 +47,18 @@ def provider_class(name: str) -> type[Provider]:
         return override
     registered = _registered()
     entries = registered.get(name, [])
-    if not entries:
-        known = ", ".join(available_providers()) or "none"
+    if not registered:
+        # Entry points are read from the installed metadata, which an old install lacks.
         raise ProviderConfigError(
             name,
-            f"unknown provider {name!r}; choose one of {known} (a provider package registers "
-            f"its name in the {PROVIDER_GROUP!r} entry-point group)",
+            f"no provider is registered in the {PROVIDER_GROUP!r} entry-point group; "
+            "reinstall migctl (pip install -e . in a checkout) so its metadata lists them",
+        )
+    if not entries:
+        raise ProviderConfigError(
+            name,
+            f"unknown provider {name!r}; choose one of {', '.join(available_providers())} "
+            f"(a provider package registers its name in the {PROVIDER_GROUP!r} entry-point group)",
         )
     if len(entries) > 1:
         claims = " and ".join(_origin(entry) for entry in entries)

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from migrate_cli.errors import RuleError
-from migrate_cli.lifecycle.enrollment import (
-    admins_pending,
-    admins_without_pending,
-    delta_is_cheaper,
-    pending_accounts_sql,
-)
+from migrate_cli.errors import InputError, MigctlError, RuleError, UsageError
+from migrate_cli.lifecycle import status_figures
+from migrate_cli.lifecycle.enrollment import ENFORCED, pending_accounts_sql
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
-from migrate_cli.lifecycle.status_cache import FiguresCarry, migration_key
 from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.outbox import enqueue_enforced
-from migrate_cli.store.stored_migrations import StoredMigration
+from migrate_cli.store.stored_migrations import (
+    StoredMigration,
+    get_migration,
+    load_catalog,
+    store_timezone,
+)
+from migrate_cli.timeutil import iso
 
 
 def enforcement_batch(scope: str, deadline: date | None, late: str | None = None) -> str:
@@ -160,11 +161,10 @@ def apply_enforcements(
     stamp = db_time(now)
     for migration_id in dict.fromkeys(b.migration_id for b in batches):
         sm = by_id[migration_id]
-        key = migration_key(sm.migration)
-        # counts=False: FiguresCarry bumps the data version once and keeps the status figures
+        # counts=False: the status figures' Carry bumps the data version once and keeps them
         # current (pending -> enforced), so the next `status` does not recount them.
         with store.transaction(counts=False) as conn:
-            carry = FiguresCarry(conn)
+            carry = status_figures.Carry(store, conn)
             wrote = False
             for b in (x for x in batches if x.migration_id == migration_id):
                 if not b.immediate and (
@@ -206,7 +206,7 @@ def apply_enforcements(
                 switched = cur.rowcount
                 if switched:
                     wrote = True
-                    _carry_figures(store, carry, key, conn, sm, tz, b.scope, switched)
+                    carry.left_pending(sm.migration, tz, "temp.enforce_ids", ENFORCED, switched)
                 already = b.scope in sm.enforced_scopes or ALL_SCOPE in sm.enforced_scopes
                 if switched == 0 and already:
                     # Nothing left to switch in a scope already enforced (e.g. a repeated
@@ -277,35 +277,107 @@ def apply_enforcements(
     return report
 
 
-def _carry_figures(
+class NotConfirmed(MigctlError):
+    """The operator did not confirm a large enforcement: nothing was switched."""
+
+
+@dataclass(frozen=True)
+class ConfirmPolicy:
+    """The confirmation valve: a person at a terminal confirms a batch above `limit` accounts.
+
+    With nobody to answer (cron, CI, a pipe) or with --yes, enforcement proceeds: a large
+    enforcement is never stuck on a prompt. Only when a question may be asked are the accounts
+    counted before switching (a scan of every account); otherwise the report gives what the
+    enforcement switched.
+    """
+
+    limit: int
+    yes: bool = False
+    interactive: bool = False  # stdin and stdout are terminals: someone can answer
+
+    @property
+    def may_ask(self) -> bool:
+        return self.interactive and not self.yes
+
+    def must_ask(self, accounts: int) -> bool:
+        return self.may_ask and accounts > self.limit
+
+    @staticmethod
+    def question(accounts: int) -> str:
+        return f"Switch {accounts} account(s) now? [y/N]"
+
+    @staticmethod
+    def accepts(answer: str) -> bool:
+        """Only a yes switches; anything else (nothing, no, a typo, end of input) does not."""
+        return answer.strip().lower() in ("y", "yes")
+
+
+# Shows the batches about to be switched and the question; returns the operator's answer.
+Ask = Callable[[list[Enforcement], str], str]
+
+
+@dataclass
+class EnforceOutcome:
+    """What `enforce` found due and, unless a dry run, what it switched."""
+
+    now: datetime
+    dry_run: bool
+    batches: list[Enforcement]  # switched (counted), or due when nothing was switched
+    report: EnforceReport | None = None  # None: nothing was switched (dry run, nothing due)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "now": iso(self.now),
+            "dry_run": self.dry_run,
+            "batches": [b.to_json() for b in self.batches],
+            "enforced": {},
+        }
+        if self.dry_run:
+            doc["enforced"] = EnforceReport(batches=self.batches).by_migration()
+        if self.report is not None:
+            doc["enforced"] = self.report.by_migration()
+            doc["notices_queued"] = self.report.notices
+        return doc
+
+
+def enforce(
     store: Store,
-    carry: FiguresCarry,
-    key: str,
-    conn: sqlite3.Connection,
-    sm: StoredMigration,
-    tz: tzinfo,
-    scope: str,
-    switched: int,
-) -> None:
-    """Adjust the cached status figures for ``switched`` pending accounts now enforced (called
-    after the insert, while temp.enforce_ids still holds them)."""
-    figures = carry.current(key)
-    if figures is None:
-        return  # not counted at this version: `status` recounts anyway
-    figures["pending"] -= switched
-    figures["enforced"] += switched
-    if scope == ALL_SCOPE:
-        # The whole audience's pending set was switched: nobody has a pending account left.
-        # Checked rather than assumed: if the cached count disagrees, recount.
-        if figures["pending"] != 0:
-            carry.set(key, None)
-            return
-        figures["admins_pending"] = 0
-    elif delta_is_cheaper(switched, figures["pending"]):
-        # One plan: the administrators whose last pending account was in it drop out.
-        figures["admins_pending"] -= admins_without_pending(
-            conn, sm.migration, tz, "temp.enforce_ids"
-        )
+    now: datetime,
+    *,
+    only: str | None = None,
+    immediately: bool = False,
+    reason: str | None = None,
+    dry_run: bool = False,
+    actor: str,
+    from_addr: str,
+    policy: ConfirmPolicy,
+    ask: Ask | None = None,
+) -> EnforceOutcome:
+    """Switch what is due (or, `immediately`, one migration before its date, with a reason);
+    a dry run counts and writes nothing. The caller holds the store lock."""
+    reason = reason.strip() if reason else None
+    if immediately and (not only or not reason):
+        raise UsageError("--immediately needs a MIGRATION and a --reason (it is recorded)")
+    tz = store_timezone(store)
+    catalog = load_catalog(store)
+    if only is not None and get_migration(store, only).status != "active":
+        raise InputError([], f"{only} is retired; nothing to enforce")
+    if immediately:
+        assert only is not None
+        batches = [immediate_enforcement(store, get_migration(store, only), tz)]
     else:
-        figures["admins_pending"] = admins_pending(store, sm.migration, tz)
-    carry.set(key, figures)
+        counted = dry_run or policy.may_ask
+        batches = due_enforcements(
+            store, catalog, tz, now, only, with_admins=dry_run, counted=counted
+        )
+    if dry_run or not batches:
+        return EnforceOutcome(now, dry_run, batches)
+    total = sum(b.accounts or 0 for b in batches)
+    if policy.must_ask(total):
+        assert ask is not None, "a policy that may ask needs someone to ask"
+        if not policy.accepts(ask(batches, policy.question(total))):
+            raise NotConfirmed("not confirmed: nothing was switched")
+    report = apply_enforcements(
+        store, catalog, tz, now, batches, actor=actor, from_addr=from_addr, reason=reason
+    )
+    return EnforceOutcome(now, dry_run, report.batches, report)

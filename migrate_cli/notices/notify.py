@@ -65,7 +65,9 @@ class NotifySummary:
 
 
 def make_renderer(config: Config) -> Renderer:
-    return Renderer(templates_dir(config), config.dashboard_url, product_name=config.product_name)
+    return Renderer(
+        templates_dir(config), config.dashboard.url, product_name=config.dashboard.product_name
+    )
 
 
 def check_renderer(renderer: Renderer, migrations: list[Migration]) -> None:

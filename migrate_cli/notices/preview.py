@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 
+from migrate_cli.accounts.reading import normalise_email
 from migrate_cli.config import Config
+from migrate_cli.delivery.base import OutgoingEmail, SendResult
 from migrate_cli.delivery.mime import as_bytes, build_message
-from migrate_cli.delivery.registry import OutgoingEmail
 from migrate_cli.errors import InputError, NotFoundError, Problem
+from migrate_cli.files import write_private
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
+from migrate_cli.notices.notify import make_renderer, provider_factory
 from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import message_id, notice_key
-from migrate_cli.store.stored_migrations import StoredMigration
+from migrate_cli.store.stored_migrations import StoredMigration, get_migration, store_timezone
 from migrate_cli.timeutil import days_until, local_date
 from migrate_cli.vocabulary import NoticeKind, choices
 
@@ -122,23 +123,40 @@ def write_preview(preview: Preview, out_dir: Path) -> list[Path]:
 
     Notices hold administrators' addresses and account names: owner-only, like the store.
     """
-    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     base = _SAFE.sub("-", f"{preview.context.migration.id}.{preview.context.kind}".lower()).strip(
         ".-"
     )
     html_path = out_dir / f"{base}.html"
     eml_path = out_dir / f"{base}.eml"
-    _write_private(html_path, preview.rendered.html.encode("utf-8"))
-    _write_private(eml_path, as_bytes(build_message(preview.email)))
+    write_private(html_path, preview.rendered.html)
+    write_private(eml_path, as_bytes(build_message(preview.email)))
     return [html_path, eml_path]
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".preview-", dir=path.parent)  # mkstemp: mode 0600
+def send_test(
+    store: Store, config: Config, migration_id: str, now: datetime, *, to: str, kind: str
+) -> tuple[str, SendResult]:
+    """Send one sample notice to ``to`` through the configured provider; nothing is recorded.
+
+    Returns the normalised address and the provider's answer.
+    """
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        address = normalise_email(to)
+    except ValueError as exc:
+        raise InputError([], f"--test-to: {exc}") from None
+    sm = get_migration(store, migration_id)
+    factory, _ = provider_factory(config)
+    preview = build_preview(
+        store,
+        sm,
+        config,
+        make_renderer(config),
+        store_timezone(store),
+        now,
+        kind=kind,
+        admin=None,
+        test=True,
+        to=address,
+    )
+    with factory() as provider:
+        return address, provider.send(preview.email)

@@ -15,8 +15,8 @@ from migrate_cli.config import Config
 from migrate_cli.definitions.model import Definitions, load_definitions
 from migrate_cli.delivery.base import ProviderConfigError
 from migrate_cli.errors import MigctlError
+from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.enforcement import EnforceReport, apply_enforcements, due_enforcements
-from migrate_cli.lifecycle.status import refresh_figures
 from migrate_cli.notices.notify import (
     NotifySummary,
     check_renderer,
@@ -143,7 +143,7 @@ def run(
         # Count once per cron run, so a `status` between runs reads cached figures. Only an
         # optimisation: a failure here must not turn a good run into an error.
         try:
-            refresh_figures(store, now)
+            status_figures.refresh(store)
         except (sqlite3.Error, MigctlError) as exc:
             sys.stderr.write(f"warning: status figures not refreshed: {exc}\n")
     return summary

@@ -15,6 +15,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from migrate_cli.errors import StoreError
+from migrate_cli.files import make_private_dirs
 from migrate_cli.store.schema import migrations as schema_migrations
 
 BUSY_TIMEOUT_MS = 30_000
@@ -206,21 +207,10 @@ def audit(
 def _create_private(path: Path) -> None:
     # The store holds administrator emails: create it owner-only before SQLite touches it.
     try:
-        _make_private_dirs(path.parent)
+        make_private_dirs(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
     except FileExistsError:
         pass
     except OSError as exc:
         raise StoreError(f"cannot create the store {path}: {exc.strerror}") from None
-
-
-def _make_private_dirs(folder: Path) -> None:
-    # mkdir(mode=) applies to the last level only when parents=True: create each missing one.
-    missing = []
-    current = folder
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for level in reversed(missing):
-        level.mkdir(mode=0o700, exist_ok=True)

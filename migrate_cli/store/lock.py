@@ -13,6 +13,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from migrate_cli.errors import LockHeldError
+from migrate_cli.files import make_private_dirs, write_private
 from migrate_cli.timeutil import iso, utcnow
 
 
@@ -34,7 +35,8 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
     if str(db_path) == ":memory:":
         yield
         return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    # Before the store exists: its folders must be created private here, not by filelock.
+    make_private_dirs(db_path.parent)
     lock = FileLock(str(lock_path(db_path)), mode=0o600)
     try:
         lock.acquire(timeout=timeout)
@@ -50,7 +52,7 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
             "command": command,
         }
         with contextlib.suppress(OSError):  # information only
-            _holder_path(db_path).write_text(json.dumps(holder))
+            write_private(_holder_path(db_path), json.dumps(holder))
         yield
     finally:
         lock.release()

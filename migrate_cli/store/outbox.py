@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from migrate_cli.errors import NotFoundError, RuleError
-from migrate_cli.store.db import Store, audit, bump_data_version, db_time, parse_db_time
+from migrate_cli.store.db import Store, audit, db_time, parse_db_time
 from migrate_cli.vocabulary import NoticeState, choices
 
 STATES = choices(NoticeState)
@@ -298,7 +298,7 @@ def claim(
         params.append(only)
     sql += " ORDER BY id LIMIT ?) RETURNING *"
     params.append(limit)
-    with store.transaction(counts=False) as conn:
+    with store.transaction(counts=_suppresses(settle_first)) as conn:
         if settle_first:
             _settle_in(conn, settle_first, now, count_sends)
         if limit <= 0:
@@ -312,8 +312,13 @@ def claim(
 def settle(store: Store, outcomes: list[Outcome], *, now: datetime, count_sends: bool) -> None:
     """Record a group of outcomes in one transaction."""
     if outcomes:
-        with store.transaction(counts=False) as conn:
+        with store.transaction(counts=_suppresses(outcomes)) as conn:
             _settle_in(conn, outcomes, now, count_sends)
+
+
+def _suppresses(outcomes: list[Outcome] | None) -> bool:
+    """Whether recording these outcomes adds a suppression, which `status` counts."""
+    return any(o.suppress for o in outcomes or ())
 
 
 def _settle_in(
@@ -360,7 +365,6 @@ def _settle_in(
 
 def _suppress(conn: sqlite3.Connection, o: Outcome, now: datetime, stamp: str) -> None:
     """A permanent rejection of the recipient: no more notices to that address."""
-    bump_data_version(conn)  # a suppression changes `status` figures
     conn.execute(
         "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) VALUES (?, ?, ?, ?)",
         (o.row["email"], o.error or "permanent failure", o.suppress, stamp),

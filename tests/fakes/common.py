@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from email import policy
 from email.message import EmailMessage
@@ -41,14 +40,12 @@ def make_config(
 
     ``smtp={"port": 2525}`` replaces fields of the smtp table, ``from_addr="x@y"`` of [email].
     """
-    email = EmailConfig(provider=provider, from_addr="Platform Team <notices@platform.example>")
-    changes: dict[str, Any] = {}
-    for name, value in sections.items():
-        if isinstance(value, dict):
-            changes[name] = dataclasses.replace(getattr(email, name), **value)
-        else:
-            changes[name] = value
-    return Config(environment=environment, email=dataclasses.replace(email, **changes))
+    email: dict[str, Any] = {
+        "provider": provider,
+        "from_addr": "Platform Team <notices@platform.example>",
+        **sections,
+    }
+    return Config(environment=environment, email=EmailConfig(**email))
 
 
 def make_email(**overrides: Any) -> OutgoingEmail:

@@ -13,10 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import migrate_cli.lifecycle.status as status_module
+import migrate_cli.lifecycle.status_figures as figures_module
 from migrate_cli.accounts.records import import_accounts
 from migrate_cli.accounts.suppressions import add as suppress
-from migrate_cli.accounts.suppressions import unreachable_accounts
 from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import NotFoundError
 from migrate_cli.lifecycle.enforcement import (
@@ -24,10 +23,15 @@ from migrate_cli.lifecycle.enforcement import (
     due_enforcements,
     immediate_enforcement,
 )
-from migrate_cli.lifecycle.enrollment import account_state, switch
+from migrate_cli.lifecycle.enrollment import account_state
+from migrate_cli.lifecycle.opting import switch
 from migrate_cli.lifecycle.phases import plan_in_grace
 from migrate_cli.lifecycle.status import status_report
-from migrate_cli.lifecycle.status_cache import REACHABILITY_KEY, migration_key
+from migrate_cli.lifecycle.status_figures import (
+    REACHABILITY_KEY,
+    migration_key,
+    unreachable_accounts,
+)
 from migrate_cli.store.db import Store
 from migrate_cli.store.stored_migrations import get_migration, load_catalog, store_timezone
 from migrate_cli.store.sync import sync
@@ -56,9 +60,25 @@ def test_second_status_uses_the_cache(synced_store: Path, monkeypatch: pytest.Mo
         def boom(*args: object, **kwargs: object) -> None:
             raise AssertionError("recounted although nothing changed")
 
-        monkeypatch.setattr(status_module, "state_counts", boom)
-        monkeypatch.setattr(status_module, "admins_pending", boom)
+        monkeypatch.setattr(figures_module, "state_counts", boom)
+        monkeypatch.setattr(figures_module, "admins_pending", boom)
         assert _figures(store) == first
+
+
+def test_only_status_figures_touches_the_cache() -> None:
+    """One home: the table and the data-version bump are used by lifecycle/status_figures.py
+    only (besides the schema that creates the table and the store that defines the bump)."""
+    package = Path(figures_module.__file__).parents[1]
+
+    def users(word: str) -> set[str]:
+        return {
+            p.relative_to(package).as_posix()
+            for p in package.rglob("*.py")
+            if word in p.read_text(encoding="utf-8")
+        }
+
+    assert users("status_cache") == {"lifecycle/status_figures.py", "store/schema.py"}
+    assert users("bump_data_version") == {"lifecycle/status_figures.py", "store/db.py"}
 
 
 def test_every_kind_of_change_refreshes_the_figures(synced_store: Path) -> None:
@@ -187,13 +207,13 @@ def _truth(store: Store) -> dict[str, dict[str, Any]]:
     """Every figure counted from scratch (the functions `status` calls on a cache miss)."""
     tz = store_timezone(store)
     out = {
-        migration_key(sm.migration): status_module._migration_figures(store, sm.migration, tz)
+        migration_key(sm.migration): figures_module.count_migration(store, sm.migration, tz)
         for sm in load_catalog(store)
     }
     out[REACHABILITY_KEY] = {
         # The reference query over every account (status counts it from the suppressions).
         "all_admins_suppressed": _unreachable_reference(store),
-        "without_admins": status_module._reachability(store)["without_admins"],
+        "without_admins": figures_module.count_reachability(store)["without_admins"],
     }
     return out
 
@@ -220,9 +240,9 @@ def _no_recount(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("status recounted although the writer carried the figures")
 
-    monkeypatch.setattr(status_module, "state_counts", boom)
-    monkeypatch.setattr(status_module, "admins_pending", boom)
-    monkeypatch.setattr(status_module, "_reachability", boom)
+    monkeypatch.setattr(figures_module, "state_counts", boom)
+    monkeypatch.setattr(figures_module, "admins_pending", boom)
+    monkeypatch.setattr(figures_module, "count_reachability", boom)
 
 
 def _ids(store: Store) -> list[str]:
@@ -289,11 +309,7 @@ def world(tmp_path: Path) -> Path:
 def _force_admins_method(mp: pytest.MonkeyPatch, delta: bool) -> None:
     """Writers adjust `admins_pending` by a delta for a few accounts and count it again for
     many; the test stores are small, so force each way in turn."""
-    import migrate_cli.lifecycle.enforcement as enforce_module
-    import migrate_cli.lifecycle.enrollment as enrollment_module
-
-    for module in (enforce_module, enrollment_module):
-        mp.setattr(module, "delta_is_cheaper", lambda switched, pending: delta)
+    mp.setattr(figures_module, "delta_is_cheaper", lambda switched, pending: delta)
 
 
 @pytest.fixture(params=["delta", "recount"])
