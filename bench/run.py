@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from bench import generate as gen
 
 REPO = Path(__file__).resolve().parent.parent
 RSS_LIMIT_MB = 500.0
+REHEARSAL_DAYS = 90  # plan --until: now + 90 days, across the bench migrations' dates
 
 # Targets at scale 1 on a 2-core machine (SPEC §7). The null-provider notify row is information.
 TARGETS: dict[str, tuple[str, float]] = {
@@ -36,6 +38,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "opt-in --from-file (100k x scale)": ("max_s", 5.0),
     "notify --dry-run": ("max_s", 30.0),
     "enforce": ("max_s", 15.0),
+    "plan --until (90 days)": ("max_s", 120.0),
 }
 
 
@@ -322,6 +325,26 @@ class Bench:
             step.note = "plan + enqueue + render + record; CPU s include the helper process"
             self.record(step, doc["notices"]["sent"])
 
+        def rehearsal() -> None:
+            until = (date.fromisoformat(now) + timedelta(days=REHEARSAL_DAYS)).isoformat()
+            step, out, _ = self.migctl(
+                "plan --until (90 days)",
+                ["plan", "--until", until, "--all-days", "--json"],
+                now=now,
+                unit="days",
+            )
+            days = json.loads(out)["days"]
+            notices = sum(
+                n for d in days for kinds in d["notices"].values() for n in kinds.values()
+            )
+            enforced = sum(n for d in days for n in d["enforced"].values())
+            step.extra = {"until": until, "notices": notices, "enforced": enforced}
+            step.note = (
+                f"to {until}, after the notices of {now} were sent: {notices:,} notices and "
+                f"{enforced:,} accounts enforced rehearsed"
+            )
+            self.record(step, len(days))
+
         def dashboard() -> None:
             step, _, err = self.migctl(
                 "dashboard export",
@@ -356,6 +379,7 @@ class Bench:
         self.baseline_db = self.out / "baseline" / "migctl.db"
         _copy_store(self.db, self.baseline_db)
         self.attempt("notify (null provider)", notify)
+        self.attempt("plan --until (90 days)", rehearsal)
         self.attempt("dashboard export", dashboard)
         self.attempt("enforce", enforce)
 

@@ -102,7 +102,7 @@ def test_200_notices_through_a_branching_operator_template_equal_full_renders(
     by_id = {r["id"]: r for r in rows}
     migration = load_definitions(Path("migrations.yaml")).migrations[0]
     config = load_config(Path("migctl.toml"), explicit=True)
-    renderer = Renderer(templates, config.dashboard_url, product_name=config.product_name)
+    renderer = Renderer(templates, config.dashboard.url, product_name=config.dashboard.product_name)
     now = datetime(2016, 4, 5, tzinfo=UTC)
     branches = set()
     for path in sent:

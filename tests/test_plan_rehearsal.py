@@ -147,7 +147,7 @@ def test_plan_matches_what_daily_runs_do(
     with Store(db) as store:
         rehearsal = {
             d.day.isoformat(): (d.notices, d.enforced)
-            for d in simulate(store, start, start.date() + timedelta(days=46), from_addr="x@y.z")
+            for d in simulate(store, start, start.date() + timedelta(days=46))
         }
         real: dict[str, tuple[dict, dict]] = {}
         for offset in range(47):
@@ -176,3 +176,59 @@ def test_plan_matches_what_daily_runs_do(
     assert {d: v for d, v in real.items() if v != ({}, {})} == {
         d["date"]: (d["notices"], d["enforced"]) for d in EXPECTED_DAYS
     }
+
+
+def test_an_operators_rehearsal_with_their_cadence_and_history(tmp_path: Path) -> None:
+    """An operator's folder: their migrations.yaml with a cadence of its own, a real run three
+    days earlier (notices sent, one address suppressed since), then `plan --until` in both
+    outputs, equal to the day-by-day reference, with a progress bar only on a terminal."""
+    from rehearsal_reference import reference_simulate
+
+    from migrate_cli.store.db import Store
+
+    own = MAIL.replace(
+        "    description: Configure your own provider.\n",
+        "    description: Configure your own provider.\n"
+        "    notices: {reminder_every: 5d, escalate_before: [3d], min_gap: 2d}\n",
+    )
+    setup_store(tmp_path, own, PER_PLAN, opt_in=OPT_INS)
+    ok(migctl(tmp_path, "--now", "2016-04-17T09:00:00", "run"))
+    ok(migctl(tmp_path, "--now", "2016-04-18", "suppress", "add", "e@x.test", "--reason", "bounce"))
+    db = tmp_path / "migctl.db"
+    before = fingerprint(db)
+    args = ("--now", "2016-04-20T09:00:00", "plan", "--until", "2016-06-10")
+    doc = json_out(ok(migctl(tmp_path, *args, "--json")))
+    assert fingerprint(db) == before
+    with Store(db) as store:
+        tz = ZoneInfo(STORE_TZ)
+        reference = reference_simulate(
+            store, datetime(2016, 4, 20, 9, tzinfo=tz), datetime(2016, 6, 10).date(), from_addr="x"
+        )
+    assert doc["days"] == [d.to_json() for d in reference if not d.empty]
+    by_day = {d["date"]: d for d in doc["days"]}
+    # mail: announced on 04-17 09:00; reminders every 5 days from the grace start (04-04):
+    # 04-19 (due at the first rehearsed run), 04-24, 04-29, 05-04; 05-08 is the 3d escalation;
+    # the 05-09 reminder waits for the 2d minimum gap until 05-10. e@ (dev-1) is suppressed.
+    assert [day for day, d in by_day.items() if "mail" in d["notices"]] == [
+        "2016-04-20",
+        "2016-04-24",
+        "2016-04-29",
+        "2016-05-04",
+        "2016-05-08",
+        "2016-05-10",
+        "2016-05-11",
+    ]
+    assert by_day["2016-05-10"]["notices"] == {"mail": {"reminder": 5}}  # a b c d shared
+    assert by_day["2016-05-11"]["notices"]["mail"] == {"enforced": 5}  # a b c d shared; not e
+    assert by_day["2016-05-11"]["enforced"]["mail"] == 5
+
+    text = ok(migctl(tmp_path, *args)).stdout
+    assert 'day=2016-05-11 notices="mail: enforced 5" enforced_accounts="mail: 5"' in text
+    assert "rehearsing" not in text
+    terminal = migctl(tmp_path, *args, env={"MIGCTL_FORCE_TERMINAL": "1", "MIGCTL_WIDTH": "200"})
+    ok(terminal)
+    assert "Rehearsal until 2016-06-10" in terminal.stdout
+    # 52 days, each of the 2 migrations' reads weighted as the 52 days: a bar with its total
+    # and a label, on stderr only.
+    assert "rehearsing" in terminal.stderr and "156/156" in terminal.stderr
+    assert fingerprint(db) == before

@@ -138,7 +138,7 @@ def plan_cmd(
         raise UsageError(f"--until: {exc}") from None
     store = e.store(create=False)
     try:
-        days = simulate(store, e.now(store), last, from_addr=e.config.email.from_addr)
+        days = simulate(store, e.now(store), last, progress=progress_reporter)
     except ValueError as exc:
         raise InputError([], str(exc)) from None
     if json_out:

@@ -1,19 +1,26 @@
-"""plan --until: rehearse day by day what cron would do, on an in-memory copy of the store."""
+"""plan --until: rehearse day by day what cron would do, from administrators grouped once."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from migrate_cli.lifecycle.enforcement import apply_enforcements, due_enforcements
-from migrate_cli.lifecycle.planning import plan_all
-from migrate_cli.store.db import Store, db_time
-from migrate_cli.store.outbox import enqueue
-from migrate_cli.store.stored_migrations import load_catalog, store_timezone
+from migrate_cli.lifecycle.enrollment import pending_accounts_sql
+from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
+from migrate_cli.lifecycle.planning import decide
+from migrate_cli.store.db import Store, db_time, parse_db_time
+from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import local_date
+from migrate_cli.vocabulary import NoticeKind
 
 MAX_DAYS = 3_660
+
+# (total steps, label) -> a context giving advance(n); the CLI passes a progress bar.
+Progress = Callable[[int, str], AbstractContextManager[Callable[[int], None]]]
 
 
 @dataclass
@@ -30,54 +37,236 @@ class Day:
         return not self.notices and not self.enforced
 
 
-def simulate(store: Store, now: datetime, until: date, *, from_addr: str) -> list[Day]:
-    """Every day from now to ``until`` at the same time of day; nobody opts in; sends succeed."""
+@dataclass
+class _Group:
+    """Unsuppressed administrators of one migration whose verdict inputs are alike.
+
+    Nobody opts in during a rehearsal and every send succeeds, so administrators alike today
+    stay alike: each day decides the group once, with the rule the real run uses.
+    """
+
+    scopes: frozenset[str]  # enforcement scopes (with a date) holding a pending account of theirs
+    has_tbd: bool  # a pending account without a date
+    last_at: datetime | None  # their last notice of this migration (suppressed ones excluded)
+    seen: int | None  # the highest schedule version among those notices
+    admins: int
+
+    def notified(self, now: datetime, schedule_version: int) -> None:
+        """A notice queued now: the planner's `last` (max created_at, max version) moves."""
+        self.last_at = now if self.last_at is None else max(self.last_at, now)
+        self.seen = schedule_version if self.seen is None else max(self.seen, schedule_version)
+
+
+@dataclass
+class _Migration:
+    """One active migration as the rehearsal steps it."""
+
+    sm: StoredMigration
+    dates: dict[str, date]  # scope -> its mandatory date (TBD scopes left out)
+    pending: dict[str, int]  # scope -> pending accounts (with or without administrators)
+    groups: list[_Group]
+    plannable: bool  # not enforced immediately for everyone (then no notice is planned)
+
+
+def _deadline(
+    g: _Group, dates: dict[str, date], tz: tzinfo, now: datetime
+) -> tuple[bool, date | None]:
+    """(any pending account left, the administrator's deadline), as the planner derives them:
+    the earliest date of their pending accounts, or none when a TBD account outlives it."""
+    if not g.scopes and not g.has_tbd:
+        return False, None
+    deadline = min((dates[s] for s in g.scopes), default=None)
+    if deadline is not None and g.has_tbd and now >= mandatory_instant(deadline, tz):
+        deadline = None
+    return True, deadline
+
+
+def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
+    """Group one migration's administrators by their verdict inputs, in one SQL pass, and
+    count its pending accounts per enforcement scope."""
+    m = sm.migration
+    dates = {scope: d for scope, d in scopes(m) if d is not None}
+    order = sorted(dates)
+    pending_sql, params = pending_accounts_sql(m, tz)
+    # The scope of a pending account with a date: its plan, or '*' for one date for everyone.
+    if order == [ALL_SCOPE]:
+        scope_sql: str = "CASE WHEN p.deadline IS NULL THEN NULL ELSE 0 END"
+        scope_params: list[Any] = []
+    elif order:
+        scope_sql = (
+            "CASE WHEN p.deadline IS NULL THEN NULL ELSE CASE p.plan "
+            + " ".join("WHEN ? THEN ?" for _ in order)
+            + " END END"
+        )
+        scope_params = [v for i, scope in enumerate(order) for v in (scope, i)]
+    else:
+        scope_sql, scope_params = "NULL", []
+    pending = dict.fromkeys(order, 0)
+    for index, n in store.conn.execute(
+        f"SELECT {scope_sql} AS scope, count(*) FROM ({pending_sql}) p GROUP BY 1",
+        [*scope_params, *params],
+    ):
+        if index is not None:
+            pending[order[index]] = n
+    plannable = ALL_SCOPE not in sm.enforced_scopes
+    found: dict[tuple[frozenset[str], bool, str | None, int | None], int] = {}
+    if plannable:
+        # Suppressed administrators are left out: their notices are queued as `suppressed`,
+        # counted nowhere, and never seen by the planner's `last`.
+        sql = (
+            f"WITH p AS ({pending_sql}), "
+            f"agg AS (SELECT x.email AS email, group_concat(DISTINCT {scope_sql}) AS scopes, "
+            "max(p.deadline IS NULL) AS has_tbd "
+            "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
+            "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
+            "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
+            "SELECT agg.scopes, agg.has_tbd, last.last_at, last.sv, count(*) FROM agg "
+            "LEFT JOIN last ON last.email = agg.email "
+            "WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email = agg.email) "
+            "GROUP BY 1, 2, 3, 4"
+        )
+        for joined, has_tbd, last_raw, sv, n in store.conn.execute(
+            sql, [*params, *scope_params, m.id]
+        ):
+            # group_concat's order is unspecified: the same set may come in two orders.
+            key = (
+                frozenset(order[int(i)] for i in str(joined).split(",")) if joined else frozenset(),
+                bool(has_tbd),
+                last_raw,
+                sv,
+            )
+            found[key] = found.get(key, 0) + n
+    groups = [
+        _Group(s, tbd, parse_db_time(last) if last else None, sv, n)
+        for (s, tbd, last, sv), n in found.items()
+    ]
+    return _Migration(sm, dates, pending, groups, plannable)
+
+
+def _enforce(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
+    """Every scope whose date has passed switches its pending accounts; each administrator of
+    a switched account gets one `enforced` notice per scope (batch)."""
+    sm = r.sm
+    for scope in sorted(r.dates):
+        if now < mandatory_instant(r.dates[scope], tz) or not r.pending[scope]:
+            continue
+        day.enforced[sm.id] = day.enforced.get(sm.id, 0) + r.pending[scope]
+        r.pending[scope] = 0
+        told = 0
+        for g in r.groups:
+            if scope in g.scopes:
+                told += g.admins
+                g.scopes = g.scopes - {scope}
+                g.notified(now, sm.schedule_version)
+        if told:
+            kinds = day.notices.setdefault(sm.id, {})
+            kinds[NoticeKind.ENFORCED] = kinds.get(NoticeKind.ENFORCED, 0) + told
+
+
+def _plan(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
+    """Announcements, reminders and schedule changes due now, decided once per group."""
+    sm = r.sm
+    m = sm.migration
+    if not r.plannable or now < m.grace_start_instant(tz):
+        return
+    for g in r.groups:
+        pending, deadline = _deadline(g, r.dates, tz, now)
+        if not pending:
+            continue
+        verdict = decide(
+            m,
+            m.notices,
+            tz,
+            now,
+            deadline=deadline,
+            last_at=g.last_at,
+            seen_version=g.seen,
+            schedule_version=sm.schedule_version,
+        )
+        if verdict is None:
+            continue
+        kinds = day.notices.setdefault(sm.id, {})
+        kinds[verdict[0]] = kinds.get(verdict[0], 0) + g.admins
+        g.notified(now, sm.schedule_version)
+
+
+def days_of(now: datetime, until: date, tz: tzinfo) -> Iterator[datetime]:
+    """The instants of the rehearsed runs: now, then the same local time on each later day."""
+    start = local_date(now, tz)
+    wall = now.astimezone(tz).time()  # naive local time of day, kept on every day
+    yield now
+    for offset in range(1, (until - start).days + 1):
+        # Step calendar days in the store's timezone, not 24-hour blocks: across a DST change
+        # `now + 24h` lands on another local hour, so a day would repeat and --until's day
+        # would be skipped (or an enforcement simulated an hour off).
+        local = datetime.combine(start + timedelta(days=offset), wall, tzinfo=tz)
+        yield local.astimezone(UTC)
+
+
+@contextlib.contextmanager
+def _no_progress(_total: int, _label: str) -> Iterator[Callable[[int], None]]:
+    yield lambda _n: None
+
+
+def simulate(
+    store: Store,
+    now: datetime,
+    until: date,
+    *,
+    progress: Progress = _no_progress,
+) -> list[Day]:
+    """Every day from now to ``until`` at the same time of day; nobody opts in; sends succeed.
+
+    Reads the store once (one snapshot) and writes nothing; ``progress`` is told of each
+    migration read and each day stepped.
+    """
     tz = store_timezone(store)
     start = local_date(now, tz)
     if until < start:
         raise ValueError(f"--until {until.isoformat()} is before now ({start.isoformat()})")
     if (until - start).days > MAX_DAYS:
         raise ValueError(f"--until is more than {MAX_DAYS} days ahead")
-    work = Store.in_memory_copy(store)
+    catalog = load_catalog(store)
+    active = [sm for sm in catalog if sm.status == "active"]
+    n_days = (until - start).days + 1
     days: list[Day] = []
-    try:
-        wall = now.astimezone(tz).time()  # naive local time of day, kept on every day
-        for offset in range((until - start).days + 1):
-            # Step calendar days in the store's timezone, not 24-hour blocks: across a DST change
-            # `now + 24h` lands on another local hour, so a day would repeat and --until's day
-            # would be skipped (or an enforcement simulated an hour off).
-            t = (
-                now
-                if offset == 0
-                else datetime.combine(start + timedelta(days=offset), wall, tzinfo=tz).astimezone(
-                    UTC
-                )
-            )
+    # A migration's read (a pass over its accounts) costs far more than stepping every day on
+    # the groups: each read counts as many steps as there are days, so the bar's time
+    # estimate holds from the first read on.
+    with progress((len(active) + 1) * n_days, "rehearsing") as advance:
+        conn = store.conn
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN")  # one snapshot for every read
+        try:
+            rehearsed = []
+            for sm in active:
+                rehearsed.append(_read(store, sm, tz))
+                advance(n_days)
+            # Notices already queued at this very instant and not yet sent count on the first
+            # day, as cron would report them with the ones it queues now.
+            queued_now = conn.execute(
+                "SELECT migration_id, kind, count(*) FROM outbox WHERE state = 'pending' "
+                "AND created_at = ? GROUP BY migration_id, kind",
+                (db_time(now),),
+            ).fetchall()
+        finally:
+            if own:
+                conn.execute("COMMIT")  # nothing was written: this only ends the read
+        for offset, t in enumerate(days_of(now, until, tz)):
             day = Day(local_date(t, tz))
-            catalog = load_catalog(work)
-            batches = due_enforcements(work, catalog, tz, t, with_admins=False)
-            if batches:
-                report = apply_enforcements(
-                    work, catalog, tz, t, batches, actor="rehearsal", from_addr=from_addr
-                )
-                for mid, n in report.by_migration().items():
-                    if n:
-                        day.enforced[mid] = n
-                catalog = load_catalog(work)
-            with work.transaction() as conn:
-                enqueue(conn, plan_all(work, catalog, tz, t), now=t, from_addr=from_addr)
-                for r in conn.execute(
-                    "SELECT migration_id, kind, count(*) FROM outbox WHERE state = 'pending' "
-                    "AND created_at = ? GROUP BY migration_id, kind",
-                    (db_time(t),),
-                ):
-                    day.notices.setdefault(r[0], {})[r[1]] = r[2]
-                # Assume every send succeeds, as cron's provider would report.
-                conn.execute(
-                    "UPDATE outbox SET state = 'sent', sent_at = ? WHERE state = 'pending'",
-                    (db_time(t),),
-                )
+            for r in rehearsed:
+                _enforce(r, tz, t, day)
+            for r in rehearsed:
+                _plan(r, tz, t, day)
+            if offset == 0:
+                for mid, kind, n in queued_now:
+                    kinds = day.notices.setdefault(mid, {})
+                    kinds[kind] = kinds.get(kind, 0) + n
+            # Listed as cron's outbox would group them: by migration id, then kind.
+            day.notices = {
+                mid: dict(sorted(day.notices[mid].items())) for mid in sorted(day.notices)
+            }
             days.append(day)
-    finally:
-        work.close()
+            advance(1)
     return days
