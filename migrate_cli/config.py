@@ -27,8 +27,8 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from migrate_cli.errors import InputError, Problem
 from migrate_cli.tomlkeys import KeyPath, key_lines, line_of
 
-# Built-in provider names; a distribution may add more through the `migctl.providers` group.
-PROVIDERS = ("console", "file", "smtp", "ses", "sendgrid", "null")
+# Every provider, built-in or from another distribution, registers in this entry-point group.
+PROVIDER_GROUP = "migctl.providers"
 MAX_SECONDS = 600  # a network timeout above ten minutes is a typo, not a setting
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -71,9 +71,8 @@ def _provider(value: str) -> str:
 
 
 def provider_names() -> list[str]:
-    """Built-in providers plus those installed distributions register."""
-    installed = {ep.name for ep in entry_points(group="migctl.providers")}
-    return sorted(installed | set(PROVIDERS))
+    """The providers installed distributions register, migctl's own included."""
+    return sorted({ep.name for ep in entry_points(group=PROVIDER_GROUP)})
 
 
 ConfigPath = Annotated[Path, Field(strict=False), AfterValidator(_relative_to_config)]

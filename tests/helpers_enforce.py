@@ -262,7 +262,11 @@ def outbox_keys(db: Path, kind: str | None = None) -> dict[str, str]:
 # --------------------------------------------------------------------------- a test provider
 
 
-class LoggingProvider(Provider):
+class MailboxUnavailable(Exception):
+    """What LoggingProvider's deliver raises for an address in ``ENFTEST_FAIL``."""
+
+
+class LoggingProvider(Provider[OutgoingEmail]):
     """Replaces the `null` provider in wrapper runs.
 
     Sleeps ``ENFTEST_SLEEP`` seconds per send, then appends the notice key to ``ENFTEST_LOG``
@@ -272,6 +276,7 @@ class LoggingProvider(Provider):
 
     name = "null"
     development_only = True
+    delivery_errors = (MailboxUnavailable,)
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -289,15 +294,21 @@ class LoggingProvider(Provider):
             os.close(self._fd)
             self._fd = None
 
-    def send(self, email: OutgoingEmail) -> SendResult:
+    def build(self, email: OutgoingEmail) -> OutgoingEmail:
+        return email
+
+    def deliver(self, message: OutgoingEmail, email: OutgoingEmail) -> str:
         if self.sleep:
             time.sleep(self.sleep)
         if email.to in self.fail:
-            return SendResult(SendStatus.PERMANENT, error="mailbox does not exist", code="550")
+            raise MailboxUnavailable("mailbox does not exist")
         if self._fd is not None:
             os.write(self._fd, (email.key + "\n").encode())
             os.fsync(self._fd)
-        return SendResult(SendStatus.SENT, provider_message_id=f"test:{email.message_id}")
+        return f"test:{email.message_id}"
+
+    def classify(self, exc: Exception, message: OutgoingEmail) -> SendResult:
+        return SendResult(SendStatus.PERMANENT, error=str(exc), code="550")
 
 
 WRAPPER = """\

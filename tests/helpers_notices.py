@@ -262,7 +262,11 @@ def enqueue_only(now: datetime) -> int:
     return report.enqueued
 
 
-class RecordingProvider(Provider):
+class MailboxUnavailable(Exception):
+    """What RecordingProvider's deliver raises for a recipient in ``permanent_for``."""
+
+
+class RecordingProvider(Provider[OutgoingEmail]):
     """A test provider registered over `console`: records keys; can fail on demand.
 
     Class attributes (reset by the `recording` fixture) steer it:
@@ -272,19 +276,24 @@ class RecordingProvider(Provider):
 
     name = "console"
     development_only = True
+    delivery_errors = (MailboxUnavailable,)
     sent: ClassVar[list[str]] = []
     config_error_after: ClassVar[int | None] = None
     permanent_for: ClassVar[set[str]] = set()
 
-    def send(self, email: OutgoingEmail) -> SendResult:
+    def build(self, email: OutgoingEmail) -> OutgoingEmail:
+        return email
+
+    def deliver(self, message: OutgoingEmail, email: OutgoingEmail) -> str:
         if self.config_error_after is not None and len(self.sent) >= self.config_error_after:
             raise ProviderConfigError(self.name, "invalid API key (test provider)", code="auth")
         if email.to in self.permanent_for:
-            return SendResult(
-                SendStatus.PERMANENT, error="550 5.1.1 mailbox does not exist", code="550"
-            )
+            raise MailboxUnavailable("550 5.1.1 mailbox does not exist")
         type(self).sent.append(email.key)
-        return SendResult(SendStatus.SENT, provider_message_id=f"rec-{len(self.sent)}")
+        return f"rec-{len(self.sent)}"
+
+    def classify(self, exc: Exception, message: OutgoingEmail) -> SendResult:
+        return SendResult(SendStatus.PERMANENT, error=str(exc), code="550")
 
     @classmethod
     def reset(cls) -> None:

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
 from pathlib import Path
 
 import boto3
 import pytest
 
-from migrate_cli.delivery.registry import REGISTRY, Provider, ProviderConfigError, SendStatus
+from migrate_cli.config import Config
+from migrate_cli.delivery import memory
+from migrate_cli.delivery.base import OutgoingEmail, SendResult
+from migrate_cli.delivery.memory import MemoryProvider
+from migrate_cli.delivery.registry import (
+    Provider,
+    ProviderConfigError,
+    SendStatus,
+    available_providers,
+)
 from tests.fakes.common import HOSTILE_TEXTS, make_config, make_email
 from tests.fakes.harness import Harness, harness
 from tests.fakes.ses_server import DUMMY_AWS_ENV, moto_server
 
-PROVIDERS = ["console", "file", "null", "smtp", "ses", "sendgrid"]
+PROVIDERS = ["console", "file", "memory", "null", "smtp", "ses", "sendgrid"]
 SENDER = "notices@platform.example"
 
 
@@ -63,7 +74,7 @@ class TestProviderContract:
         provider = h.provider()
         assert isinstance(provider, Provider)
         assert provider.name == h.name
-        assert h.name in REGISTRY
+        assert h.name in available_providers()
 
     def test_sent_message_arrives_intact(self, h: Harness) -> None:
         email = make_email()
@@ -160,7 +171,7 @@ class TestProviderContract:
 
     def test_production_refuses_development_providers(self, h: Harness) -> None:
         config = h.config.model_copy(update={"environment": "production"})
-        if h.name in ("console", "file", "null"):
+        if h.name in ("console", "file", "memory", "null"):
             with pytest.raises(ProviderConfigError, match="production"):
                 h.provider(config)
         else:
@@ -185,3 +196,90 @@ def test_file_provider_names_cannot_escape_and_are_private(tmp_path: Path) -> No
     assert all((f.stat().st_mode & 0o777) == 0o600 for f in files)
     assert b"Subject: second" in (directory / eml_filename("same")).read_bytes()
     assert list(tmp_path.glob("**/.tmp-*")) == []
+
+
+# ---------------------------------------------------------------- the send() template, read back
+# The memory provider keeps what was sent, so these read like the contract itself.
+
+
+@pytest.fixture
+def outbox() -> Iterator[list[memory.Sent]]:
+    memory.clear()
+    yield memory.outbox
+    memory.clear()
+
+
+class Flaky(MemoryProvider):
+    """The memory provider with a deliver hook that fails the way it is told to."""
+
+    delivery_errors = (TimeoutError,)
+
+    def __init__(self, config: Config, failure: BaseException | None) -> None:
+        super().__init__(config)
+        self.failure = failure
+
+    def deliver(self, message: EmailMessage, email: OutgoingEmail) -> str:
+        if self.failure is not None:
+            raise self.failure
+        return super().deliver(message, email)
+
+    def classify(self, exc: Exception, message: EmailMessage) -> SendResult:
+        assert message["To"] == "admin@customer.example"  # the message that failed
+        return SendResult(SendStatus.UNKNOWN, error=str(exc), code="flaky:timeout")
+
+
+class TestSendTemplate:
+    def test_what_was_sent_is_the_notice(self, outbox: list[memory.Sent]) -> None:
+        email = make_email(test=True)
+        with MemoryProvider(make_config("memory")) as provider:
+            result = provider.send(email)
+        assert result.status is SendStatus.SENT
+        (sent,) = outbox
+        assert sent.email is email
+        assert result.provider_message_id == f"memory:{email.message_id.strip('<>')}"
+        assert sent.message["To"] == "admin@customer.example"
+        assert sent.message["Subject"] == email.subject
+        assert sent.message["X-Migctl-Notice"] == email.key
+        assert sent.message["X-Migctl-Test"] == "yes"
+        assert [p.get_content_type() for p in sent.message.iter_parts()] == [
+            "text/plain",
+            "text/html",
+        ]
+
+    def test_a_bad_recipient_fails_before_anything_is_delivered(
+        self, outbox: list[memory.Sent]
+    ) -> None:
+        with MemoryProvider(make_config("memory")) as provider:
+            result = provider.send(make_email(to="a@x.example, b@y.example"))
+        assert (result.status, result.code) == (SendStatus.PERMANENT, "migctl:invalid-recipient")
+        assert outbox == []
+
+    def test_a_bad_reply_to_stops_the_run(self, outbox: list[memory.Sent]) -> None:
+        provider = MemoryProvider(make_config("memory"))
+        with pytest.raises(ProviderConfigError, match=r"\[email\] reply_to"):
+            provider.send(make_email(reply_to="support@platform.example\r\nBcc: x@evil.example"))
+        assert outbox == []
+
+    def test_a_listed_delivery_error_is_classified(self, outbox: list[memory.Sent]) -> None:
+        result = Flaky(make_config("memory"), TimeoutError("no answer")).send(make_email())
+        assert result == SendResult(SendStatus.UNKNOWN, error="no answer", code="flaky:timeout")
+        assert outbox == []
+
+    def test_a_configuration_error_is_never_swallowed(self, outbox: list[memory.Sent]) -> None:
+        failure = ProviderConfigError("flaky", "bad credentials")
+        with pytest.raises(ProviderConfigError, match="bad credentials"):
+            Flaky(make_config("memory"), failure).send(make_email())
+
+    def test_an_unlisted_error_is_a_bug_and_propagates(self, outbox: list[memory.Sent]) -> None:
+        with pytest.raises(KeyError):
+            Flaky(make_config("memory"), KeyError("oops")).send(make_email())
+
+    def test_workers_sending_at_once_lose_nothing(self, outbox: list[memory.Sent]) -> None:
+        config = make_config("memory")
+        emails = [make_email(key=f"k{i}", to=f"admin{i}@customer.example") for i in range(200)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda e: MemoryProvider(config).send(e), emails))
+        assert {r.status for r in results} == {SendStatus.SENT}
+        assert sorted(s.email.key for s in outbox) == sorted(e.key for e in emails)
+        memory.clear()
+        assert memory.sent() == []

@@ -1,4 +1,4 @@
-"""The provider contract: open/close, send one message, classify every failure."""
+"""The provider contract: open/close, and one send() template over per-provider hooks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from migrate_cli.config import Config
 from migrate_cli.errors import ConfigError
@@ -59,17 +59,45 @@ class ProviderConfigError(ConfigError):
         super().__init__(f"{provider}: {message}")
 
 
-class Provider(ABC):
+class InvalidAddressError(ValueError):
+    """An address that is not exactly one plain mailbox; ``field`` says which header it was for."""
+
+    def __init__(self, field: str, value: str, reason: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"{field}: {value!r} is not a valid address ({reason})")
+
+
+def address_failure(provider: str, exc: InvalidAddressError) -> SendResult:
+    """Turn a bad address into a result: a bad recipient fails that notice, a bad sender stops."""
+    if exc.field == "To":
+        return SendResult(SendStatus.PERMANENT, error=str(exc), code="migctl:invalid-recipient")
+    key = "from" if exc.field == "From" else "reply_to"
+    raise ProviderConfigError(
+        provider, f"{exc}; set a plain address under [email] {key} in migctl.toml"
+    ) from None
+
+
+MessageT = TypeVar("MessageT")
+
+
+class Provider(ABC, Generic[MessageT]):
     """Base class for adapters: a context manager that sends one message at a time.
 
-    Subclasses implement ``send``; ``open``/``close`` manage connections. ``send`` returns a
-    SendResult for transient and permanent outcomes and raises ProviderConfigError for
-    configuration problems. It must never raise for a per-message failure.
+    ``send`` is the one template every provider shares: ``build`` the message (MIME bytes, an
+    ``EmailMessage`` or an API payload; a bad address raises InvalidAddressError) → a bad
+    recipient fails that notice alone → ``deliver`` it → an exception listed in
+    ``delivery_errors`` goes to ``classify``, which returns a transient, permanent or unknown
+    SendResult or raises ProviderConfigError. A subclass writes only those hooks (and
+    ``open``/``close`` for connections). ProviderConfigError from any hook stops the run; any
+    other exception is a bug and propagates.
     """
 
     name: ClassVar[str] = "base"
-    development_only: ClassVar[bool] = False  # console/file refuse environment=production
+    development_only: ClassVar[bool] = False  # console/file/memory/null refuse production
     network: ClassVar[bool] = False  # network providers get concurrency workers
+    # What ``deliver`` raises for one message's failure; the base hands these to ``classify``.
+    delivery_errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -81,13 +109,13 @@ class Provider(ABC):
                 "under [email] in migctl.toml",
             )
 
-    def open(self) -> None:  # noqa: B027 - optional hook
+    def open(self) -> None:
         """Open connections (called once before a batch)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Close connections (called once after a batch, also on error)."""
 
-    def __enter__(self) -> Provider:
+    def __enter__(self) -> Provider[MessageT]:
         self.open()
         return self
 
@@ -99,6 +127,31 @@ class Provider(ABC):
     ) -> None:
         self.close()
 
-    @abstractmethod
     def send(self, email: OutgoingEmail) -> SendResult:
-        """Send one message; thread-safe for network providers (one instance per worker)."""
+        """Send one message; thread-safe for network providers. Subclasses write the hooks."""
+        try:
+            message = self.build(email)
+        except InvalidAddressError as exc:
+            return address_failure(self.name, exc)
+        try:
+            provider_message_id = self.deliver(message, email)
+        except self.delivery_errors as exc:
+            return self.classify(exc, message)
+        return SendResult(SendStatus.SENT, provider_message_id=provider_message_id)
+
+    @abstractmethod
+    def build(self, email: OutgoingEmail) -> MessageT:
+        """The message as this provider sends it; InvalidAddressError for a bad address."""
+
+    @abstractmethod
+    def deliver(self, message: MessageT, email: OutgoingEmail) -> str | None:
+        """Hand ``message`` over; return the provider's id for it, raise on failure."""
+
+    def classify(self, exc: Exception, message: MessageT) -> SendResult:
+        """The outcome of a failed ``deliver`` of ``message`` (``exc`` is one of
+        ``delivery_errors``), or raise.
+
+        Returns TRANSIENT, PERMANENT or UNKNOWN; raises ProviderConfigError when the failure
+        would hit every message alike.
+        """
+        raise exc  # only reached if a subclass lists errors without classifying them

@@ -8,13 +8,13 @@ from email.message import EmailMessage
 from typing import TextIO
 
 from migrate_cli.config import Config
-from migrate_cli.delivery.base import OutgoingEmail, Provider, SendResult, SendStatus
-from migrate_cli.delivery.mime import InvalidAddressError, address_failure, build_message
+from migrate_cli.delivery.base import OutgoingEmail, Provider
+from migrate_cli.delivery.mime import build_message
 
 SEPARATOR = "-" * 79
 
 
-class ConsoleProvider(Provider):
+class ConsoleProvider(Provider[EmailMessage]):
     """Write every message, as it would go on the wire, to a stream followed by a separator.
 
     Subclasses change where a message goes by overriding ``write_message`` (and ``open``).
@@ -35,14 +35,12 @@ class ConsoleProvider(Provider):
         # Resolved late so a test or the CLI that swaps sys.stderr is honoured.
         return self._stream if self._stream is not None else sys.stderr
 
-    def send(self, email: OutgoingEmail) -> SendResult:
-        try:
-            msg = build_message(email)
-        except InvalidAddressError as exc:
-            return address_failure(self.name, exc)
+    def build(self, email: OutgoingEmail) -> EmailMessage:
+        return build_message(email)
+
+    def deliver(self, message: EmailMessage, email: OutgoingEmail) -> str:
         with self._lock:
-            provider_id = self.write_message(msg, email)
-        return SendResult(SendStatus.SENT, provider_message_id=provider_id)
+            return self.write_message(message, email)
 
     def write_message(self, msg: EmailMessage, email: OutgoingEmail) -> str:
         """Deliver ``msg``; return the id reported as provider_message_id."""

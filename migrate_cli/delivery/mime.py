@@ -16,7 +16,7 @@ from email.policy import EmailPolicy, Policy
 from email.utils import format_datetime
 from typing import NamedTuple
 
-from migrate_cli.delivery.base import OutgoingEmail, ProviderConfigError, SendResult, SendStatus
+from migrate_cli.delivery.base import InvalidAddressError, OutgoingEmail
 
 _MAX_LINE = 998  # RFC 5322's hard limit; 78 is only a recommendation
 _UNFOLDED = policy.SMTP.clone(cte_type="7bit", max_line_length=_MAX_LINE)
@@ -66,15 +66,6 @@ _MESSAGE_ID = re.compile(r"<?(?P<id>[!-;=?-~]+@[!-;=?-~]+)>?")  # printable, no 
 NOTICE_HEADER = "X-Migctl-Notice"
 TEST_HEADER = "X-Migctl-Test"
 _RESERVED = {NOTICE_HEADER.lower(), TEST_HEADER.lower()}
-
-
-class InvalidAddressError(ValueError):
-    """An address that is not exactly one plain mailbox; ``field`` says which header it was for."""
-
-    def __init__(self, field: str, value: str, reason: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__(f"{field}: {value!r} is not a valid address ({reason})")
 
 
 # An RFC 2047 encoded word ("=?charset?Q?...?=") in text we put in a header would be *decoded*
@@ -426,13 +417,3 @@ def build_raw(
     return RawMessage(
         "".join(head).encode("ascii", "surrogateescape") + b"\r\n" + body.encode("ascii"), sender
     )
-
-
-def address_failure(provider: str, exc: InvalidAddressError) -> SendResult:
-    """Turn a bad address into a result: a bad recipient fails that notice, a bad sender stops."""
-    if exc.field == "To":
-        return SendResult(SendStatus.PERMANENT, error=str(exc), code="migctl:invalid-recipient")
-    key = "from" if exc.field == "From" else "reply_to"
-    raise ProviderConfigError(
-        provider, f"{exc}; set a plain address under [email] {key} in migctl.toml"
-    ) from None

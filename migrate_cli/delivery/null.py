@@ -6,11 +6,11 @@ import itertools
 import os
 
 from migrate_cli.config import Config
-from migrate_cli.delivery.base import OutgoingEmail, Provider, SendResult, SendStatus
+from migrate_cli.delivery.base import OutgoingEmail, Provider
 
 
-class NullProvider(Provider):
-    """Return SENT at once without building the message, so benchmarks measure migctl alone."""
+class NullProvider(Provider[None]):
+    """Accept every message at once without building it, so benchmarks measure migctl alone."""
 
     name = "null"
     development_only = True
@@ -27,7 +27,10 @@ class NullProvider(Provider):
         """How many messages were 'sent' (approximate only while sends are in flight)."""
         return self._last
 
-    def send(self, email: OutgoingEmail) -> SendResult:
+    def build(self, email: OutgoingEmail) -> None:
+        return None  # nothing is built, so no address is checked either
+
+    def deliver(self, message: None, email: OutgoingEmail) -> str:
         self._last = next(self._counter)
         # The pid keeps ids unique when a large run sends from two processes.
-        return SendResult(SendStatus.SENT, provider_message_id=f"null:{self._pid}:{self._last}")
+        return f"null:{self._pid}:{self._last}"

@@ -1,12 +1,11 @@
-"""Email providers: a registry of name -> adapter class, imported lazily."""
+"""Email providers by name: the ``migctl.providers`` entry-point group, loaded lazily."""
 
 from __future__ import annotations
 
 import importlib
-import logging
-import re
-from typing import Any
+from importlib.metadata import EntryPoint, entry_points
 
+from migrate_cli.config import PROVIDER_GROUP
 from migrate_cli.delivery.base import (
     OutgoingEmail,
     Provider,
@@ -15,70 +14,71 @@ from migrate_cli.delivery.base import (
     SendStatus,
 )
 
-# Built-in adapters are registered exactly like external ones would be: a dotted path.
-REGISTRY: dict[str, str] = {
-    "console": "migrate_cli.delivery.console:ConsoleProvider",
-    "file": "migrate_cli.delivery.file:FileProvider",
-    "null": "migrate_cli.delivery.null:NullProvider",
-    "smtp": "migrate_cli.delivery.smtp:SmtpProvider",
-    "ses": "migrate_cli.delivery.ses:SesProvider",
-    "sendgrid": "migrate_cli.delivery.sendgrid:SendgridProvider",
-}
+# Replacements for this process only, name -> "module:Class", consulted before the entry
+# points (tests swap a provider without installing a distribution). Empty in normal use.
+REGISTRY: dict[str, str] = {}
+
+
+def _registered() -> dict[str, list[EntryPoint]]:
+    # Built-in providers are registered exactly like another package registers its own:
+    # [project.entry-points."migctl.providers"] in pyproject.toml (docs/providers.md).
+    found: dict[str, list[EntryPoint]] = {}
+    for entry in entry_points(group=PROVIDER_GROUP):
+        found.setdefault(entry.name, []).append(entry)
+    return found
+
+
+def available_providers() -> list[str]:
+    """Every provider name this installation knows, sorted."""
+    return sorted({*_registered(), *REGISTRY})
+
+
+def _origin(entry: EntryPoint) -> str:
+    dist = entry.dist
+    where = f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+    return f"{where} ({entry.value})"
 
 
 def provider_class(name: str) -> type[Provider]:
-    """Resolve a provider name to its class (SDKs are imported only when used)."""
-    try:
-        target = REGISTRY[name]
-    except KeyError:
+    """Resolve a provider name to its class; its module (and SDK) is imported only now."""
+    if name in REGISTRY:
+        module_name, _, attr = REGISTRY[name].partition(":")
+        override: type[Provider] = getattr(importlib.import_module(module_name), attr)
+        return override
+    registered = _registered()
+    entries = registered.get(name, [])
+    if not registered:
+        # Entry points are read from the installed metadata, which an old install lacks.
         raise ProviderConfigError(
-            name, f"unknown provider {name!r}; choose one of {', '.join(REGISTRY)}"
+            name,
+            f"no provider is registered in the {PROVIDER_GROUP!r} entry-point group; "
+            "reinstall migctl (pip install -e . in a checkout) so its metadata lists them",
+        )
+    if not entries:
+        raise ProviderConfigError(
+            name,
+            f"unknown provider {name!r}; choose one of {', '.join(available_providers())} "
+            f"(a provider package registers its name in the {PROVIDER_GROUP!r} entry-point group)",
+        )
+    if len(entries) > 1:
+        claims = " and ".join(_origin(entry) for entry in entries)
+        raise ProviderConfigError(
+            name,
+            f"the provider name {name!r} is registered twice, by {claims}; uninstall one of "
+            "these distributions",
+        )
+    (entry,) = entries
+    try:
+        cls = entry.load()
+    except (ImportError, AttributeError) as exc:
+        raise ProviderConfigError(
+            name, f"cannot load the provider from {_origin(entry)}: {exc}"
         ) from None
-    module_name, _, attr = target.partition(":")
-    cls: type[Provider] = getattr(importlib.import_module(module_name), attr)
-    if name == "ses":
-        _quiet_botocore()
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ProviderConfigError(
+            name, f"{_origin(entry)} does not name a subclass of migctl's Provider"
+        )
     return cls
-
-
-_TOKEN_PATTERNS = (
-    # header dicts and canonical requests: X-Amz-Security-Token / x-amz-security-token
-    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=,]\s*b?['\"]?)([^'\"\s,}\n]+)"),
-    re.compile(r"(?i)(signature=)([0-9a-f]{16,})"),
-)
-
-
-def _redact(text: str) -> str:
-    for pattern in _TOKEN_PATTERNS:
-        text = pattern.sub(r"\1***", text)
-    return text
-
-
-def _quiet_botocore() -> None:
-    """botocore logs signed request headers (the session token among them) at DEBUG.
-
-    Whoever turns on debug logging for the whole process must not find credentials in the
-    log: botocore records are redacted as they are created (a filter on one logger would miss
-    its many child loggers), and botocore stays at INFO unless the operator chose a level.
-    """
-    sdk = logging.getLogger("botocore")
-    if sdk.level == logging.NOTSET:
-        sdk.setLevel(logging.INFO)
-    previous = logging.getLogRecordFactory()
-    if getattr(previous, "_migctl_redacts", False):
-        return
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        if record.name.startswith(("botocore", "urllib3")):
-            message = record.getMessage()
-            redacted = _redact(message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return record
-
-    factory._migctl_redacts = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
 
 
 __all__ = [
@@ -88,5 +88,6 @@ __all__ = [
     "ProviderConfigError",
     "SendResult",
     "SendStatus",
+    "available_providers",
     "provider_class",
 ]

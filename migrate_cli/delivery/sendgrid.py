@@ -25,8 +25,6 @@ from migrate_cli.delivery.base import (
     SendStatus,
 )
 from migrate_cli.delivery.mime import (
-    InvalidAddressError,
-    address_failure,
     check_addr_spec,
     clean_header_value,
     message_id,
@@ -112,11 +110,13 @@ def retry_after_seconds(
     return None
 
 
-class SendgridProvider(Provider):
+class SendgridProvider(Provider[dict[str, Any]]):
     """Send through SendGrid's v3 ``/mail/send`` endpoint."""
 
     name = "sendgrid"
     network = True
+    # URLError, timeouts and refused connections are OSErrors.
+    delivery_errors = (http_errors.HTTPError, OSError, http.client.HTTPException)
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         super().__init__(config)
@@ -148,21 +148,23 @@ class SendgridProvider(Provider):
         with self._lock:
             self._client = None  # urllib opens a connection per request; nothing to close
 
-    def send(self, email: OutgoingEmail) -> SendResult:
-        try:
-            payload = build_payload(email)
-        except InvalidAddressError as exc:
-            return address_failure(self.name, exc)
+    def build(self, email: OutgoingEmail) -> dict[str, Any]:
+        return build_payload(email)
+
+    def deliver(self, message: dict[str, Any], email: OutgoingEmail) -> str | None:
         if self._client is None:
             self.open()
         assert self._client is not None
-        try:
-            response = self._client.client.mail.send.post(
-                request_body=payload, timeout=self.settings.timeout
-            )
-        except http_errors.HTTPError as exc:
-            return self._classify(exc)
-        except urllib.error.URLError as exc:
+        response = self._client.client.mail.send.post(
+            request_body=message, timeout=self.settings.timeout
+        )
+        headers = response.headers
+        return headers.get("X-Message-Id") if headers is not None else None
+
+    def classify(self, exc: Exception, message: dict[str, Any]) -> SendResult:
+        if isinstance(exc, http_errors.HTTPError):
+            return self._http_error(exc)
+        if isinstance(exc, urllib.error.URLError):
             if isinstance(exc.reason, ssl.SSLCertVerificationError):
                 raise ProviderConfigError(
                     self.name,
@@ -170,20 +172,16 @@ class SendgridProvider(Provider):
                     "[email.sendgrid] host",
                 ) from None
             return self._transient("connect", f"cannot reach {self.settings.host}: {exc.reason}")
-        except TimeoutError:
+        if isinstance(exc, TimeoutError):
             # The request was sent; without an answer nobody knows whether SendGrid took it.
             return SendResult(
                 SendStatus.UNKNOWN,
                 error=f"no answer within {self.settings.timeout}s (the message may have been accepted)",
                 code="sendgrid:timeout",
             )
-        except (OSError, http.client.HTTPException) as exc:
-            return self._transient("connect", f"{type(exc).__name__}: {exc}")
-        headers = response.headers
-        message = headers.get("X-Message-Id") if headers is not None else None
-        return SendResult(SendStatus.SENT, provider_message_id=message)
+        return self._transient("connect", f"{type(exc).__name__}: {exc}")
 
-    def _classify(self, exc: http_errors.HTTPError) -> SendResult:
+    def _http_error(self, exc: http_errors.HTTPError) -> SendResult:
         status = int(exc.status_code)
         detail = self._detail(exc)
         code = f"sendgrid:{status}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -14,7 +15,6 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
-    HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
     ReadTimeoutError,
@@ -29,7 +29,49 @@ from migrate_cli.delivery.base import (
     SendResult,
     SendStatus,
 )
-from migrate_cli.delivery.mime import InvalidAddressError, address_failure, build_raw
+from migrate_cli.delivery.mime import RawMessage, build_raw
+
+_TOKEN_PATTERNS = (
+    # header dicts and canonical requests: X-Amz-Security-Token / x-amz-security-token
+    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=,]\s*b?['\"]?)([^'\"\s,}\n]+)"),
+    re.compile(r"(?i)(signature=)([0-9a-f]{16,})"),
+)
+
+
+def _redact(text: str) -> str:
+    for pattern in _TOKEN_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+def _quiet_botocore() -> None:
+    """botocore logs signed request headers (the session token among them) at DEBUG.
+
+    Whoever turns on debug logging for the whole process must not find credentials in the
+    log: botocore records are redacted as they are created (a filter on one logger would miss
+    its many child loggers), and botocore stays at INFO unless the operator chose a level.
+    """
+    sdk = logging.getLogger("botocore")
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(logging.INFO)
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_migctl_redacts", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.name.startswith(("botocore", "urllib3")):
+            message = record.getMessage()
+            redacted = _redact(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return record
+
+    factory._migctl_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+_quiet_botocore()
 
 TAG_NAME = "migctl-notice"
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -112,11 +154,12 @@ class _SharedClient:
         client.close()
 
 
-class SesProvider(Provider):
+class SesProvider(Provider[RawMessage]):
     """Send each notice as a raw MIME message through the SES v2 API."""
 
     name = "ses"
     network = True
+    delivery_errors = (ClientError, BotoCoreError)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -171,55 +214,47 @@ class SesProvider(Provider):
         if client is not None:
             _SharedClient.release(self._key, client)
 
-    def send(self, email: OutgoingEmail) -> SendResult:
-        try:
-            # The same bytes as as_bytes(build_message(email)), without the email package's
-            # per-message cost (most of the CPU a send took; see mime.build_raw).
-            raw = build_raw(email)
-        except InvalidAddressError as exc:
-            return address_failure(self.name, exc)
-        sender = raw.sender
+    def build(self, email: OutgoingEmail) -> RawMessage:
+        # The same bytes as as_bytes(build_message(email)), without the email package's
+        # per-message cost (most of the CPU a send took; see mime.build_raw).
+        return build_raw(email)
+
+    def deliver(self, message: RawMessage, email: OutgoingEmail) -> str | None:
         request: dict[str, Any] = {
-            "FromEmailAddress": sender,
+            "FromEmailAddress": message.sender,
             "Destination": {"ToAddresses": [email.to]},
-            "Content": {"Raw": {"Data": raw.data}},
+            "Content": {"Raw": {"Data": message.data}},
             "EmailTags": [{"Name": TAG_NAME, "Value": ses_tag_value(email.key)}],
         }
         if self.settings.configuration_set:
             request["ConfigurationSetName"] = self.settings.configuration_set
-        try:
-            response = self.client.send_email(**request)
-        except ClientError as exc:
-            return self._classify(exc, sender)
-        except (NoCredentialsError, PartialCredentialsError) as exc:
+        response = self.client.send_email(**request)
+        return response.get("MessageId")
+
+    def classify(self, exc: Exception, message: RawMessage) -> SendResult:
+        if isinstance(exc, ClientError):
+            return self._client_error(exc, message.sender)
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             raise ProviderConfigError(
                 self.name,
                 f"no usable AWS credentials ({exc}); provide them the usual boto3 way "
                 "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)",
             ) from None
-        except SSLError as exc:
+        if isinstance(exc, SSLError):
             raise ProviderConfigError(
                 self.name, f"TLS to the SES endpoint failed ({exc}); check [email.ses] endpoint_url"
             ) from None
-        except (ReadTimeoutError, ConnectionClosedError) as exc:
+        if isinstance(exc, ReadTimeoutError | ConnectionClosedError):
             # The request went out but no answer came back: SES may have accepted it.
             return SendResult(
                 SendStatus.UNKNOWN,
                 error=f"{exc} (the message may have been accepted)",
                 code=f"ses:{type(exc).__name__}",
             )
-        except HTTPClientError as exc:
-            # Connection refused/reset or connect timeouts: nothing reached SES; retry later.
-            return SendResult(
-                SendStatus.TRANSIENT, error=str(exc), code=f"ses:{type(exc).__name__}"
-            )
-        except BotoCoreError as exc:
-            return SendResult(
-                SendStatus.TRANSIENT, error=str(exc), code=f"ses:{type(exc).__name__}"
-            )
-        return SendResult(SendStatus.SENT, provider_message_id=response.get("MessageId"))
+        # Connection refused/reset, connect timeouts and other SDK errors: nothing reached SES.
+        return SendResult(SendStatus.TRANSIENT, error=str(exc), code=f"ses:{type(exc).__name__}")
 
-    def _classify(self, exc: ClientError, sender: str) -> SendResult:
+    def _client_error(self, exc: ClientError, sender: str) -> SendResult:
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "Unknown")
         message = str(error.get("Message") or "")

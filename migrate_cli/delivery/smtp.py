@@ -6,6 +6,7 @@ import base64
 import smtplib
 import ssl
 import threading
+from typing import NoReturn
 
 from migrate_cli.config import Config
 from migrate_cli.delivery.base import (
@@ -15,25 +16,45 @@ from migrate_cli.delivery.base import (
     SendResult,
     SendStatus,
 )
-from migrate_cli.delivery.mime import InvalidAddressError, address_failure, as_bytes, build_message
+from migrate_cli.delivery.mime import RawMessage, build_raw
 
 AUTH_FAILURE_CODES = {530, 534, 535, 538}
 
 
-class _Disconnected(Exception):
-    """The server went away; ``before_data`` says whether the message surely was not accepted."""
+class _Refused(Exception):
+    """The server answered ``code`` at ``stage`` instead of accepting."""
 
-    def __init__(self, before_data: bool, detail: str) -> None:
-        self.before_data = before_data
+    def __init__(self, code: int, reply: bytes | str, stage: str) -> None:
+        self.code = code
+        self.reply = reply
+        self.stage = stage
+        super().__init__(f"{stage}: {code}")
+
+
+class _Lost(Exception):
+    """No answer came; ``handed_over`` says the message may already have been accepted.
+
+    ``stale`` marks a connection that went away before DATA: a reused one the server may have
+    closed while idle, where one more try on a fresh connection is safe.
+    """
+
+    def __init__(
+        self, kind: str, detail: str, *, handed_over: bool = False, stale: bool = False
+    ) -> None:
+        self.kind = kind
         self.detail = detail
+        self.handed_over = handed_over
+        self.stale = stale
         super().__init__(detail)
 
 
-class SmtpProvider(Provider):
+class SmtpProvider(Provider[RawMessage]):
     """Send through an SMTP relay with STARTTLS, implicit TLS or plain, and optional AUTH."""
 
     name = "smtp"
     network = True
+    # smtplib's own errors are OSErrors, like refused or reset connections.
+    delivery_errors = (_Refused, _Lost, OSError)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -185,13 +206,10 @@ class SmtpProvider(Provider):
 
     # -- sending --------------------------------------------------------------------------
 
-    def send(self, email: OutgoingEmail) -> SendResult:
-        try:
-            msg = build_message(email)
-        except InvalidAddressError as exc:
-            return address_failure(self.name, exc)
-        sender = msg["From"].addresses[0].addr_spec
-        data = as_bytes(msg)
+    def build(self, email: OutgoingEmail) -> RawMessage:
+        return build_raw(email)
+
+    def deliver(self, message: RawMessage, email: OutgoingEmail) -> str | None:
         with self._lock:
             # A reused connection may have been closed by the server while idle; that shows as
             # a disconnect before DATA, when a second try on a fresh connection is safe.
@@ -200,68 +218,63 @@ class SmtpProvider(Provider):
                 try:
                     if self._conn is None:
                         self._conn = self._connect()
-                    return self._transaction(self._conn, sender, email.to, data)
-                except _Disconnected as exc:
+                    return self._transaction(self._conn, message.sender, email.to, message.data)
+                except _Lost as exc:
                     self._drop()
-                    if exc.before_data and not fresh and attempt == 1:
+                    if exc.stale and not fresh and attempt == 1:
                         continue
-                    if not exc.before_data:
-                        return SendResult(
-                            SendStatus.UNKNOWN, error=exc.detail, code=f"smtp:{_lost(exc.detail)}"
-                        )
-                    return self._transient(_lost(exc.detail), exc.detail)
+                    raise
                 except smtplib.SMTPConnectError as exc:
                     self._drop()
-                    return self._reply_result(exc.smtp_code, exc.smtp_error, "greeting")
+                    raise _Refused(exc.smtp_code, exc.smtp_error, "greeting") from None
                 except smtplib.SMTPServerDisconnected as exc:  # during connect/EHLO/login
                     self._drop()
                     if not fresh and attempt == 1:
                         continue
-                    return self._transient(_lost(str(exc)), str(exc))
+                    raise _Lost(_lost(str(exc)), str(exc)) from None
                 except smtplib.SMTPResponseException as exc:  # EHLO/STARTTLS refused
                     self._drop()
-                    return self._reply_result(exc.smtp_code, exc.smtp_error, "session")
-                except TimeoutError:
+                    raise _Refused(exc.smtp_code, exc.smtp_error, "session") from None
+                except OSError:  # refused, unreachable, reset, DNS failure, timeout
                     self._drop()
-                    return self._transient("timeout", f"no answer within {self.settings.timeout}s")
-                except OSError as exc:  # refused, unreachable, reset, DNS failure
-                    self._drop()
-                    return self._transient("connect", f"{type(exc).__name__}: {exc}")
+                    raise
             raise AssertionError("unreachable")  # pragma: no cover
 
-    def _transaction(self, conn: smtplib.SMTP, sender: str, to: str, data: bytes) -> SendResult:
+    def _transaction(self, conn: smtplib.SMTP, sender: str, to: str, data: bytes) -> str | None:
         stage = "MAIL FROM"
         try:
             code, reply = conn.mail(sender)
             if code != 250:
-                return self._refused(conn, code, reply, stage)
+                self._refused(conn, code, reply, stage)
             stage = "RCPT TO"
             code, reply = conn.rcpt(to)
             if code not in (250, 251):
-                return self._refused(conn, code, reply, stage)
+                self._refused(conn, code, reply, stage)
             stage = "DATA"
             code, reply = conn.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself answered with something else than 354
-            return self._refused(conn, exc.smtp_code, exc.smtp_error, stage)
+            self._refused(conn, exc.smtp_code, exc.smtp_error, stage)
         except smtplib.SMTPServerDisconnected as exc:
             doubt = " (the message may have been accepted)" if stage == "DATA" else ""
             detail = f"connection lost at {stage}: {exc}{doubt}"
-            raise _Disconnected(stage != "DATA", detail) from None
+            raise _Lost(
+                _lost(detail), detail, handed_over=stage == "DATA", stale=stage != "DATA"
+            ) from None
         except TimeoutError:
             # After DATA started the relay may have queued the message: say so in the outbox.
             self._drop()
             if stage == "DATA":
-                return SendResult(
-                    SendStatus.UNKNOWN,
-                    error="no answer at DATA (the message may have been accepted)",
-                    code="smtp:timeout",
-                )
-            return self._transient("timeout", f"no answer at {stage}")
-        if code == 250:
-            return SendResult(SendStatus.SENT, provider_message_id=_queue_id(reply))
-        return self._refused(conn, code, reply, "end of DATA")
+                raise _Lost(
+                    "timeout",
+                    "no answer at DATA (the message may have been accepted)",
+                    handed_over=True,
+                ) from None
+            raise _Lost("timeout", f"no answer at {stage}") from None
+        if code != 250:
+            self._refused(conn, code, reply, "end of DATA")
+        return _queue_id(reply)
 
-    def _refused(self, conn: smtplib.SMTP, code: int, reply: bytes | str, stage: str) -> SendResult:
+    def _refused(self, conn: smtplib.SMTP, code: int, reply: bytes | str, stage: str) -> NoReturn:
         if code == 421:
             self._drop()  # 421 means the server is closing the channel
         else:
@@ -269,7 +282,19 @@ class SmtpProvider(Provider):
                 conn.rset()
             except (smtplib.SMTPException, OSError):
                 self._drop()
-        return self._reply_result(code, reply, stage)
+        raise _Refused(code, reply, stage)
+
+    def classify(self, exc: Exception, message: RawMessage) -> SendResult:
+        if isinstance(exc, _Refused):
+            return self._reply_result(exc.code, exc.reply, exc.stage)
+        if isinstance(exc, _Lost):
+            status = SendStatus.UNKNOWN if exc.handed_over else SendStatus.TRANSIENT
+            return SendResult(status, error=exc.detail, code=f"smtp:{exc.kind}")
+        if isinstance(exc, TimeoutError):
+            return self._transient("timeout", f"no answer within {self.settings.timeout}s")
+        if isinstance(exc, OSError):
+            return self._transient("connect", f"{type(exc).__name__}: {exc}")
+        raise exc
 
     def _reply_result(self, code: int, reply: bytes | str, stage: str) -> SendResult:
         text = self._redact(reply)

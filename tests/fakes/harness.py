@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from migrate_cli.config import Config
+from migrate_cli.delivery import memory
+from migrate_cli.delivery.mime import as_bytes
 from migrate_cli.delivery.registry import Provider, provider_class
 from tests.fakes.common import bodies, header_names, make_config, parse
 from tests.fakes.sendgrid_server import FakeSendgrid
@@ -88,6 +90,15 @@ def harness(
                 return [_from_mime(p.read_bytes(), []) for p in files]
 
             yield Harness(name, make_config(name, file={"directory": directory}), file_read)
+        elif name == "memory":
+            memory.clear()
+
+            def memory_read() -> list[Delivered]:
+                # No envelope: the outbox keeps the message and the notice it came from.
+                return [_from_mime(as_bytes(sent.message), []) for sent in memory.sent()]
+
+            yield Harness(name, make_config(name), memory_read)
+            memory.clear()
         elif name == "null":
             yield Harness(name, make_config(name), list, delivers=False)
         elif name == "smtp":
