@@ -155,9 +155,15 @@ class Dispatcher:
                             zip(claimed, emails, strict=True)
                         ):
                             if self.stop.is_set() or config_error is not None:
-                                done += [_untried(r) for r, _ in claimed[i:]]
+                                done += [_untried(r, config_error) for r, _ in claimed[i:]]
                                 break
-                            in_flight[pool.submit(send, email)] = (row, attempt)
+                            future = pool.submit(send, email)
+                            in_flight[future] = (row, attempt)
+                            # A send run inline has its answer already: bad credentials stop
+                            # the batch here, not after every notice of it tried them.
+                            early = future.exception() if future.done() else None
+                            if isinstance(early, ProviderConfigError):
+                                config_error = early
                     if not in_flight:
                         if self.stop.is_set() or config_error is not None:
                             break
@@ -345,8 +351,11 @@ class Dispatcher:
         return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
 
 
-def _untried(row: sqlite3.Row) -> outbox.Outcome:
-    return outbox.Outcome(row, NoticeState.PENDING, untried=True)
+def _untried(row: sqlite3.Row, why: ProviderConfigError | None = None) -> outbox.Outcome:
+    """Claimed but never handed over: back to pending, saying why when a provider said."""
+    if why is None:
+        return outbox.Outcome(row, NoticeState.PENDING, untried=True)
+    return outbox.Outcome(row, NoticeState.PENDING, error=str(why), code=why.code, untried=True)
 
 
 def _previous_deadline(sm: StoredMigration) -> date | None:
