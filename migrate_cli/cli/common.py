@@ -19,6 +19,7 @@ from migrate_cli.cli.context import Env
 from migrate_cli.cli.output import (
     console,
     is_terminal,
+    stderr_is_terminal,
 )
 from migrate_cli.errors import (
     EXIT_ERROR,
@@ -86,7 +87,10 @@ def handle_errors(fn: F) -> F:
 
 def fail(exc: MigctlError) -> None:
     # Plain write: a console would hard-wrap long lines, which splits messages in cron logs.
-    sys.stderr.write(f"error: {exc}\n")
+    message = f"error: {exc}"
+    if stderr_is_terminal():
+        message = f"\x1b[31m{message}\x1b[0m"  # red, for a person at a terminal only
+    sys.stderr.write(message + "\n")
     sys.stderr.flush()
     raise typer.Exit(getattr(exc, "exit_code", EXIT_ERROR))
 

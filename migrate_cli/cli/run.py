@@ -92,12 +92,10 @@ def run_cmd(
                 + (
                     "no change"
                     if summary.synced.nothing_changed
-                    else json.dumps(
-                        {
-                            k: v
-                            for k, v in summary.synced.to_json().items()
-                            if v and k != "unchanged"
-                        }
+                    else ", ".join(
+                        f"{k.replace('_', ' ')} {', '.join(v) if isinstance(v, list) else v}"
+                        for k, v in summary.synced.to_json().items()
+                        if v and k not in ("unchanged", "changed_anything")
                     )
                 )
             )

@@ -174,7 +174,17 @@ def audit_cmd(
 
 
 def _short(detail: Any) -> str:
+    """`key: value, …` as a person reads it (the JSON stays in `audit --json`)."""
     if not detail:
         return ""
-    text = json.dumps(detail, sort_keys=True)
-    return text if len(text) <= 120 else text[:117] + "..."
+    if not isinstance(detail, dict):
+        return str(detail)
+    parts = []
+    for key, value in detail.items():
+        if value is None or value == [] or value == {}:
+            continue
+        if isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}: {value}")
+    text = ", ".join(parts)
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -248,11 +248,6 @@ def apply_enforcements(
                         "deadline": b.deadline.isoformat() if b.deadline else None,
                     },
                 )
-                report.batches.append(
-                    Enforcement(
-                        b.migration_id, b.scope, b.deadline, switched, b.admins, b.immediate, b.late
-                    )
-                )
                 # Same transaction: an enforcement is never recorded without its notices.
                 queued, suppressed = enqueue_enforced(
                     conn,
@@ -270,6 +265,13 @@ def apply_enforcements(
                     accounts=known,
                 )
                 conn.execute("DROP TABLE temp.enforce_ids")
+                # One `enforced` notice per administrator: what was queued counts them.
+                admins = queued + suppressed
+                report.batches.append(
+                    Enforcement(
+                        b.migration_id, b.scope, b.deadline, switched, admins, b.immediate, b.late
+                    )
+                )
                 report.notices += queued
                 report.suppressed += suppressed
             if wrote:
