@@ -72,11 +72,11 @@ def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
                 table.add_column(col, no_wrap=True, min_width=max(longest, len(col)))
             else:
                 table.add_column(col, overflow="fold")
-        for row in cells:
+        for cell_row in cells:
             table.add_row(
                 *(
                     Text(v, style=STYLES.get(v, "")) if col in _STYLED_COLUMNS else Text(v)
-                    for col, v in zip(columns, row, strict=True)
+                    for col, v in zip(columns, cell_row, strict=True)
                 )
             )
         console().print(table)
