@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -20,8 +20,9 @@ from migrate_cli.accounts.reading import (
 )
 from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
 from migrate_cli.lifecycle import status_figures
+from migrate_cli.lifecycle.enrollment import audience_sql, deadline_sql, state_sql
 from migrate_cli.store.db import Store, audit, db_time
-from migrate_cli.store.stored_migrations import store_timezone
+from migrate_cli.store.stored_migrations import StoredMigration, store_timezone
 from migrate_cli.timeutil import iso
 
 BATCH = 5_000
@@ -411,6 +412,80 @@ def add_account(
     return "added" if report.added else "updated" if report.updated else "unchanged"
 
 
+@dataclass(frozen=True)
+class AccountFilter:
+    """Which accounts `accounts list` streams; with a migration, each row carries its state."""
+
+    migration: StoredMigration | None = None
+    state: str | None = None  # an enrollment state; needs `migration`
+    plan: str | None = None
+    status: str | None = None
+    admin: str | None = None
+    no_admin: bool = False  # active accounts nobody administers
+    unreachable: bool = False  # active accounts whose every administrator is suppressed
+
+
+def iter_accounts(
+    store: Store, which: AccountFilter, *, limit: int | None = None, offset: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Stream the accounts `which` selects, sorted by id (a cursor: bounded memory at 1M)."""
+    where: list[str] = []
+    params: list[Any] = []
+    select = ""
+    joins = ""
+    sm = which.migration
+    if sm is not None:
+        tz = store_timezone(store)
+        state, sparams = state_sql(sm.migration, tz)
+        deadline, dparams = deadline_sql(sm.migration)
+        audience, aparams = audience_sql(sm.migration)
+        select = f", {state} AS state, {deadline} AS deadline"
+        params += [*sparams, *dparams]
+        joins = " LEFT JOIN enrollments e ON e.migration_id = ? AND e.account_id = a.id"
+        params.append(sm.id)
+        where.append(audience)
+        params += aparams
+        if which.state:
+            where.append(f"{state} = ?")
+            params += [*sparams, which.state]
+    if which.plan:
+        where.append("a.plan = ?")
+        params.append(which.plan)
+    if which.status:
+        where.append("a.status = ?")
+        params.append(which.status)
+    if which.admin:
+        where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
+        try:  # the same normalisation as on import (case, whitespace, IDN domain)
+            params.append(normalise_email(which.admin))
+        except ValueError:
+            params.append(which.admin.strip().lower())
+    if which.no_admin:
+        where.append(
+            "a.status = 'active' AND NOT EXISTS "
+            "(SELECT 1 FROM account_admins x WHERE x.account_id = a.id)"
+        )
+    if which.unreachable:
+        where.append(
+            "a.status = 'active' AND EXISTS (SELECT 1 FROM account_admins x "
+            "WHERE x.account_id = a.id) AND NOT EXISTS (SELECT 1 FROM account_admins y "
+            "WHERE y.account_id = a.id AND y.email NOT IN (SELECT email FROM suppressions))"
+        )
+    sql = (
+        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
+        f"WHERE x.account_id = a.id) AS admins{select} FROM accounts a{joins}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY a.id LIMIT ? OFFSET ?"
+    )
+    for r in store.iterate(sql, [*params, -1 if limit is None else limit, offset]):
+        row = _account_json(r)
+        if sm is not None:
+            row["migration"] = sm.id
+            row["state"] = r["state"]
+            row["deadline"] = r["deadline"]
+        yield row
+
+
 def list_accounts(
     store: Store,
     *,
@@ -420,27 +495,37 @@ def list_accounts(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if plan:
-        where.append("a.plan = ?")
-        params.append(plan)
-    if status:
-        where.append("a.status = ?")
-        params.append(status)
-    if admin:
-        where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
-        try:  # the same normalisation as on import (case, whitespace, IDN domain)
-            params.append(normalise_email(admin))
-        except ValueError:
-            params.append(admin.strip().lower())
-    sql = (
-        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
-        "WHERE x.account_id = a.id) AS admins FROM accounts a"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY a.id LIMIT ? OFFSET ?"
-    )
-    return [_account_json(r) for r in store.query(sql, [*params, limit, offset])]
+    which = AccountFilter(plan=plan, status=status, admin=admin)
+    return list(iter_accounts(store, which, limit=limit, offset=offset))
+
+
+LIST_COLUMNS = ("id", "name", "plan", "status", "created_at", "admins")
+STATE_COLUMNS = ("migration", "state", "deadline")
+
+
+def write_accounts(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str, *, states: bool) -> int:
+    """Write listed accounts as CSV (spreadsheet-safe) or JSON Lines; returns the count."""
+    import csv
+    import json
+
+    columns = LIST_COLUMNS + (STATE_COLUMNS if states else ())
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(columns)
+    count = 0
+    for row in rows:
+        count += 1
+        if writer is not None:
+            cells = [row[c] for c in columns]
+            writer.writerow(
+                [
+                    _spreadsheet_safe(";".join(v) if isinstance(v, list) else str(v or ""))
+                    for v in cells
+                ]
+            )
+        else:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return count
 
 
 def count_accounts(store: Store) -> dict[str, int]:
