@@ -21,6 +21,7 @@ from migrate_cli.accounts.reading import (
 from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
 from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.enrollment import audience_sql, deadline_sql, state_sql
+from migrate_cli.progress import NO_PROGRESS, Progress, counted
 from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.stored_migrations import StoredMigration, store_timezone
 from migrate_cli.timeutil import iso
@@ -193,11 +194,19 @@ def _merge(
 
 
 def import_accounts(
-    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None = None
+    store: Store,
+    path: Path,
+    *,
+    now: datetime,
+    actor: str,
+    fmt: str | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> ImportReport:
     """Add and update accounts from CSV/JSON Lines; any bad row and nothing is written."""
-    report = _import(store, path, now=now, actor=actor, fmt=fmt)
+    progress.phase("reading")  # rows are counted as read: the file's row count is not known
+    report = _import(store, path, now=now, actor=actor, fmt=fmt, progress=progress)
     if report.added or report.updated:
+        progress.phase("counting")
         # The import invalidated every status figure: count them once now, after the commit,
         # so that the next `status` reads them (like the end of a cron run). Only an
         # optimisation: a failure here must not turn a good import into an error.
@@ -209,18 +218,20 @@ def import_accounts(
 
 
 def _import(
-    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None
+    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None, progress: Progress
 ) -> ImportReport:
     tz = store_timezone(store)
     report = ImportReport()
     # counts=False: the staging tables would count as changes; _merge marks the status figures
     # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
-        if not _has_accounts(conn) and _import_into_empty(conn, path, tz, fmt, now, actor, report):
+        if not _has_accounts(conn) and _import_into_empty(
+            conn, path, tz, fmt, now, actor, report, progress
+        ):
             return report
         problems: list[Problem] = []
         _staging(conn)
-        report.rows = _stage(conn, read_accounts(path, tz, problems, fmt))
+        report.rows = _stage(conn, counted(read_accounts(path, tz, problems, fmt), progress))
         for acc_id, lines in conn.execute(
             "SELECT id, group_concat(line, ', ') FROM imp_accounts GROUP BY id HAVING count(*) > 1"
         ):
@@ -245,6 +256,7 @@ def _import(
                 [Problem(str(path), None, None, "no accounts in the file")],
                 f"{path}: nothing to import",
             )
+        progress.phase("merging")
         _merge(conn, now, actor, str(path), report)
     return report
 
@@ -261,13 +273,14 @@ def _import_into_empty(
     now: datetime,
     actor: str,
     report: ImportReport,
+    progress: Progress,
 ) -> bool:
     """The first import into an empty store: every row is new, so write the rows straight into
     the tables (no staging, no diff). At the first bad row or duplicate id, or for an empty
     file, undo this and return False: the staged path then reads the file again and reports
     every problem exactly as for any other import."""
     problems: list[Problem] = []
-    rows = read_accounts(path, tz, problems, fmt)
+    rows = counted(read_accounts(path, tz, problems, fmt), progress)
     stamp = db_time(now)
     accounts: list[tuple[str, ...]] = []
     admins: list[tuple[str, str]] = []
@@ -567,8 +580,9 @@ def _spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def export_accounts(store: Store, out: IO[str], fmt: str) -> int:
+def export_accounts(store: Store, out: IO[str], fmt: str, progress: Progress = NO_PROGRESS) -> int:
     """Stream every account (with its administrators) as CSV or JSON Lines; returns the count."""
+    progress.phase("exporting", int(store.scalar("SELECT count(*) FROM accounts") or 0))
     import csv
     import json
 
@@ -581,7 +595,7 @@ def export_accounts(store: Store, out: IO[str], fmt: str) -> int:
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(["id", "name", "plan", "tags", "created_at", "status", "admins"])
-    for r in store.iterate(sql):
+    for r in counted(store.iterate(sql), progress):
         count += 1
         created = r["created_at"].replace(".000000Z", "Z")
         if writer is not None:

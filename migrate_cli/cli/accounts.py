@@ -17,6 +17,7 @@ from migrate_cli.cli.common import (
     app,
     env,
     handle_errors,
+    progress_reporter,
 )
 from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import (
@@ -58,9 +59,15 @@ def accounts_import(
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
     with store_lock(e.db_path, command="accounts import"):
         store = e.store()
-        report = import_accounts(
-            store, file, now=e.now(store), actor=actor or default_actor(), fmt=fmt
-        )
+        with progress_reporter() as progress:
+            report = import_accounts(
+                store,
+                file,
+                now=e.now(store),
+                actor=actor or default_actor(),
+                fmt=fmt,
+                progress=progress,
+            )
     if json_out:
         emit_json(report.to_json())
         return
@@ -243,10 +250,13 @@ def accounts_export(
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
     store = env(ctx).store(create=False)
     if out is None:
-        export_accounts(store, sys.stdout, fmt)
+        export_accounts(store, sys.stdout, fmt)  # stdout: no bar mixed into the terminal output
         return
-    with open_private(out, newline="") as handle:  # it holds administrators' addresses
-        count = export_accounts(store, handle, fmt)
+    with (
+        open_private(out, newline="") as handle,  # it holds administrators' addresses
+        progress_reporter() as progress,
+    ):
+        count = export_accounts(store, handle, fmt, progress)
     sys.stderr.write(f"wrote {count} account(s) to {out}\n")
 
 

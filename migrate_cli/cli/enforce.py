@@ -14,6 +14,7 @@ from migrate_cli.cli.common import (
     app,
     env,
     handle_errors,
+    progress_reporter,
 )
 from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import (
@@ -60,7 +61,7 @@ def enforce(
         yes=yes,
         interactive=is_terminal() and sys.stdin.isatty(),
     )
-    with store_lock(e.db_path, command="enforce"):
+    with store_lock(e.db_path, command="enforce"), progress_reporter() as progress:
         store = e.store()
         try:
             outcome = do_enforce(
@@ -74,6 +75,7 @@ def enforce(
                 from_addr=e.config.email.from_addr,
                 policy=policy,
                 ask=_ask,
+                progress=progress,
             )
         except NotConfirmed:
             emit_lines(["aborted: nothing was switched"])

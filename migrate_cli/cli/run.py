@@ -59,7 +59,7 @@ def run_cmd(
     summary: RunSummary | None = None
     with store_lock(e.db_path, command="run"), graceful_stop() as stop:
         store = e.store()
-        with progress_reporter(0, "sending") as progress:
+        with progress_reporter() as progress:  # run names its phases and real totals
             try:
                 summary = do_run(
                     store,
