@@ -10,6 +10,7 @@ from migrate_cli.cli import (  # noqa: F401 - importing a module registers its c
     enforce,
     notices,
     outbox,
+    report,
     run,
     status,
 )
