@@ -33,6 +33,7 @@ REHEARSAL_DAYS = 90  # plan --until: now + 90 days, across the bench migrations'
 
 # Targets at scale 1 on a 2-core machine (SPEC §7). The null-provider notify row is information.
 TARGETS: dict[str, tuple[str, float]] = {
+    "report (HTML)": ("max_s", 60),
     "accounts import": ("max_s", 30.0),
     "status --json": ("max_s", 1.0),
     "opt-in --from-file (100k x scale)": ("max_s", 5.0),
@@ -357,6 +358,15 @@ class Bench:
             step.note = f"{mb:,.1f} MB of JSON"
             self.record(step, _first_int(err))
 
+        def report() -> None:
+            step, _, _ = self.migctl(
+                "report (HTML)", ["report", "--out", "report.html"], now=now, unit="migrations"
+            )
+            kb = (self.data / "report.html").stat().st_size / 2**10
+            step.extra = {"file_kb": round(kb)}
+            step.note = f"{kb:,.0f} KB of HTML: figures, 14-day rehearsal, charts"
+            self.record(step, 3)
+
         def enforce() -> None:
             step, out, _ = self.migctl(
                 "enforce", ["enforce", "--yes", "--json"], now=later, unit="accounts"
@@ -381,6 +391,7 @@ class Bench:
         self.attempt("notify (null provider)", notify)
         self.attempt("plan --until (90 days)", rehearsal)
         self.attempt("dashboard export", dashboard)
+        self.attempt("report (HTML)", report)
         self.attempt("enforce", enforce)
 
         size = sum(p.stat().st_size for p in self.data.glob("migctl.db*") if p.is_file())

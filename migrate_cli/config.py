@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -26,6 +27,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from migrate_cli.errors import InputError, Problem
 from migrate_cli.tomlkeys import KeyPath, key_lines, line_of
+from migrate_cli.vocabulary import AlertEvent
 
 # Every provider, built-in or from another distribution, registers in this entry-point group.
 PROVIDER_GROUP = "migctl.providers"
@@ -163,6 +165,12 @@ class EnforcementConfig(_Table):
     max_accounts_without_confirm: Annotated[int, Field(ge=0)] = 10_000
 
 
+class AlertsConfig(_Table):
+    webhook_url_env: EnvName | None = None  # the URL is a secret: only its variable is named
+    on: list[Annotated[AlertEvent, Strict(False)]] = Field(default_factory=lambda: list(AlertEvent))
+    timeout: Seconds = 10.0
+
+
 class Config(_Table):
     """The whole configuration; defaults make a safe development setup."""
 
@@ -172,6 +180,7 @@ class Config(_Table):
     dashboard: DashboardConfig = _table()
     enforcement: EnforcementConfig = _table()
     email: EmailConfig = _table()
+    alerts: AlertsConfig = _table()
 
     def secret(self, env_name: str | None) -> str | None:
         """Read a secret from the environment variable the config names (never from the file)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -20,8 +20,10 @@ from migrate_cli.accounts.reading import (
 )
 from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
 from migrate_cli.lifecycle import status_figures
+from migrate_cli.lifecycle.enrollment import audience_sql, deadline_sql, state_sql
+from migrate_cli.progress import NO_PROGRESS, Progress, counted
 from migrate_cli.store.db import Store, audit, db_time
-from migrate_cli.store.stored_migrations import store_timezone
+from migrate_cli.store.stored_migrations import StoredMigration, store_timezone
 from migrate_cli.timeutil import iso
 
 BATCH = 5_000
@@ -192,11 +194,19 @@ def _merge(
 
 
 def import_accounts(
-    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None = None
+    store: Store,
+    path: Path,
+    *,
+    now: datetime,
+    actor: str,
+    fmt: str | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> ImportReport:
     """Add and update accounts from CSV/JSON Lines; any bad row and nothing is written."""
-    report = _import(store, path, now=now, actor=actor, fmt=fmt)
+    progress.phase("reading")  # rows are counted as read: the file's row count is not known
+    report = _import(store, path, now=now, actor=actor, fmt=fmt, progress=progress)
     if report.added or report.updated:
+        progress.phase("counting")
         # The import invalidated every status figure: count them once now, after the commit,
         # so that the next `status` reads them (like the end of a cron run). Only an
         # optimisation: a failure here must not turn a good import into an error.
@@ -208,18 +218,20 @@ def import_accounts(
 
 
 def _import(
-    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None
+    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None, progress: Progress
 ) -> ImportReport:
     tz = store_timezone(store)
     report = ImportReport()
     # counts=False: the staging tables would count as changes; _merge marks the status figures
     # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
-        if not _has_accounts(conn) and _import_into_empty(conn, path, tz, fmt, now, actor, report):
+        if not _has_accounts(conn) and _import_into_empty(
+            conn, path, tz, fmt, now, actor, report, progress
+        ):
             return report
         problems: list[Problem] = []
         _staging(conn)
-        report.rows = _stage(conn, read_accounts(path, tz, problems, fmt))
+        report.rows = _stage(conn, counted(read_accounts(path, tz, problems, fmt), progress))
         for acc_id, lines in conn.execute(
             "SELECT id, group_concat(line, ', ') FROM imp_accounts GROUP BY id HAVING count(*) > 1"
         ):
@@ -244,6 +256,7 @@ def _import(
                 [Problem(str(path), None, None, "no accounts in the file")],
                 f"{path}: nothing to import",
             )
+        progress.phase("merging")
         _merge(conn, now, actor, str(path), report)
     return report
 
@@ -260,13 +273,14 @@ def _import_into_empty(
     now: datetime,
     actor: str,
     report: ImportReport,
+    progress: Progress,
 ) -> bool:
     """The first import into an empty store: every row is new, so write the rows straight into
     the tables (no staging, no diff). At the first bad row or duplicate id, or for an empty
     file, undo this and return False: the staged path then reads the file again and reports
     every problem exactly as for any other import."""
     problems: list[Problem] = []
-    rows = read_accounts(path, tz, problems, fmt)
+    rows = counted(read_accounts(path, tz, problems, fmt), progress)
     stamp = db_time(now)
     accounts: list[tuple[str, ...]] = []
     admins: list[tuple[str, str]] = []
@@ -411,6 +425,80 @@ def add_account(
     return "added" if report.added else "updated" if report.updated else "unchanged"
 
 
+@dataclass(frozen=True)
+class AccountFilter:
+    """Which accounts `accounts list` streams; with a migration, each row carries its state."""
+
+    migration: StoredMigration | None = None
+    state: str | None = None  # an enrollment state; needs `migration`
+    plan: str | None = None
+    status: str | None = None
+    admin: str | None = None
+    no_admin: bool = False  # active accounts nobody administers
+    unreachable: bool = False  # active accounts whose every administrator is suppressed
+
+
+def iter_accounts(
+    store: Store, which: AccountFilter, *, limit: int | None = None, offset: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Stream the accounts `which` selects, sorted by id (a cursor: bounded memory at 1M)."""
+    where: list[str] = []
+    params: list[Any] = []
+    select = ""
+    joins = ""
+    sm = which.migration
+    if sm is not None:
+        tz = store_timezone(store)
+        state, sparams = state_sql(sm.migration, tz)
+        deadline, dparams = deadline_sql(sm.migration)
+        audience, aparams = audience_sql(sm.migration)
+        select = f", {state} AS state, {deadline} AS deadline"
+        params += [*sparams, *dparams]
+        joins = " LEFT JOIN enrollments e ON e.migration_id = ? AND e.account_id = a.id"
+        params.append(sm.id)
+        where.append(audience)
+        params += aparams
+        if which.state:
+            where.append(f"{state} = ?")
+            params += [*sparams, which.state]
+    if which.plan:
+        where.append("a.plan = ?")
+        params.append(which.plan)
+    if which.status:
+        where.append("a.status = ?")
+        params.append(which.status)
+    if which.admin:
+        where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
+        try:  # the same normalisation as on import (case, whitespace, IDN domain)
+            params.append(normalise_email(which.admin))
+        except ValueError:
+            params.append(which.admin.strip().lower())
+    if which.no_admin:
+        where.append(
+            "a.status = 'active' AND NOT EXISTS "
+            "(SELECT 1 FROM account_admins x WHERE x.account_id = a.id)"
+        )
+    if which.unreachable:
+        where.append(
+            "a.status = 'active' AND EXISTS (SELECT 1 FROM account_admins x "
+            "WHERE x.account_id = a.id) AND NOT EXISTS (SELECT 1 FROM account_admins y "
+            "WHERE y.account_id = a.id AND y.email NOT IN (SELECT email FROM suppressions))"
+        )
+    sql = (
+        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
+        f"WHERE x.account_id = a.id) AS admins{select} FROM accounts a{joins}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY a.id LIMIT ? OFFSET ?"
+    )
+    for r in store.iterate(sql, [*params, -1 if limit is None else limit, offset]):
+        row = _account_json(r)
+        if sm is not None:
+            row["migration"] = sm.id
+            row["state"] = r["state"]
+            row["deadline"] = r["deadline"]
+        yield row
+
+
 def list_accounts(
     store: Store,
     *,
@@ -420,27 +508,37 @@ def list_accounts(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if plan:
-        where.append("a.plan = ?")
-        params.append(plan)
-    if status:
-        where.append("a.status = ?")
-        params.append(status)
-    if admin:
-        where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
-        try:  # the same normalisation as on import (case, whitespace, IDN domain)
-            params.append(normalise_email(admin))
-        except ValueError:
-            params.append(admin.strip().lower())
-    sql = (
-        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
-        "WHERE x.account_id = a.id) AS admins FROM accounts a"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY a.id LIMIT ? OFFSET ?"
-    )
-    return [_account_json(r) for r in store.query(sql, [*params, limit, offset])]
+    which = AccountFilter(plan=plan, status=status, admin=admin)
+    return list(iter_accounts(store, which, limit=limit, offset=offset))
+
+
+LIST_COLUMNS = ("id", "name", "plan", "status", "created_at", "admins")
+STATE_COLUMNS = ("migration", "state", "deadline")
+
+
+def write_accounts(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str, *, states: bool) -> int:
+    """Write listed accounts as CSV (spreadsheet-safe) or JSON Lines; returns the count."""
+    import csv
+    import json
+
+    columns = LIST_COLUMNS + (STATE_COLUMNS if states else ())
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(columns)
+    count = 0
+    for row in rows:
+        count += 1
+        if writer is not None:
+            cells = [row[c] for c in columns]
+            writer.writerow(
+                [
+                    _spreadsheet_safe(";".join(v) if isinstance(v, list) else str(v or ""))
+                    for v in cells
+                ]
+            )
+        else:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return count
 
 
 def count_accounts(store: Store) -> dict[str, int]:
@@ -482,8 +580,9 @@ def _spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def export_accounts(store: Store, out: IO[str], fmt: str) -> int:
+def export_accounts(store: Store, out: IO[str], fmt: str, progress: Progress = NO_PROGRESS) -> int:
     """Stream every account (with its administrators) as CSV or JSON Lines; returns the count."""
+    progress.phase("exporting", int(store.scalar("SELECT count(*) FROM accounts") or 0))
     import csv
     import json
 
@@ -496,7 +595,7 @@ def export_accounts(store: Store, out: IO[str], fmt: str) -> int:
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(["id", "name", "plan", "tags", "created_at", "status", "admins"])
-    for r in store.iterate(sql):
+    for r in counted(store.iterate(sql), progress):
         count += 1
         created = r["created_at"].replace(".000000Z", "Z")
         if writer is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from migrate_cli.cli import (  # noqa: F401 - importing a module registers its commands
     accounts,
+    admins,
     dashboard,
     definitions,
     enforce,
     notices,
     outbox,
+    report,
     run,
     status,
 )

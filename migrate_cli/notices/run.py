@@ -25,6 +25,7 @@ from migrate_cli.notices.notify import (
     plan_only,
     provider_factory,
 )
+from migrate_cli.progress import NO_PROGRESS, Progress
 from migrate_cli.store.db import Store
 from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 from migrate_cli.store.sync import SyncReport, sync
@@ -79,7 +80,7 @@ def run(
     dry_run: bool,
     definitions_file: Path | None = None,
     stop: threading.Event | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> RunSummary:
     """One cron run. The caller holds the lock. Dry runs work on an in-memory copy."""
     path = definitions_file or config.migrations_file
@@ -99,6 +100,7 @@ def run(
     catalog = load_catalog(work)
     batches = due_enforcements(work, catalog, tz, now, with_admins=False)
     if batches:
+        progress.phase("enforcing", sum(b.accounts or 0 for b in batches) or None)
         summary.enforce = apply_enforcements(
             work, catalog, tz, now, batches, actor=actor, from_addr=config.email.from_addr
         )
