@@ -7,8 +7,10 @@ from migrate_cli.cli import (  # noqa: F401 - importing a module registers its c
     dashboard,
     definitions,
     enforce,
+    flags,
     notices,
     outbox,
+    platform,
     run,
     status,
 )
