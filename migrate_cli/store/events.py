@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ PENDING = "pending"
 DELIVERED = "delivered"
 
 _COLUMNS = (
-    "seq, id, migration_id, account_id, sequence, state, previous_state, effective_at, "
+    "seq, id_prefix || '-' || seq, migration_id, account_id, sequence, state, previous_state, effective_at, "
     "recorded_at, reason, actor, attempts, failing_since, next_attempt_at"
 )
 
@@ -42,15 +43,16 @@ def record(
     effective = effective_at or "?"
     effective_params = [] if effective_at else [stamp]
     # seq follows account order within one change, so a replay of the same store is identical.
+    prefix = secrets.token_hex(8)
     return conn.execute(
-        "INSERT INTO events(id, migration_id, account_id, sequence, state, previous_state, "
+        "INSERT INTO events(id_prefix, migration_id, account_id, sequence, state, previous_state, "
         "effective_at, recorded_at, reason, actor) "
-        "SELECT lower(hex(randomblob(16))), ?, c.account_id, "
+        "SELECT ?, ?, c.account_id, "
         "COALESCE((SELECT max(x.sequence) FROM events x WHERE x.migration_id = ? "
         "AND x.account_id = c.account_id), 0) + 1, "
         f"c.state, c.previous_state, {effective}, ?, ?, ? "
         f"FROM ({changes_sql}) c ORDER BY c.account_id",
-        [migration_id, migration_id, *effective_params, stamp, reason, actor, *params],
+        [prefix, migration_id, migration_id, *effective_params, stamp, reason, actor, *params],
     ).rowcount
 
 

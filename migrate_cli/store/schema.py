@@ -175,7 +175,9 @@ def m005_events(db: Database) -> None:
         """
         CREATE TABLE events (
             seq INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,         -- stable, random: the receiver's idempotency key
+            -- The event's id is "<id_prefix>-<seq>": stable, and unique across stores (a random
+            -- prefix per recording transaction) without a random-key index to maintain.
+            id_prefix TEXT NOT NULL,
             migration_id TEXT NOT NULL,
             account_id TEXT NOT NULL,
             sequence INTEGER NOT NULL,
