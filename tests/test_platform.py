@@ -61,7 +61,9 @@ def stored_events(folder: Path) -> list[sqlite3.Row]:
     conn = sqlite3.connect(folder / "migctl.db")
     conn.row_factory = sqlite3.Row
     try:
-        return conn.execute("SELECT id_prefix || '-' || seq AS id, * FROM events ORDER BY seq").fetchall()
+        return conn.execute(
+            "SELECT id_prefix || '-' || seq AS id, * FROM events ORDER BY seq"
+        ).fetchall()
     finally:
         conn.close()
 

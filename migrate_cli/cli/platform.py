@@ -82,7 +82,7 @@ def replay_cmd(
 
     Example: migctl platform replay --since 2016-05-01
     """
-    from migrate_cli.platform.push import push
+    from migrate_cli.platform.push import endpoint, push
     from migrate_cli.store import events
     from migrate_cli.store.lock import store_lock
     from migrate_cli.store.stored_migrations import store_timezone
@@ -97,10 +97,7 @@ def replay_cmd(
             raise InputError(
                 [Problem("--since", None, None, str(exc))], "invalid --since"
             ) from None
-        e.config  # noqa: B018 - a bad [platform] before anything is marked
-        from migrate_cli.platform.push import endpoint
-
-        endpoint(e.config)
+        endpoint(e.config)  # a missing endpoint or secret before anything is marked
         marked = events.replay(store, instant)
         report = push(store, e.config, e.now(store), stop=stop)
     if json_out:

@@ -72,6 +72,11 @@ def http_post(url: str, timeout: float) -> Post:
     opener = urllib.request.build_opener(_NoRedirect)
 
     def post(body: bytes, headers: dict[str, str]) -> Answer:
+        answer = _post(body, headers)
+        # A receiver may echo the request back: never let the URL reach a message.
+        return Answer(answer.status, answer.detail.replace(url, "<the platform URL>"))
+
+    def _post(body: bytes, headers: dict[str, str]) -> Answer:
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with opener.open(request, timeout=timeout) as response:
