@@ -126,9 +126,28 @@ def test_every_change_reaches_the_platform_as_recorded(tmp_path: Path) -> None:
             "late-1,Late,free,,2015-06-01,active,late@x.test\n"
         )
         ok(migctl(tmp_path, "--now", "2016-05-14", "accounts", "import", "late.csv", env=env))
+        # A new customer added by hand is enrolled from its creation (rule 2).
+        ok(
+            migctl(
+                tmp_path,
+                "--now",
+                "2016-05-14",
+                "accounts",
+                "add",
+                "new-by-hand",
+                "--plan",
+                "free",
+                "--admin",
+                "n@x.test",
+                env=env,
+            )
+        )
         run = json_out(ok(migctl(tmp_path, "--now", "2016-05-14", "run", "--json", env=env)))
         assert run["enforced"]["mail"] == 1
-        assert run["platform"]["delivered"] == 2003 + 1  # hotfix's 2003 and the late account
+        # hotfix's 2003 accounts, the late account enforced, the new one auto-enrolled in mail
+        # (created before hotfix's grace start, it waits for hotfix's own date)
+        assert run["platform"]["delivered"] == 2003 + 1 + 1
+        assert server.flags[("mail", "new-by-hand")] == ("auto_enrolled", 1)
         assert server.flags[("hotfix", "acc-00001")] == ("enforced", 1)
         assert server.flags[("mail", "late-1")] == ("enforced", 1)
         assert server.refused == 0
