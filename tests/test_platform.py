@@ -384,3 +384,23 @@ def test_sigkill_while_pushing_loses_nothing_and_never_reorders(tmp_path: Path) 
     assert duplicated == resent
     # The trials really killed runs mid-push, some of them with an answer in flight.
     assert killed >= 15 and duplicated and len(received) < sum(received.values())
+
+
+def test_failing_for_longer_than_retry_for_stops_the_run_and_keeps_the_events(
+    tmp_path: Path,
+) -> None:
+    operator_folder(tmp_path, retry_for="3h")
+    (tmp_path / "accounts.csv").write_text(accounts_csv(4))
+    in_process(tmp_path, "--now", "2016-03-01", "accounts", "import", "accounts.csv")
+    with platform_server() as server:
+        env = endpoint_env(server)
+        server.status = 429
+        ok(migctl(tmp_path, "--now", "2016-05-12T00:00:00", "run", env=env), 3)
+        ok(migctl(tmp_path, "--now", "2016-05-12T02:00:00", "run", env=env), 3)
+        r = ok(migctl(tmp_path, "--now", "2016-05-12T04:00:00", "run", env=env), 1)
+        assert "more than 3h" in r.stderr and "HTTP 429" in r.stderr
+        status = json_out(ok(migctl(tmp_path, "platform", "status", "--json", env=env)))
+        assert status["pending"] == 4 and status["failing"] == 4
+        server.status = 200
+        ok(migctl(tmp_path, "--now", "2016-05-12T04:05:00", "platform", "push", env=env))
+        assert sorted(a for _, a in server.flags) == [f"acc-{i:05d}" for i in range(4)]
