@@ -401,6 +401,8 @@ def test_failing_for_longer_than_retry_for_stops_the_run_and_keeps_the_events(
         assert "more than 3h" in r.stderr and "HTTP 429" in r.stderr
         status = json_out(ok(migctl(tmp_path, "platform", "status", "--json", env=env)))
         assert status["pending"] == 4 and status["failing"] == 4
+        r = ok(migctl(tmp_path, "--now", "2016-05-12T04:00:00", "status", env=env))
+        assert "4 enrollment event(s) not delivered to the platform" in r.stdout
         server.status = 200
         ok(migctl(tmp_path, "--now", "2016-05-12T04:05:00", "platform", "push", env=env))
         assert sorted(a for _, a in server.flags) == [f"acc-{i:05d}" for i in range(4)]

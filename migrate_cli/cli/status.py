@@ -98,6 +98,11 @@ def status(
         warnings.append(
             f"{report['outbox']['failed']} notice(s) failed: `migctl outbox list --state failed`"
         )
+    if report["platform"]["failing"]:
+        warnings.append(
+            f"{report['platform']['pending']} enrollment event(s) not delivered to the platform "
+            f"(oldest {report['platform']['oldest']}): `migctl platform status`"
+        )
     if report["accounts_all_admins_suppressed"]:
         warnings.append(
             f"{report['accounts_all_admins_suppressed']} active account(s) have every administrator "
