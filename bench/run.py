@@ -40,6 +40,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "notify --dry-run": ("max_s", 30.0),
     "enforce": ("max_s", 15.0),
     "plan --until (90 days)": ("max_s", 120.0),
+    "flags export": ("max_s", 30.0),
 }
 
 
@@ -379,6 +380,19 @@ class Bench:
             )
             self.record(step, sum(doc["enforced"].values()))
 
+        def flags_export() -> None:
+            # After enforce: every account's state and the sequence of its events (streamed).
+            step, _, err = self.migctl(
+                "flags export",
+                ["flags", "export", "--out", "flags.jsonl"],
+                now=later,
+                unit="rows",
+            )
+            mb = (self.data / "flags.jsonl").stat().st_size / 2**20
+            step.extra = {"file_mb": round(mb, 1)}
+            step.note = f"{mb:,.1f} MB of JSON Lines, every account per active migration"
+            self.record(step, _first_int(err))
+
         self.attempt("sync", sync)
         self.attempt("accounts import", accounts_import)
         self.attempt("opt-in --from-file (20% of accounts)", optin20)
@@ -393,6 +407,7 @@ class Bench:
         self.attempt("dashboard export", dashboard)
         self.attempt("report (HTML)", report)
         self.attempt("enforce", enforce)
+        self.attempt("flags export", flags_export)
 
         size = sum(p.stat().st_size for p in self.data.glob("migctl.db*") if p.is_file())
         self.record(

@@ -8,6 +8,7 @@ import re
 import tomllib
 import types
 import typing
+from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from migrate_cli.errors import InputError, Problem
+from migrate_cli.timeutil import parse_duration
 from migrate_cli.tomlkeys import KeyPath, key_lines, line_of
 from migrate_cli.vocabulary import AlertEvent
 
@@ -171,6 +173,31 @@ class AlertsConfig(_Table):
     timeout: Seconds = 10.0
 
 
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class PlatformConfig(_Table):
+    """The platform's endpoint for enrollment changes (docs/platform.md); secrets by env name."""
+
+    webhook_url_env: EnvName = "MIGCTL_PLATFORM_WEBHOOK"
+    signing_secret_env: EnvName = "MIGCTL_PLATFORM_SECRET"
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100  # events per POST
+    timeout: Seconds = 10.0  # one POST; a timeout is retried like a 5xx
+    retry_for: Duration = "72h"  # transient failures for longer than this stop `run` (exit 1)
+
+    @property
+    def retry_window(self) -> timedelta:
+        return parse_duration(self.retry_for)
+
+
 class Config(_Table):
     """The whole configuration; defaults make a safe development setup."""
 
@@ -181,6 +208,7 @@ class Config(_Table):
     enforcement: EnforcementConfig = _table()
     email: EmailConfig = _table()
     alerts: AlertsConfig = _table()
+    platform: PlatformConfig | None = None  # absent: events are recorded, not pushed
 
     def secret(self, env_name: str | None) -> str | None:
         """Read a secret from the environment variable the config names (never from the file)."""
@@ -326,8 +354,10 @@ def _field(model: type[BaseModel], key: str) -> FieldInfo | None:
 
 
 def _table_type(field: FieldInfo) -> type[BaseModel] | None:
-    hint = field.annotation
-    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+    for hint in (field.annotation, *typing.get_args(field.annotation)):  # `Table | None` too
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            return hint
+    return None
 
 
 def _model_at(table: KeyPath) -> type[BaseModel] | None:

@@ -22,8 +22,9 @@ from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
 from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.enrollment import audience_sql, deadline_sql, state_sql
 from migrate_cli.progress import NO_PROGRESS, Progress, counted
+from migrate_cli.store import events
 from migrate_cli.store.db import Store, audit, db_time
-from migrate_cli.store.stored_migrations import StoredMigration, store_timezone
+from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import iso
 
 BATCH = 5_000
@@ -94,7 +95,13 @@ def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
 
 
 def _merge(
-    conn: sqlite3.Connection, now: datetime, actor: str, source: str, report: ImportReport
+    conn: sqlite3.Connection,
+    now: datetime,
+    actor: str,
+    source: str,
+    report: ImportReport,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
 ) -> None:
     stamp = db_time(now)
     conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_accounts_id ON imp_accounts(id)")
@@ -189,8 +196,39 @@ def _merge(
             detail={"source": source, **report.to_json()},
         )
         status_figures.changed(conn)
+    _auto_enrolments(
+        conn, catalog, tz, "SELECT id FROM imp_diff WHERE change = 'added'", now, actor
+    )
     conn.execute("DROP TABLE temp.cur_admins")
     conn.execute("DROP TABLE temp.imp_diff")
+
+
+def _auto_enrolments(
+    conn: sqlite3.Connection,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    new_ids_sql: str,
+    now: datetime,
+    actor: str,
+) -> None:
+    """Accounts seen for the first time and created on or after a grace start are enrolled
+    from their creation (rule 2): one event each, in the transaction that adds them."""
+    for sm in catalog:
+        if sm.status != "active":
+            continue
+        where, wparams = audience_sql(sm.migration)
+        events.record(
+            conn,
+            sm.id,
+            "SELECT a.id AS account_id, 'auto_enrolled' AS state, NULL AS previous_state, "
+            f"a.created_at AS created_at FROM accounts a WHERE a.id IN ({new_ids_sql}) "
+            f"AND a.created_at >= ? AND {where}",
+            [db_time(sm.migration.grace_start_instant(tz)), *wparams],
+            now=now,
+            actor=actor,
+            reason="created on or after the grace period start",
+            effective_at="c.created_at",
+        )
 
 
 def import_accounts(
@@ -228,6 +266,7 @@ def _import(
         if not _has_accounts(conn) and _import_into_empty(
             conn, path, tz, fmt, now, actor, report, progress
         ):
+            _auto_enrolments(conn, load_catalog(store), tz, "SELECT id FROM accounts", now, actor)
             return report
         problems: list[Problem] = []
         _staging(conn)
@@ -257,7 +296,7 @@ def _import(
                 f"{path}: nothing to import",
             )
         progress.phase("merging")
-        _merge(conn, now, actor, str(path), report)
+        _merge(conn, now, actor, str(path), report, load_catalog(store), tz)
     return report
 
 
@@ -416,12 +455,13 @@ def add_account(
     if row is None:
         raise InputError(problems, "invalid account")
     report = ImportReport()
+    catalog, tz = load_catalog(store), store_timezone(store)
     # counts=False: the staging tables would count as changes; _merge marks the status figures
     # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
         _staging(conn)
         _stage(conn, [row])
-        _merge(conn, now, actor, "command line", report)
+        _merge(conn, now, actor, "command line", report, catalog, tz)
     return "added" if report.added else "updated" if report.updated else "unchanged"
 
 

@@ -111,6 +111,13 @@ def run_cmd(
                 or "nothing due"
             )
         )
+        if summary.platform is not None:
+            p = summary.platform
+            lines.append(
+                f"platform: delivered {p.delivered} event(s), {p.pending} pending"
+                + (f" (last error: {p.error})" if p.error else "")
+                + ("; notices wait until the platform has every change" if p.partial else "")
+            )
         lines += notices_lines(doc)
         emit_lines(lines)
     if summary.partial:

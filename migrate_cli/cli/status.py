@@ -101,6 +101,11 @@ def status(
         warnings.append(
             f"{report['outbox']['failed']} notice(s) failed: `migctl outbox list --state failed`"
         )
+    if report["platform"]["failing"]:
+        warnings.append(
+            f"{report['platform']['pending']} enrollment event(s) not delivered to the platform "
+            f"(oldest {report['platform']['oldest']}): `migctl platform status`"
+        )
     if report["accounts_all_admins_suppressed"]:
         n = report["accounts_all_admins_suppressed"]
         warnings.append(

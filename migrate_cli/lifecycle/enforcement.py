@@ -13,6 +13,7 @@ from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.enrollment import ENFORCED, pending_accounts_sql
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
 from migrate_cli.progress import NO_PROGRESS, Progress
+from migrate_cli.store import events
 from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.outbox import enqueue_enforced
 from migrate_cli.store.stored_migrations import (
@@ -205,6 +206,15 @@ def apply_enforcements(
                     [migration_id, stamp, actor, reason, b.batch],
                 )
                 switched = cur.rowcount
+                events.record(
+                    conn,
+                    migration_id,
+                    "SELECT id AS account_id, 'enforced' AS state, 'pending' AS previous_state "
+                    "FROM temp.enforce_ids",
+                    now=now,
+                    actor=actor,
+                    reason=reason or f"enforcement {b.batch}",
+                )
                 if switched:
                     wrote = True
                     carry.left_pending(sm.migration, tz, "temp.enforce_ids", ENFORCED, switched)
