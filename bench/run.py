@@ -488,8 +488,11 @@ class Bench:
                         "migctl_seconds": m.seconds,
                         "migctl_cpu_s": m.cpu_s,
                     }
-                    step.target = ">= 10x (wall time per item, baseline / migctl)"
-                    step.met = ratio >= 10
+                    # SPEC §7's ">= 10x the naive baseline" is a bar for dispatch (plan, render,
+                    # send, record per notice); the planning and enforce ratios are information.
+                    if phase == "notify":
+                        step.target = ">= 10x (wall time per item, baseline / migctl)"
+                        step.met = ratio >= 10
                     step.note = (
                         f"ratio {ratio:,.1f}x wall, {_fmt(step.extra['ratio_cpu'])}x CPU; "
                         + step.note
