@@ -224,7 +224,7 @@ def test_preview_uses_sample_data_on_a_store_without_accounts(
 
 def test_preview_rejects_an_unknown_kind(runner: RunCli, shipped: Path) -> None:
     result = runner("--now", "2016-04-20", "preview", EDC, "--kind", "nagging")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage mistake (SPEC §4)
     err = flat(result.stderr)
     assert "nagging" in err and "announcement" in err and "enforced" in err
     assert not Path("previews").exists()

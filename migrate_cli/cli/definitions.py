@@ -18,6 +18,7 @@ from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import (
     emit_json,
     emit_lines,
+    emit_warnings,
 )
 from migrate_cli.errors import (
     EXIT_ERROR,
@@ -43,18 +44,20 @@ def validate(
     from migrate_cli.notices.templates import check_setup
 
     e = env(ctx)
-    defs, problems = check_setup(lambda: e.config, file)
+    defs, problems, warnings = check_setup(lambda: e.config, file)
     if json_out:
         emit_json(
             {
                 "valid": not problems,
                 "problems": [p.__dict__ for p in problems],
+                "warnings": [w.__dict__ for w in warnings],
                 "migrations": defs.ids if defs else [],
             }
         )
         if problems:
             raise typer.Exit(EXIT_ERROR)
         return
+    emit_warnings(warnings)
     if problems:
         raise InputError(problems, f"{len(problems)} problem(s) found")
     assert defs is not None

@@ -25,6 +25,7 @@ from migrate_cli.errors import (
     EXIT_PARTIAL,
     UsageError,
 )
+from migrate_cli.vocabulary import NoticeKind
 
 
 def notices_lines(doc: dict[str, Any]) -> list[str]:
@@ -73,8 +74,8 @@ def notify(
         typer.Option("--test-to", help="Send one sample notice to this address (not recorded)."),
     ] = None,
     kind: Annotated[
-        str, typer.Option("--kind", help="With --test-to: the kind of notice.")
-    ] = "reminder",
+        NoticeKind, typer.Option("--kind", help="With --test-to: the kind of notice.")
+    ] = NoticeKind.REMINDER,
     json_out: JsonOpt = False,
 ) -> None:
     """Plan the notices due now, queue them in the outbox and send them.
@@ -180,9 +181,9 @@ def _send_test(e: Env, migration: str | None, to: str, kind: str, json_out: bool
 def preview(
     ctx: typer.Context,
     migration: Annotated[str, typer.Argument(help="Migration id.")],
-    kind: Annotated[
-        str, typer.Option("--kind", help="announcement, reminder, schedule_change or enforced.")
-    ] = "reminder",
+    kind: Annotated[NoticeKind, typer.Option("--kind", help="The kind of notice.")] = (
+        NoticeKind.REMINDER
+    ),
     admin: Annotated[
         str | None, typer.Option("--admin", help="Render for this administrator's accounts.")
     ] = None,

@@ -144,9 +144,13 @@ def audit_cmd(
     Example: migctl audit --migration email-delivery-changes --account acme-prod
     """
     from migrate_cli.store.audit import list_events
+    from migrate_cli.store.stored_migrations import get_migration
 
+    store = env(ctx).store(create=False)
+    if migration is not None:
+        get_migration(store, migration)  # a typo is an error with a hint, not an empty log
     events = list_events(
-        env(ctx).store(create=False),
+        store,
         migration_id=migration,
         account_id=account,
         action=action,

@@ -8,7 +8,7 @@ from datetime import tzinfo
 
 from migrate_cli.definitions.model import Migration, parse_definitions
 from migrate_cli.definitions.yamlsafe import Located
-from migrate_cli.errors import NotFoundError
+from migrate_cli.errors import NotFoundError, did_you_mean
 from migrate_cli.store.db import Store
 from migrate_cli.timeutil import get_timezone
 
@@ -58,8 +58,11 @@ def load_catalog(store: Store, *, include_retired: bool = True) -> list[StoredMi
 
 
 def get_migration(store: Store, migration_id: str) -> StoredMigration:
-    for sm in load_catalog(store):
+    catalog = load_catalog(store)
+    for sm in catalog:
         if sm.id == migration_id:
             return sm
-    known = ", ".join(sm.id for sm in load_catalog(store)) or "none — run `migctl sync` first"
-    raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
+    ids = [sm.id for sm in catalog]
+    known = ", ".join(ids) or "none — run `migctl sync` first"
+    hint = did_you_mean(migration_id, ids)
+    raise NotFoundError(f"no migration {migration_id!r} in the store{hint} (known: {known})")

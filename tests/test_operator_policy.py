@@ -1,0 +1,196 @@
+"""Issue 13 as an operator meets it: their own folder, their own migrations.yaml, the CLI, .eml files."""
+
+from __future__ import annotations
+
+import json
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunCli
+
+# Three migrations: one TBD, one dated, one with per-plan dates (free early, enterprise later,
+# developer TBD). Grace periods start on 2024-02-01.
+MIGRATIONS = """\
+defaults:
+  timezone: {tz}
+  notices:
+    reminder_every: 14d
+    escalate_before: [30d, 14d, 7d, 3d, 1d]
+    min_gap: 2d
+migrations:
+  - id: legacy-token-endpoint
+    title: Legacy Token Endpoint
+    severity: high
+    grace_period_start: 2024-02-01
+    mandatory_opt_in: TBD
+    summary: The legacy token endpoint goes away.
+  - id: strict-cors
+    title: Strict CORS
+    severity: medium
+    grace_period_start: 2024-02-01
+    mandatory_opt_in: {dated}
+    summary: Origins must be listed.
+  - id: tiered-rollout
+    title: Tiered Rollout
+    severity: medium
+    grace_period_start: 2024-02-01
+    mandatory_opt_in: {{free: {free}, enterprise: {enterprise}, developer: TBD}}
+    summary: A change rolled out plan by plan.
+"""
+
+CONFIG = """\
+environment = "development"
+
+[email]
+provider = "file"
+from = "Platform Notices <notices@platform.example>"
+
+[email.file]
+directory = "outbox"
+"""
+
+HEADER = "id,name,plan,tags,created_at,status,admins\n"
+
+
+def operator_folder(
+    *,
+    dated: str = "2024-04-01",
+    free: str = "2024-04-01",
+    enterprise: str = "2024-06-01",
+    tz: str = "UTC",
+    accounts: str = "",
+) -> None:
+    """The operator's own files in the current (temporary) folder; no templates of their own."""
+    Path("migrations.yaml").write_text(
+        MIGRATIONS.format(tz=tz, dated=dated, free=free, enterprise=enterprise)
+    )
+    Path("migctl.toml").write_text(CONFIG)
+    Path("accounts.csv").write_text(HEADER + accounts)
+
+
+def emls(kind: str | None = None, migration: str | None = None) -> list[EmailMessage]:
+    out = []
+    for path in sorted(Path("outbox").glob("*.eml")) if Path("outbox").is_dir() else []:
+        with path.open("rb") as handle:
+            msg = BytesParser(policy=policy.default).parse(handle)
+        assert isinstance(msg, EmailMessage)
+        if kind is not None and f"_{kind}_" not in path.name:
+            continue
+        if migration is not None and not path.name.startswith(migration + "_"):
+            continue
+        out.append(msg)
+    return out
+
+
+def text_of(msg: EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def html_of(msg: EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def setup_and_sync(runner: RunCli, now: str = "2024-01-15") -> None:
+    assert runner("--now", now, "sync").exit_code == 0
+    result = runner("--now", now, "accounts", "import", "accounts.csv")
+    assert result.exit_code == 0, result.stderr
+
+
+SMALL = (
+    "a1,Alpha,free,,2020-01-01,active,one@x.test\n"
+    "a2,Beta,enterprise,,2020-01-01,active,one@x.test\n"
+    "a3,Gamma,developer,,2020-01-01,active,two@x.test\n"
+)
+
+
+# --- item 8: usage mistakes exit 2; unknown migration filters say "did you mean" ------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--now", "2024/03/01", "status"],
+        ["opt-in", "strict-cors"],
+        ["preview", "strict-cors", "--kind", "bogus"],
+        ["outbox", "list", "--state", "bogus"],
+        ["notify", "--test-to", "me@x.test", "--kind", "bogus"],
+    ],
+)
+def test_usage_mistakes_exit_2_and_write_nothing(runner: RunCli, args: list[str]) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    before = Path("migctl.db").read_bytes()
+    result = runner(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert Path("migctl.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("args", [["audit", "--migration"], ["outbox", "list", "--migration"]])
+def test_a_filter_naming_an_unknown_migration_is_an_error_with_a_hint(
+    runner: RunCli, args: list[str]
+) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    result = runner(*args, "strict-cros")
+    assert result.exit_code == 1
+    assert "no migration 'strict-cros'" in result.stderr
+    assert "did you mean 'strict-cors'?" in result.stderr
+    assert result.stdout == ""
+    assert runner(*args, "strict-cors").exit_code == 0
+
+
+# --- item 7: the README's first step works in the operator's folder -------------------------------
+
+
+def test_validate_passes_in_an_operator_folder_with_the_shipped_templates(runner: RunCli) -> None:
+    operator_folder()
+    result = runner("validate")
+    assert result.exit_code == 0, result.stderr
+    assert "ok:" in result.stdout and "warning" not in result.stderr
+
+
+def test_an_override_folder_of_an_unknown_migration_is_a_warning(
+    runner: RunCli, repo_root: Path
+) -> None:
+    import shutil
+
+    operator_folder()
+    shutil.copytree(repo_root / "email_templates", "email_templates")
+    Path("email_templates/retired-thing").mkdir()
+    result = runner("validate")
+    assert result.exit_code == 0, result.stderr
+    assert "warning: " in result.stderr and "'retired-thing'" in result.stderr
+    doc = json.loads(runner("validate", "--json").stdout)
+    assert doc["valid"] is True
+    assert [w["message"] for w in doc["warnings"]] == [
+        "override folder 'retired-thing' is not a known migration id (ignored)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run"], ["opt-in", "x", "--account", "a"], ["enforce", "x"], ["sync"]],
+)
+def test_a_failing_command_in_an_empty_folder_leaves_no_file(
+    runner: RunCli, args: list[str]
+) -> None:
+    result = runner(*args)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert sorted(p.name for p in Path().iterdir()) == []
+
+
+def test_a_failing_command_keeps_a_store_that_holds_data(runner: RunCli) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    Path("migrations.yaml").unlink()
+    result = runner("run")
+    assert result.exit_code == 1
+    assert Path("migctl.db").is_file()
