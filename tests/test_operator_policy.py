@@ -194,3 +194,23 @@ def test_a_failing_command_keeps_a_store_that_holds_data(runner: RunCli) -> None
     result = runner("run")
     assert result.exit_code == 1
     assert Path("migctl.db").is_file()
+
+
+# --- item 4: a hand-run notify after the date says enforcement is due -----------------------------
+
+
+def test_notify_after_the_date_says_enforcement_is_due_and_what_to_run(runner: RunCli) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    before = runner("--now", "2024-03-31", "notify", "--json")
+    assert json.loads(before.stdout)["enforcement_due"] == {}
+    doc = json.loads(runner("--now", "2024-04-02", "notify", "--dry-run", "--json").stdout)
+    # strict-cors (one date) for all three accounts, tiered-rollout's free plan for a1
+    assert doc["enforcement_due"] == {"strict-cors": 3, "tiered-rollout": 1}
+    human = runner("--now", "2024-04-02", "notify")
+    assert human.exit_code == 0, human.stderr
+    assert "enforcement due: strict-cors: 3 account(s)" in human.stdout
+    assert "run `migctl enforce strict-cors`" in human.stdout
+    assert runner("--now", "2024-04-02", "enforce").exit_code == 0
+    after = json.loads(runner("--now", "2024-04-02", "notify", "--json").stdout)
+    assert after["enforcement_due"] == {}

@@ -39,7 +39,13 @@ def notices_lines(doc: dict[str, Any]) -> list[str]:
         line += f", retry later {n['retry_later']}"
     if n.get("quota_reached"):
         line += " — daily quota reached, the rest stays pending"
-    return [line]
+    lines = [line]
+    for mid, accounts in doc.get("enforcement_due", {}).items():
+        lines.append(
+            f"enforcement due: {mid}: {accounts} account(s) past their date are still pending "
+            f"and get no reminder; run `migctl enforce {mid}` (or the cron job, `migctl run`)"
+        )
+    return lines
 
 
 def _plan_table(sample: list[Any], total: int) -> None:
