@@ -214,3 +214,55 @@ def test_notify_after_the_date_says_enforcement_is_due_and_what_to_run(runner: R
     assert runner("--now", "2024-04-02", "enforce").exit_code == 0
     after = json.loads(runner("--now", "2024-04-02", "notify", "--json").stdout)
     assert after["enforcement_due"] == {}
+
+
+# --- item 3: late accounts (rule 3) ---------------------------------------------------------------
+
+
+def test_an_account_imported_after_an_immediate_enforcement_is_switched_and_told(
+    runner: RunCli,
+) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    now = ["--now", "2024-02-10"]
+    cve = runner(*now, "enforce", "legacy-token-endpoint", "--immediately", "--reason", "CVE")
+    assert cve.exit_code == 0, cve.stderr
+    assert runner(*now, "run").exit_code == 0
+    told_first = {str(m["To"]) for m in emls("enforced", "legacy-token-endpoint")}
+    assert told_first == {"one@x.test", "two@x.test"}
+    Path("late.csv").write_text(HEADER + "old1,Old One,developer,,2019-05-01,active,late@x.test\n")
+    assert runner("--now", "2024-02-11", "accounts", "import", "late.csv").exit_code == 0
+
+    dry = json.loads(runner("--now", "2024-02-11", "enforce", "--dry-run", "--json").stdout)
+    assert dry["enforced"] == {"legacy-token-endpoint": 1}
+    plan = json.loads(
+        runner("--now", "2024-02-11", "plan", "--until", "2024-02-12", "--json").stdout
+    )
+    first = plan["days"][0]
+    assert first["enforced"] == {"legacy-token-endpoint": 1}
+    assert first["notices"]["legacy-token-endpoint"] == {"enforced": 1}
+
+    run = json.loads(runner("--now", "2024-02-11", "run", "--json").stdout)
+    assert run["enforced"]["legacy-token-endpoint"] == 1
+    late = [m for m in emls("enforced", "legacy-token-endpoint") if str(m["To"]) == "late@x.test"]
+    assert len(late) == 1 and "Old One" in text_of(late[0])
+    shown = json.loads(runner("--now", "2024-02-11", "accounts", "show", "old1", "--json").stdout)
+    states = {e["migration"]: e["state"] for e in shown["enrollments"]}
+    assert states["legacy-token-endpoint"] == "enforced"
+    # once: the next run finds nothing more to switch or tell
+    again = json.loads(runner("--now", "2024-02-12", "run", "--json").stdout)
+    assert again["enforced"] == {} and again["notices"]["by_kind"].get("enforced") is None
+
+
+def test_an_account_moved_into_a_plan_past_its_date_is_switched_by_the_next_run(
+    runner: RunCli,
+) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    assert runner("--now", "2024-04-01", "run").exit_code == 0  # free is enforced: a1
+    Path("moved.csv").write_text(HEADER + "a3,Gamma,free,,2020-01-01,active,two@x.test\n")
+    assert runner("--now", "2024-04-03", "accounts", "import", "moved.csv").exit_code == 0
+    run = json.loads(runner("--now", "2024-04-03", "run", "--json").stdout)
+    assert run["enforced"].get("tiered-rollout") == 1
+    told = [m for m in emls("enforced", "tiered-rollout") if str(m["To"]) == "two@x.test"]
+    assert len(told) == 1 and "Gamma" in text_of(told[0])
