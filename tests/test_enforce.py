@@ -128,6 +128,7 @@ def test_tbd_is_never_enforced_even_years_later(tmp_path: Path) -> None:
         "dry_run": False,
         "batches": [],
         "enforced": {},
+        "held": [],
     }
     run = json_out(ok(migctl(tmp_path, "--now", "2032-01-01", "run", "--json")))
     assert "someday" not in run["enforced"]

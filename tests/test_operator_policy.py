@@ -266,3 +266,86 @@ def test_an_account_moved_into_a_plan_past_its_date_is_switched_by_the_next_run(
     assert run["enforced"].get("tiered-rollout") == 1
     told = [m for m in emls("enforced", "tiered-rollout") if str(m["To"]) == "two@x.test"]
     assert len(told) == 1 and "Gamma" in text_of(told[0])
+
+
+# --- item 2: minimum notice (rule 3a) -------------------------------------------------------------
+
+
+def test_a_date_moved_into_the_past_is_held_for_min_notice(runner: RunCli) -> None:
+    operator_folder(dated="2024-03-15", accounts=SMALL)
+    setup_and_sync(runner)
+    assert runner("--now", "2024-02-20", "run").exit_code == 0  # the announcements
+    # the typo: 03-15 -> 02-20, synced on 02-25
+    text = Path("migrations.yaml").read_text()
+    Path("migrations.yaml").write_text(text.replace("2024-03-15", "2024-02-20"))
+    checked = runner("--now", "2024-02-25", "validate")
+    assert checked.exit_code == 0
+    assert "warning: strict-cors: held until 2024-03-10" in checked.stderr
+    synced = runner("--now", "2024-02-25", "sync", "--json")
+    assert synced.exit_code == 0
+    assert "held until 2024-03-10" in synced.stderr
+    assert [h["held_until"] for h in json.loads(synced.stdout)["held"]] == ["2024-03-10"]
+
+    doc = json.loads(runner("--now", "2024-02-26", "status", "strict-cors", "--json").stdout)
+    (entry,) = doc["migrations"]
+    assert entry["phase"] == "held"
+    (held,) = entry["held"]
+    assert held["date"] == "2024-02-20" and held["earliest"] == "2024-03-10T00:00:00Z"
+    assert "min_notice (14d)" in held["why"]
+    dry = runner("--now", "2024-02-26", "enforce", "--dry-run")
+    assert "nothing is due" in dry.stdout and "held: strict-cors: held until" in dry.stdout
+    plan = json.loads(
+        runner("--now", "2024-02-26", "plan", "--until", "2024-03-12", "--json").stdout
+    )
+    enforced_days = [d["date"] for d in plan["days"] if d["enforced"].get("strict-cors")]
+    assert enforced_days == ["2024-03-10"]
+    assert plan["held"][0]["migration"] == "strict-cors"
+
+    run = json.loads(runner("--now", "2024-02-26", "run", "--json").stdout)
+    assert run["enforced"] == {}
+    changes = emls("schedule_change", "strict-cors")
+    assert {str(m["To"]) for m in changes} == {"one@x.test", "two@x.test"}
+    for msg in changes:  # the date that is true: when it will really be switched
+        assert "New deadline: 10 March 2024" in text_of(msg)
+        assert "15 March 2024" in text_of(msg)
+    for day in ("2024-03-01", "2024-03-09"):
+        assert json.loads(runner("--now", day, "run", "--json").stdout)["enforced"] == {}
+    final = json.loads(runner("--now", "2024-03-10", "run", "--json").stdout)
+    assert final["enforced"] == {"strict-cors": 3}
+
+
+def test_only_an_immediate_enforcement_overrides_a_hold(runner: RunCli) -> None:
+    operator_folder(dated="2024-03-15", accounts=SMALL)
+    setup_and_sync(runner)
+    text = Path("migrations.yaml").read_text()
+    Path("migrations.yaml").write_text(text.replace("2024-03-15", "2024-02-20"))
+    assert runner("--now", "2024-02-25", "sync").exit_code == 0
+    assert json.loads(runner("--now", "2024-02-26", "enforce", "--json").stdout)["enforced"] == {}
+    forced = runner(
+        "--now", "2024-02-26", "enforce", "strict-cors", "--immediately", "--reason", "typo fixed"
+    )
+    assert forced.exit_code == 0, forced.stderr
+    doc = json.loads(runner("--now", "2024-02-26", "status", "strict-cors", "--json").stdout)
+    assert doc["migrations"][0]["accounts"]["enforced"] == 3
+    assert doc["migrations"][0]["held"] == []
+
+
+def test_min_notice_is_a_cadence_setting_and_the_first_sync_counts_from_grace_start(
+    runner: RunCli,
+) -> None:
+    # A date 10 days after the grace start, first synced long before: held from the grace start.
+    operator_folder(dated="2024-02-11", accounts=SMALL)
+    text = (
+        Path("migrations.yaml")
+        .read_text()
+        .replace("min_gap: 2d", "min_gap: 2d\n    min_notice: 7d")
+    )
+    Path("migrations.yaml").write_text(text)
+    setup_and_sync(runner)
+    doc = json.loads(runner("--now", "2024-01-20", "status", "strict-cors", "--json").stdout)
+    assert doc["migrations"][0]["held"] == []  # 02-01 + 7d = 02-08 <= 02-11
+    Path("migrations.yaml").write_text(text.replace("min_notice: 7d", "min_notice: 21d"))
+    assert runner("--now", "2024-01-20", "sync").exit_code == 0
+    doc = json.loads(runner("--now", "2024-01-20", "status", "strict-cors", "--json").stdout)
+    (held,) = doc["migrations"][0]["held"]
+    assert held["held_until"] == "2024-02-22" and held["recorded_at"] == "2024-02-01T00:00:00Z"

@@ -8,7 +8,8 @@ cadence (reminder_every, escalate_before, min_gap) in its migrations.yaml; admin
 several accounts across plans; accounts created after the grace start; closed accounts; early
 opt-ins; suppressed addresses; notices queued, sent or left pending before the rehearsal
 (also at its very instant, or after it); a moved date (schedule changes); a retired migration; an
-enforcement already done; dates already past when it starts; an immediate enforcement followed by
+enforcement already done; dates already past when it starts; a date moved into the past (held by
+min_notice); an immediate enforcement followed by
 an account imported late (rule 3).
 """
 
@@ -165,7 +166,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     opted=st.lists(st.tuples(st.sampled_from(MIGRATIONS), st.integers(0, 13)), max_size=4),
     earlier=st.none() | st.integers(0, 40),
     sent_every=st.integers(1, 3),
-    moved=st.sampled_from([None, "2016-05-04", "2016-06-20", "TBD"]),
+    moved=st.sampled_from([None, "2016-05-04", "2016-06-20", "TBD", "2016-04-05"]),  # 04-05: held
     retire=st.booleans(),
     enforce_at=st.none() | st.integers(20, 60),
     later=st.integers(0, 70),

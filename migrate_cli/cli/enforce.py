@@ -49,6 +49,7 @@ def enforce(
 
     Example: migctl --now 2016-05-11 enforce email-delivery-changes --dry-run
     """
+    from migrate_cli.cli.status import held_line
     from migrate_cli.lifecycle.enforcement import ConfirmPolicy
     from migrate_cli.lifecycle.enforcement import enforce as do_enforce
     from migrate_cli.store.lock import store_lock
@@ -75,7 +76,8 @@ def enforce(
         )
     if json_out:
         emit_json(outcome.to_json())
-    elif outcome.report is not None:
+        return
+    if outcome.report is not None:
         _enforce_table(outcome.batches, "switched")
         emit_lines(
             [
@@ -89,6 +91,7 @@ def enforce(
         )
         if dry_run:
             emit_lines(["dry run: nothing was written"])
+    emit_lines([f"held: {held_line(mid, h.to_json())}" for mid, h in outcome.held])
 
 
 def _ask(batches: list[Enforcement], question: str) -> str:

@@ -107,6 +107,8 @@ def status(
         warnings.append(
             f"{report['accounts_without_admins']} active account(s) have no administrator"
         )
+    for m in report["migrations"]:
+        warnings += [held_line(m["id"], h) for h in m["held"]]
     emit_lines([f"warning: {w}" for w in warnings])
     if migration is not None:
         m = report["migrations"][0]
@@ -119,6 +121,16 @@ def status(
                 f"days left {p['days_left'] if p['days_left'] is not None else '-'}"
             )
         emit_lines(lines)
+
+
+def held_line(migration_id: str, hold: dict[str, Any]) -> str:
+    """One held date (rule 3a), as status, enforce --dry-run, plan and sync print it."""
+    scope = "" if hold["scope"] == "*" else f" (plan {hold['scope']})"
+    return (
+        f"{migration_id}{scope}: held until {hold['held_until']} (enforced no earlier than "
+        f"{hold['earliest']}): {hold['why']}; only `migctl enforce {migration_id} --immediately "
+        "--reason R` overrides"
+    )
 
 
 @app.command("audit")

@@ -11,7 +11,7 @@ from migrate_cli.lifecycle.phases import overall_phase, phases
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import counts as outbox_counts
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
-from migrate_cli.timeutil import iso
+from migrate_cli.timeutil import iso, start_of_day
 from migrate_cli.vocabulary import Phase
 
 
@@ -62,11 +62,17 @@ def migration_status(
         "admins_pending": figures["admins_pending"],
         "status": sm.status,
     }
+    holds = {h.scope: h for h in sm.active_holds(now)} if sm.status == "active" else {}
+    # Held past its written date: the operator must see it is not simply in grace.
+    overdue = {s for s, h in holds.items() if now >= start_of_day(h.written, tz)}
+    if overdue:
+        out["phase"] = Phase.HELD
+    out["held"] = [h.to_json() for h in holds.values()]
     if m.per_plan:
         out["plans"] = [
             {
                 "plan": p.scope,
-                "phase": p.phase,
+                "phase": Phase.HELD if p.scope in overdue else p.phase,
                 "mandatory_opt_in": p.deadline.isoformat() if p.deadline else None,
                 "days_left": p.days_left,
             }

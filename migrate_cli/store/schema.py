@@ -161,3 +161,13 @@ def m004_outbox_listed(db: Database) -> None:
     Rows queued before this column existed keep NULL and are looked up as before.
     """
     db.execute("ALTER TABLE outbox ADD COLUMN listed TEXT")
+
+
+@migrations()
+def m005_dates_recorded(db: Database) -> None:
+    """When sync recorded each scope's current mandatory date (rule 3a, minimum notice).
+
+    JSON {scope: instant}; NULL (stores synced before) means every date counts from the grace
+    period start, as at a migration's first sync.
+    """
+    db.execute("ALTER TABLE migrations ADD COLUMN dates_recorded TEXT")
