@@ -349,3 +349,26 @@ def test_min_notice_is_a_cadence_setting_and_the_first_sync_counts_from_grace_st
     doc = json.loads(runner("--now", "2024-01-20", "status", "strict-cors", "--json").stdout)
     (held,) = doc["migrations"][0]["held"]
     assert held["held_until"] == "2024-02-22" and held["recorded_at"] == "2024-02-01T00:00:00Z"
+
+
+# --- item 1 (part): status lists every plan of a per-plan migration, TBD included ----------------
+
+
+def test_status_shows_every_plan_with_its_phase_tbd_included(runner: RunCli) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    doc = json.loads(runner("--now", "2024-04-02", "status", "tiered-rollout", "--json").stdout)
+    (m,) = doc["migrations"]
+    assert m["mandatory_opt_in"] == {
+        "developer": None,
+        "enterprise": "2024-06-01",
+        "free": "2024-04-01",
+    }
+    phases = {p["plan"]: (p["phase"], p["mandatory_opt_in"]) for p in m["plans"]}
+    assert phases == {
+        "developer": ("grace", None),
+        "enterprise": ("grace", "2024-06-01"),
+        "free": ("due", "2024-04-01"),
+    }
+    human = runner("--now", "2024-04-02", "status").stdout
+    assert "developer:TBD, enterprise:2024-06-01, free:2024-04-01" in human

@@ -51,7 +51,7 @@ def status(
         a = m["accounts"]
         mandatory = m["mandatory_opt_in"]
         if isinstance(mandatory, dict):
-            mandatory = ", ".join(f"{k}:{v}" for k, v in mandatory.items())
+            mandatory = ", ".join(f"{k}:{v or 'TBD'}" for k, v in mandatory.items())
         rows.append(
             [
                 m["id"],
