@@ -372,3 +372,55 @@ def test_status_shows_every_plan_with_its_phase_tbd_included(runner: RunCli) -> 
     }
     human = runner("--now", "2024-04-02", "status").stdout
     assert "developer:TBD, enterprise:2024-06-01, free:2024-04-01" in human
+
+
+# --- item 6 (part): min_gap folds a slot into the next due one -----------------------------------
+
+
+def _run_days(runner: RunCli, first: str, last: str) -> dict[str, dict[str, dict[str, int]]]:
+    """`run` at midnight of every day from first to last: migration -> kind -> n, per day."""
+    from datetime import date, timedelta
+
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    day = date.fromisoformat(first)
+    while day <= date.fromisoformat(last):
+        doc = json.loads(runner("--now", day.isoformat(), "run", "--json").stdout)
+        sent: dict[str, dict[str, int]] = {}
+        for row in json.loads(
+            runner("--now", day.isoformat(), "outbox", "list", "--json", "--limit", "1000").stdout
+        )["rows"]:
+            if row["created_at"].startswith(day.isoformat()):
+                kinds = sent.setdefault(row["migration_id"], {})
+                kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
+        assert doc["notices"]["planned"] == sum(n for k in sent.values() for n in k.values())
+        if sent or doc["enforced"]:
+            out[day.isoformat()] = sent
+        day += timedelta(days=1)
+    return out
+
+
+def test_a_slot_within_min_gap_of_the_last_notice_is_folded_not_sent_late(runner: RunCli) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    plan = json.loads(
+        runner("--now", "2024-02-01", "plan", "--until", "2024-04-01", "--json").stdout
+    )
+    days = [d["date"] for d in plan["days"] if "strict-cors" in d["notices"]]
+    # reminders every 14d from 02-01 (02-15, 02-29, 03-14, 03-28) and escalations before 04-01
+    # (03-02, 03-18, 03-25, 03-29, 03-31): 03-29 is one day after 03-28 and is folded into
+    # 03-31; it is not sent two days late on 03-30 as a second notice.
+    assert days == [
+        "2024-02-01",
+        "2024-02-15",
+        "2024-02-29",
+        "2024-03-02",
+        "2024-03-14",
+        "2024-03-18",
+        "2024-03-25",
+        "2024-03-28",
+        "2024-03-31",
+        "2024-04-01",
+    ]
+    ran = _run_days(runner, "2024-02-01", "2024-04-01")
+    planned = {d["date"]: d["notices"] for d in plan["days"] if d["notices"]}
+    assert ran == planned

@@ -99,7 +99,9 @@ def decide(
             "the mandatory date was set or moved",
         )
     slot = latest_slot(settings, start, deadline_at, now, schedule_version, deadline=deadline)
-    if slot is None or slot.at <= last_at:
+    # A slot within min_gap of the last notice is folded into the next due one: it is not
+    # sent late as a second notice a few days after the first (SPEC §3, docs/notices.md).
+    if slot is None or slot.at < last_at + settings.min_gap:
         return None
     return NoticeKind.REMINDER, slot.name, slot.why
 
