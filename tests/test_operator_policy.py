@@ -424,3 +424,34 @@ def test_a_slot_within_min_gap_of_the_last_notice_is_folded_not_sent_late(runner
     ran = _run_days(runner, "2024-02-01", "2024-04-01")
     planned = {d["date"]: d["notices"] for d in plan["days"] if d["notices"]}
     assert ran == planned
+
+
+# --- item 6 (part): reminder slots fall on local calendar days across DST -------------------------
+
+
+def test_reminders_stay_on_local_calendar_days_across_dst(runner: RunCli) -> None:
+    # New York: DST starts 2024-03-10. Grace start 2024-02-26; reminders every 14d: 03-11, 03-25.
+    operator_folder(tz="America/New_York", dated="2024-05-01", accounts=SMALL)
+    text = Path("migrations.yaml").read_text().replace("2024-02-01", "2024-02-26")
+    Path("migrations.yaml").write_text(
+        text.replace("escalate_before: [30d, 14d, 7d, 3d, 1d]", "escalate_before: [7d]")
+    )
+    setup_and_sync(runner, now="2024-02-01")
+    plan = json.loads(
+        runner("--now", "2024-02-26", "plan", "--until", "2024-04-30", "--json").stdout
+    )
+    days = [d["date"] for d in plan["days"] if "strict-cors" in d["notices"]]
+    # announcement, two reminders at local midnight after DST, the 7d escalation (04-24)
+    assert days == [
+        "2024-02-26",
+        "2024-03-11",
+        "2024-03-25",
+        "2024-04-08",
+        "2024-04-22",
+        "2024-04-24",
+    ]
+    # a midnight cron on 03-11 (local) sends the reminder that day, not on 03-12
+    assert runner("--now", "2024-02-26", "run").exit_code == 0
+    assert runner("--now", "2024-03-10", "run", "--json").exit_code == 0
+    on_the_day = json.loads(runner("--now", "2024-03-11", "notify", "--json").stdout)
+    assert on_the_day["notices"]["by_kind"].get("reminder", 0) >= 2
