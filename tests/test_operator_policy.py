@@ -455,3 +455,24 @@ def test_reminders_stay_on_local_calendar_days_across_dst(runner: RunCli) -> Non
     assert runner("--now", "2024-03-10", "run", "--json").exit_code == 0
     on_the_day = json.loads(runner("--now", "2024-03-11", "notify", "--json").stdout)
     assert on_the_day["notices"]["by_kind"].get("reminder", 0) >= 2
+
+
+# --- item 6 (part): every timestamp written under --now uses that clock ---------------------------
+
+
+def test_timestamps_under_now_follow_the_rehearsal_clock(runner: RunCli) -> None:
+    from email.utils import parsedate_to_datetime
+
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    assert runner("--now", "2024-02-02T09:00:00Z", "run").exit_code == 0
+    for msg in emls("announcement"):
+        sent = parsedate_to_datetime(str(msg["Date"]))
+        assert sent.date().isoformat() == "2024-02-02", msg["Date"]
+    rows = json.loads(runner("outbox", "list", "--json").stdout)["rows"]
+    assert rows and all(r["sent_at"].startswith("2024-02-02T09:00") for r in rows), rows
+    assert runner("--now", "2024-02-03", "suppress", "add", "two@x.test").exit_code == 0
+    events = json.loads(runner("audit", "--json").stdout)["events"]
+    stamps = {e["action"]: e["at"] for e in events}
+    assert stamps["suppression.added"].startswith("2024-02-03")
+    assert stamps["migration.added"].startswith("2024-01-15")

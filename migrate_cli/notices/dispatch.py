@@ -6,10 +6,11 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from migrate_cli.config import Config
@@ -67,6 +68,11 @@ class _Inline:
         return None
 
 
+def _clock_from(start: datetime) -> Callable[[], datetime]:
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
 class Dispatcher:
     """Sends what the outbox holds, never more than once per row, within rate and quota."""
 
@@ -80,7 +86,7 @@ class Dispatcher:
         tz: tzinfo,
         now: datetime,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
         stop: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
         network: bool = False,
@@ -93,7 +99,9 @@ class Dispatcher:
         self.tz = tz
         self.now = now  # the (possibly simulated) instant for content: days left etc.
         self.today = local_date(now, tz)
-        self.clock = clock  # the real clock for retries and the daily quota
+        # Time as it passes from `now` on: the real clock without --now; under --now the
+        # rehearsal's timeline, so that sent_at, retries and the Date header agree with it.
+        self.clock = clock or _clock_from(now)
         self.stop = stop or threading.Event()
         self.progress = progress or (lambda n: None)
         self.workers = config.email.concurrency if network else 1
@@ -322,6 +330,7 @@ class Dispatcher:
             html=rendered.html,
             message_id=row["message_id"],
             headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": row["migration_id"]},
+            date=self.clock(),
         )
 
     def _accounts(self, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
