@@ -476,3 +476,27 @@ def test_timestamps_under_now_follow_the_rehearsal_clock(runner: RunCli) -> None
     stamps = {e["action"]: e["at"] for e in events}
     assert stamps["suppression.added"].startswith("2024-02-03")
     assert stamps["migration.added"].startswith("2024-01-15")
+
+
+# --- item 9: preview says what it shows ----------------------------------------------------------
+
+
+def test_preview_says_whether_it_shows_the_store_or_sample_data_and_why(runner: RunCli) -> None:
+    operator_folder(dated="2024-03-15", accounts=SMALL)
+    setup_and_sync(runner)
+    text = Path("migrations.yaml").read_text()
+    Path("migrations.yaml").write_text(text.replace("2024-03-15", "2024-04-15"))
+    assert runner("--now", "2024-02-20", "sync").exit_code == 0
+    real = runner("--now", "2024-02-20", "preview", "strict-cors", "--kind", "schedule_change")
+    assert real.exit_code == 0, real.stderr
+    assert real.stdout.startswith("To: one@x.test (from the store)")
+    assert "Old deadline: 15 March 2024" in real.stdout
+    assert "New deadline: 15 April 2024" in real.stdout
+    forced = ["enforce", "strict-cors", "--immediately", "--reason", "now"]
+    assert runner("--now", "2024-02-21", *forced).exit_code == 0
+    sample = runner("--now", "2024-02-22", "preview", "strict-cors", "--kind", "schedule_change")
+    head = sample.stdout.splitlines()[0]
+    assert "(sample data: none of the 3 active account(s) is pending in strict-cors" in head
+    assert "made up" in head
+    # even with made-up accounts, the schedule change names the real last change
+    assert "Old deadline: 15 March 2024" in sample.stdout

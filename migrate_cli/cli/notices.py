@@ -222,5 +222,9 @@ def preview(
         paths = write_preview(p, out)
         emit_lines([f"wrote {path}" for path in paths])
         return
-    header = f"To: {p.email.to}" + (" (sample data)" if p.sample else "")
+    header = f"To: {p.email.to}" + (
+        f" (sample data: {p.sample_reason}; the administrator and accounts are made up)"
+        if p.sample
+        else " (from the store)"
+    )
     emit_lines([header, f"Subject: {p.rendered.subject}", "", p.rendered.text.rstrip("\n")])

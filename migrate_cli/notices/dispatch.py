@@ -315,7 +315,7 @@ class Dispatcher:
             accounts=listed,
             accounts_total=total,
             today=self.today,
-            previous_deadline=_previous_deadline(sm),
+            previous_deadline=previous_deadline(sm),
             emergency=emergency,
             reason=sm.immediate_reason if emergency else None,
         )
@@ -358,7 +358,8 @@ def _untried(row: sqlite3.Row) -> outbox.Outcome:
     return outbox.Outcome(row, NoticeState.PENDING, untried=True)
 
 
-def _previous_deadline(sm: StoredMigration) -> date | None:
+def previous_deadline(sm: StoredMigration) -> date | None:
+    """The date before the last schedule change (the earliest of a plan map), None for TBD."""
     raw = sm.previous_mandatory
     if not raw:
         return None
