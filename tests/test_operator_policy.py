@@ -377,11 +377,16 @@ def test_status_shows_every_plan_with_its_phase_tbd_included(runner: RunCli) -> 
 # --- item 6 (part): min_gap folds a slot into the next due one -----------------------------------
 
 
+enforced_by_run: dict[str, dict[str, int]] = {}
+
+
 def _run_days(runner: RunCli, first: str, last: str) -> dict[str, dict[str, dict[str, int]]]:
-    """`run` at midnight of every day from first to last: migration -> kind -> n, per day."""
+    """`run` at midnight of every day from first to last: migration -> kind -> n, per day with
+    notices; the accounts each day's run enforced go to ``enforced_by_run``."""
     from datetime import date, timedelta
 
     out: dict[str, dict[str, dict[str, int]]] = {}
+    enforced_by_run.clear()
     day = date.fromisoformat(first)
     while day <= date.fromisoformat(last):
         doc = json.loads(runner("--now", day.isoformat(), "run", "--json").stdout)
@@ -393,8 +398,10 @@ def _run_days(runner: RunCli, first: str, last: str) -> dict[str, dict[str, dict
                 kinds = sent.setdefault(row["migration_id"], {})
                 kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
         assert doc["notices"]["planned"] == sum(n for k in sent.values() for n in k.values())
-        if sent or doc["enforced"]:
+        if sent:
             out[day.isoformat()] = sent
+        if any(doc["enforced"].values()):
+            enforced_by_run[day.isoformat()] = {k: v for k, v in doc["enforced"].items() if v}
         day += timedelta(days=1)
     return out
 
@@ -424,6 +431,7 @@ def test_a_slot_within_min_gap_of_the_last_notice_is_folded_not_sent_late(runner
     ran = _run_days(runner, "2024-02-01", "2024-04-01")
     planned = {d["date"]: d["notices"] for d in plan["days"] if d["notices"]}
     assert ran == planned
+    assert enforced_by_run == {d["date"]: d["enforced"] for d in plan["days"] if d["enforced"]}
 
 
 # --- item 6 (part): reminder slots fall on local calendar days across DST -------------------------
@@ -500,3 +508,29 @@ def test_preview_says_whether_it_shows_the_store_or_sample_data_and_why(runner: 
     assert "made up" in head
     # even with made-up accounts, the schedule change names the real last change
     assert "Old deadline: 15 March 2024" in sample.stdout
+
+
+# --- acceptance (without extensions, not built): plan --until vs run, day by day -----------------
+
+
+def test_rehearsal_of_a_per_plan_date_moved_into_the_past_matches_the_runs(runner: RunCli) -> None:
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    assert runner("--now", "2024-02-01", "run").exit_code == 0
+    # free moves from 04-01 to 02-10 (the past) on 02-20: held until 03-05 (min_notice 14d)
+    text = Path("migrations.yaml").read_text()
+    Path("migrations.yaml").write_text(text.replace("free: 2024-04-01", "free: 2024-02-10"))
+    assert runner("--now", "2024-02-20", "sync").exit_code == 0
+    plan = json.loads(
+        runner("--now", "2024-02-20", "plan", "--until", "2024-06-02", "--json").stdout
+    )
+    planned = {d["date"]: d["notices"] for d in plan["days"] if d["notices"]}
+    enforced = {d["date"]: d["enforced"] for d in plan["days"] if d["enforced"]}
+    assert enforced == {
+        "2024-03-05": {"tiered-rollout": 1},  # a1 (free), held from 02-10
+        "2024-04-01": {"strict-cors": 3},
+        "2024-06-01": {"tiered-rollout": 1},  # a2 (enterprise); a3 (developer) is TBD
+    }
+    ran = _run_days(runner, "2024-02-20", "2024-06-02")
+    assert ran == planned
+    assert enforced_by_run == enforced
