@@ -115,15 +115,14 @@ def due_enforcements(
     for sm in catalog:
         if sm.status != "active" or (only is not None and sm.id != only):
             continue
-        if sm.immediate_reason is not None and ALL_SCOPE in sm.enforced_scopes:
-            # Enforced at once for everyone: an account that joins the audience later (imported,
-            # re-opened, moved to another plan, TBD or not) is due at once, as a late batch.
-            out.extend(_late_after_immediate(store, sm, tz, now, counted, with_admins))
-            continue
-        for scope, deadline in scopes(sm.migration):
-            if deadline is None or now < mandatory_instant(deadline, tz):
+        # Enforced at once for everyone: an account that joins the audience later (imported,
+        # re-opened, moved to another plan, TBD or not) is due at once, as a late batch.
+        after_immediate = sm.immediate_reason is not None and ALL_SCOPE in sm.enforced_scopes
+        candidates = [(ALL_SCOPE, None)] if after_immediate else scopes(sm.migration)
+        for scope, deadline in candidates:
+            if not after_immediate and (deadline is None or now < mandatory_instant(deadline, tz)):
                 continue  # never a second early
-            immediate = sm.migration.immediate_by_definition
+            immediate = after_immediate or sm.migration.immediate_by_definition
             sql, params = _scope_sql(sm, tz, scope)
             first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
             n: int | None = None
@@ -138,28 +137,6 @@ def due_enforcements(
                 late = None if first_time else now.strftime("%Y%m%dT%H%M%S")
                 out.append(Enforcement(sm.id, scope, deadline, n, admins, immediate, late))
     return out
-
-
-def _late_after_immediate(
-    store: Store,
-    sm: StoredMigration,
-    tz: tzinfo,
-    now: datetime,
-    counted: bool,
-    with_admins: bool,
-) -> list[Enforcement]:
-    sql, params = _scope_sql(sm, tz, ALL_SCOPE)
-    n: int | None = None
-    admins: int | None = None
-    if counted:
-        n, admins = _count(store, sql, params, with_admins)
-        pending = bool(n)
-    else:
-        pending = bool(store.scalar(f"SELECT EXISTS ({sql})", params))
-    if not pending:
-        return []
-    late = now.strftime("%Y%m%dT%H%M%S")
-    return [Enforcement(sm.id, ALL_SCOPE, None, n, admins, immediate=True, late=late)]
 
 
 def immediate_enforcement(store: Store, sm: StoredMigration, tz: tzinfo) -> Enforcement:
