@@ -22,7 +22,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed
-	@rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/migctl.toml $(DEMO)/migctl.toml
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@# The shipped templates plus the demo's own override folder (examples/email-delivery-changes).
+	@{ echo 'templates_dir = "email_templates"'; cat examples/migctl.toml; } > $(DEMO)/migctl.toml
+	@cp -R email_templates $(DEMO)/email_templates
+	@cp -R examples/email-delivery-changes $(DEMO)/email_templates/email-delivery-changes
 	@echo "== 1. check and load the definitions, import the sample accounts"
 	$(MIGCTL) validate
 	$(MIGCTL) sync

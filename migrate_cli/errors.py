@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 # Exit codes from SPEC section 4; the CLI maps errors to these and nothing else does.
@@ -73,3 +74,9 @@ class LockHeldError(MigctlError):
     """Another migctl run holds the lock."""
 
     exit_code = EXIT_LOCKED
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest of ``choices``, or '' when none is close."""
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {found[0]!r}?)" if found else ""

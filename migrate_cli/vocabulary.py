@@ -29,6 +29,8 @@ class Phase(enum.StrEnum):
     DUE = "due"
     ENFORCED = "enforced"
     RETIRED = "retired"
+    # Its date has passed but min_notice holds it (rule 3a): enforced no earlier than shown.
+    HELD = "held"
 
 
 class NoticeKind(enum.StrEnum):

@@ -146,7 +146,9 @@ def test_preview_prints_the_text_part_for_the_first_administrator(
     result = runner("--now", "2016-04-20", "preview", EDC, "--kind", "announcement")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "To: bill@initech.test"  # alphabetically first with a pending account
+    assert (
+        lines[0] == "To: bill@initech.test (from the store)"
+    )  # alphabetically first with a pending account
     assert lines[1].startswith("Subject: [Platform] Action needed: Email Delivery Changes")
     assert "- Initech (initech)" in result.stdout
     assert "21 days left" in result.stdout
@@ -157,7 +159,7 @@ def test_preview_for_one_administrator_lists_their_pending_accounts(
 ) -> None:
     result = runner("--now", "2016-04-20", "preview", EDC, "--admin", "OPS@acme.test")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("To: ops@acme.test\n")
+    assert result.stdout.startswith("To: ops@acme.test (from the store)\n")
     for line in (
         "- ACME Production (acme-prod)",
         "- ACME Staging (acme-staging)",
@@ -215,7 +217,10 @@ def test_preview_uses_sample_data_on_a_store_without_accounts(
     assert runner("sync", "--file", repo_root / "migrations.yaml").exit_code == 0
     result = runner("--now", "2016-04-20", "preview", EDC)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("To: admin@example.com (sample data)\n")
+    assert result.stdout.startswith(
+        "To: admin@example.com (sample data: no account in the store; "
+        "the administrator and accounts are made up)\n"
+    )
     assert "- Acme Production (acc-1001)" in result.stdout
     out = runner("--now", "2016-04-20", "preview", EDC, "--out", "p")
     assert out.exit_code == 0, out.stderr
@@ -224,7 +229,7 @@ def test_preview_uses_sample_data_on_a_store_without_accounts(
 
 def test_preview_rejects_an_unknown_kind(runner: RunCli, shipped: Path) -> None:
     result = runner("--now", "2016-04-20", "preview", EDC, "--kind", "nagging")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage mistake (SPEC §4)
     err = flat(result.stderr)
     assert "nagging" in err and "announcement" in err and "enforced" in err
     assert not Path("previews").exists()

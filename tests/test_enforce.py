@@ -128,6 +128,7 @@ def test_tbd_is_never_enforced_even_years_later(tmp_path: Path) -> None:
         "dry_run": False,
         "batches": [],
         "enforced": {},
+        "held": [],
     }
     run = json_out(ok(migctl(tmp_path, "--now", "2032-01-01", "run", "--json")))
     assert "someday" not in run["enforced"]
@@ -159,7 +160,13 @@ def test_per_plan_dates_enforce_each_plan_on_its_own_day(tmp_path: Path) -> None
         plans["free"]["phase"] == "enforced" and plans["free"]["mandatory_opt_in"] == "2016-05-01"
     )
     assert plans["enterprise"]["phase"] == "grace" and plans["enterprise"]["days_left"] == 17
-    assert m["mandatory_opt_in"] == {"enterprise": "2016-06-01", "free": "2016-05-01"}
+    # every plan of the audience, the ones not in the map as TBD (null)
+    assert m["mandatory_opt_in"] == {
+        "developer": None,
+        "enterprise": "2016-06-01",
+        "free": "2016-05-01",
+    }
+    assert plans["developer"]["phase"] == "grace"
 
     assert run_at("2016-05-31T23:59:59")["enforced"] == {}
     second = run_at("2016-06-01")
@@ -189,6 +196,7 @@ def test_per_plan_dates_enforce_each_plan_on_its_own_day(tmp_path: Path) -> None
 
     m = status_of(tmp_path, "2016-06-02", "perplan")
     assert {p["plan"]: p["phase"] for p in m["plans"]} == {
+        "developer": "grace",  # TBD: never enforced, listed with its phase
         "enterprise": "enforced",
         "free": "enforced",
     }

@@ -331,7 +331,7 @@ def test_refused_accounts_change_nothing(
 
 def test_no_accounts_and_unknown_migration(synced_store: Path, runner) -> None:  # type: ignore[no-untyped-def]
     none = runner("--db", synced_store, "--now", "2016-04-20", "opt-in", EDC)
-    assert none.exit_code == 1 and "no accounts given" in flat(none.stderr)
+    assert none.exit_code == 2 and "give the accounts: --account" in flat(none.stderr)
     unknown = runner("--db", synced_store, "--now", "2016-04-20", "opt-in", "nope", "-a", "wayne")
     assert unknown.exit_code == 1 and "no migration 'nope'" in flat(unknown.stderr)
 

@@ -217,7 +217,7 @@ def test_preview_kind_cannot_name_a_path(
         "--out",
         tmp_path / "p",
     )
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # not one of the kinds: a usage mistake
     assert not list(tmp_path.glob("p/*"))
 
 

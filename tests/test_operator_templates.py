@@ -73,7 +73,6 @@ def test_200_notices_through_a_branching_operator_template_equal_full_renders(
 ) -> None:
     templates = Path("my_templates")
     shutil.copytree(REPO_ROOT / "email_templates", templates)
-    shutil.rmtree(templates / "email-delivery-changes")  # the demo's override, not ours
     override = templates / "token-rotation"
     override.mkdir()
     (override / "announcement.subject.txt").write_text(SUBJECT)

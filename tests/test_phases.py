@@ -219,9 +219,11 @@ def test_cli_now_from_the_environment(ny_store: Path, runner) -> None:  # type: 
 @pytest.mark.parametrize(
     "now", ["garbage", "2016-02-30", "2016-05-11T99:00", "9999-12-31T23:59:59-05:00"]
 )
-def test_cli_bad_now_exits_1_with_a_clear_message(ny_store: Path, runner, now: str) -> None:  # type: ignore[no-untyped-def]
+def test_cli_bad_now_is_a_usage_error_with_a_clear_message(
+    ny_store: Path, runner, now: str
+) -> None:  # type: ignore[no-untyped-def]
     result = runner("--db", ny_store, "--now", now, "status")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a malformed option (SPEC §4)
     assert "--now" in result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""

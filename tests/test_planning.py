@@ -215,12 +215,18 @@ def test_reminders_switched_off_leave_only_escalations() -> None:
 # --------------------------------------------------------------------------- min_gap
 
 
-def test_min_gap_blocks_a_due_slot_until_it_has_passed_exactly() -> None:
-    # A late announcement on 2016-04-10: the e30d slot (04-11) waits for min_gap (2d).
+def test_a_slot_within_min_gap_of_the_last_notice_is_folded_into_the_next_one() -> None:
+    # A late announcement on 2016-04-10: the e30d slot (04-11) is within min_gap (2d) of it. It
+    # is folded, not sent late on 04-12: the next notice is the next slot (r1, 04-18).
     last = datetime(2016, 4, 10, tzinfo=UTC)
     assert due(datetime(2016, 4, 11, tzinfo=UTC), last_at=last) is None
-    assert due(last + DEFAULT.min_gap - S, last_at=last) is None
-    assert slot_name(last + DEFAULT.min_gap, last_at=last) == "v0-e30d-2016-05-11"
+    assert due(last + DEFAULT.min_gap, last_at=last) is None
+    assert due(GRACE + 14 * D - S, last_at=last) is None
+    assert slot_name(GRACE + 14 * D, last_at=last) == r(GRACE + 14 * D)
+    # A slot exactly min_gap after the last notice is not folded.
+    assert (
+        slot_name(datetime(2016, 4, 11, tzinfo=UTC), last_at=last - 2 * D) == "v0-e30d-2016-05-11"
+    )
 
 
 def test_min_gap_also_delays_a_schedule_change() -> None:
@@ -245,9 +251,13 @@ def test_missed_runs_collapse_into_the_latest_slot_only() -> None:
     assert slot_name(now) == "v0-e3d-2016-05-11"
     # Right after it, nothing older is due (no burst of stale ones).
     assert due(now + DEFAULT.min_gap - S, last_at=now) is None
-    # The next one is the next slot, after min_gap.
+    # The next slot (e1d, 05-10 00:00) is within min_gap of it: folded, nothing more is due.
     assert slot_name(datetime(2016, 5, 10, tzinfo=UTC), last_at=now) is None
-    assert slot_name(datetime(2016, 5, 10, 23, tzinfo=UTC), last_at=now - D) == "v0-e1d-2016-05-11"
+    assert slot_name(datetime(2016, 5, 10, 23, tzinfo=UTC), last_at=now) is None
+    # Two days earlier it would have been sent.
+    assert slot_name(datetime(2016, 5, 10, 23, tzinfo=UTC), last_at=now - 2 * D) == (
+        "v0-e1d-2016-05-11"
+    )
 
 
 # --------------------------------------------------------------------------- TBD and schedule changes
@@ -399,7 +409,7 @@ def test_per_migration_overrides_go_on_top_of_the_severity(
             datetime(2016, 5, 4, 12, tzinfo=UTC),
             settings=tuned.notices,
             m=tuned,
-            last_at=datetime(2016, 4, 27, 12, tzinfo=UTC),
+            last_at=datetime(2016, 4, 25, 12, tzinfo=UTC),
         )
         == "r-20160502T000000Z"
     )

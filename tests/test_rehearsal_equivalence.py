@@ -8,7 +8,9 @@ cadence (reminder_every, escalate_before, min_gap) in its migrations.yaml; admin
 several accounts across plans; accounts created after the grace start; closed accounts; early
 opt-ins; suppressed addresses; notices queued, sent or left pending before the rehearsal
 (also at its very instant, or after it); a moved date (schedule changes); a retired migration; an
-enforcement already done; dates already past when it starts.
+enforcement already done; dates already past when it starts; a date moved into the past (held by
+min_notice); an immediate enforcement followed by
+an account imported late (rule 3).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ from migrate_cli.accounts.records import import_accounts
 from migrate_cli.accounts.suppressions import add as suppress
 from migrate_cli.definitions.model import load_definitions
 from migrate_cli.errors import RuleError
-from migrate_cli.lifecycle.enforcement import apply_enforcements, due_enforcements
+from migrate_cli.lifecycle.enforcement import (
+    apply_enforcements,
+    due_enforcements,
+    immediate_enforcement,
+)
 from migrate_cli.lifecycle.opting import switch
 from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.lifecycle.rehearsal import simulate
@@ -125,6 +131,29 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     days=80,
     hour=13,
     rewind=False,
+    immediate=None,
+    late_plan=None,
+)
+# An immediate enforcement of a TBD migration, then an account imported late (rule 3).
+@example(
+    accounts=[("enterprise", "2015-01-01", "active", [0])],
+    dated="2016-04-12",
+    per_plan={"free": "2016-04-12"},
+    cadence={"dated": _QUIET, "per-plan": _QUIET, "tbd": _QUIET},
+    suppressed=set(),
+    opted=[],
+    earlier=None,
+    sent_every=1,
+    moved=None,
+    retire=False,
+    enforce_at=None,
+    later=0,
+    queued_at_start=False,
+    days=7,
+    hour=13,
+    rewind=False,
+    immediate="tbd",
+    late_plan="developer",
 )
 @given(
     accounts=accounts_st,
@@ -137,7 +166,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     opted=st.lists(st.tuples(st.sampled_from(MIGRATIONS), st.integers(0, 13)), max_size=4),
     earlier=st.none() | st.integers(0, 40),
     sent_every=st.integers(1, 3),
-    moved=st.sampled_from([None, "2016-05-04", "2016-06-20", "TBD"]),
+    moved=st.sampled_from([None, "2016-05-04", "2016-06-20", "TBD", "2016-04-05"]),  # 04-05: held
     retire=st.booleans(),
     enforce_at=st.none() | st.integers(20, 60),
     later=st.integers(0, 70),
@@ -145,6 +174,8 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     days=st.sampled_from([80, 60, 40, 20, 7, 2, 1, 0]),  # long first: the dates come
     hour=st.sampled_from([13, 4]),  # 04:00 UTC is midnight in New York: the mandatory instant
     rewind=st.booleans(),
+    immediate=st.sampled_from([None, "tbd", "per-plan"]),
+    late_plan=st.none() | st.sampled_from(PLANS),
 )
 def test_the_rehearsal_equals_the_day_by_day_simulation(
     tmp_path_factory: Any,
@@ -164,6 +195,8 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
     days: int,
     hour: int,
     rewind: bool,
+    immediate: str | None,
+    late_plan: str | None,
 ) -> None:
     fuzz_settings.count("rehearsal equivalence")
     folder = tmp_path_factory.mktemp("rehearsal")
@@ -209,6 +242,25 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
             batches = due_enforcements(store, catalog, tz, at, with_admins=False)
             apply_enforcements(store, catalog, tz, at, batches, actor="t", from_addr="n@x.test")
             now = max(now, START + timedelta(days=enforce_at + 1, hours=hour))
+        if immediate is not None:  # `enforce --immediately`, then an account imported late
+            at = START + timedelta(days=18, hours=12)
+            sm = get_migration(store, immediate)
+            if sm.status == "active":
+                batch = immediate_enforcement(store, sm, tz)
+                apply_enforcements(
+                    store,
+                    load_catalog(store),
+                    tz,
+                    at,
+                    [batch],
+                    actor="t",
+                    from_addr="n@x.test",
+                    reason="CVE",
+                )
+            if late_plan is not None:
+                late = account("late-1", ["a0@x.test", "a6@x.test"], plan=late_plan)
+                import_accounts(store, write_csv(folder / "late.csv", [late]), now=at, actor="t")
+            now = max(now, START + timedelta(days=19, hours=hour))
         if rewind and earlier is not None:  # rehearsing from before the notices already sent
             now -= timedelta(days=3)
         if queued_at_start:  # a run at the rehearsal's own instant, its notices partly unsent

@@ -32,6 +32,8 @@ from migrate_cli.notices.render import (
 )
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "email_templates"
+# The demo's override folder lives in examples/, outside the shipped templates.
+DEMO_OVERRIDE = Path(__file__).resolve().parent.parent / "examples" / "email-delivery-changes"
 DASHBOARD = "https://dashboard.example.com/migrations"
 TODAY = date(2016, 4, 20)
 
@@ -460,12 +462,19 @@ def test_text_has_no_markup(renderer: Renderer) -> None:
 
 @pytest.fixture
 def templates(tmp_path: Path) -> Path:
+    """The shipped templates plus the demo's override folder, as `make demo` lays them out."""
     target = tmp_path / "email_templates"
     shutil.copytree(TEMPLATES, target)
+    shutil.copytree(DEMO_OVERRIDE, target / EMAIL.id)
     return target
 
 
-def test_the_shipped_override_applies_to_its_migration_only(renderer: Renderer) -> None:
+def test_the_shipped_templates_carry_no_override_folder() -> None:
+    assert not [p.name for p in TEMPLATES.iterdir() if p.is_dir()]
+
+
+def test_the_demo_override_applies_to_its_migration_only(templates: Path) -> None:
+    renderer = Renderer(templates, DASHBOARD, product_name="Example Cloud")
     ours = renderer.render("reminder", ctx(migration=EMAIL))
     other = renderer.render("reminder", ctx(migration=DATED))
     assert "Pick a delivery service" in ours.text
@@ -590,9 +599,16 @@ def test_check_reports_folders_files_and_missing_defaults(templates: Path) -> No
     }
     assert found == {
         ("schedule_change.subject.txt", "missing default template"),
-        ("no-such-migration", "override folder 'no-such-migration' is not a known migration id"),
         (f"{EMAIL.id}/reminder.md", "unknown file in an override folder"),
     }
+    # an override folder of an unknown migration is a warning, not a problem
+    warnings = Renderer(templates, DASHBOARD).unknown_override_folders([EMAIL])
+    assert [(Path(w.file).name, w.message) for w in warnings] == [
+        (
+            "no-such-migration",
+            "override folder 'no-such-migration' is not a known migration id (ignored)",
+        )
+    ]
 
 
 # --- sample data ---------------------------------------------------------------------------------

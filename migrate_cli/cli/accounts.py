@@ -326,6 +326,8 @@ def _switch(
     from migrate_cli.store.lock import store_lock
     from migrate_cli.store.stored_migrations import get_migration, store_timezone
 
+    if not account and from_file is None:
+        raise UsageError("give the accounts: --account ID (repeatable) or --from-file FILE")
     e = env(ctx)
     ids = list(account or [])
     try:

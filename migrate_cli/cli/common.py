@@ -75,15 +75,31 @@ def handle_errors(fn: F) -> F:
                 env(ctx).config  # noqa: B018 - a --config given by name must exist and be valid
             return fn(*args, **kwargs)
         except MigctlError as exc:
+            _discard_new_files(ctx)
             fail(exc)
         except sqlite3.DatabaseError as exc:
+            _discard_new_files(ctx)
             fail(StoreError(f"store error: {exc} (store: {env(ctx).db_path})"))
         except OSError as exc:
+            _discard_new_files(ctx)
             fail(MigctlError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")))
         finally:
             env(ctx).close()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _discard_new_files(ctx: typer.Context) -> None:
+    """A command that failed leaves no file behind: the store it created, if still unused."""
+    e = env(ctx)
+    if e.store_existed or str(e.db_path) == ":memory:":
+        return
+    from migrate_cli.store.db import discard_if_unused
+    from migrate_cli.store.lock import remove_lock_files
+
+    e.close()
+    if discard_if_unused(e.db_path):
+        remove_lock_files(e.db_path)
 
 
 def fail(exc: MigctlError) -> None:
@@ -140,11 +156,21 @@ def main_callback(
 
     Example: migctl --now 2016-04-20 status
     """
+    if now is not None:
+        from datetime import UTC
+
+        from migrate_cli.timeutil import parse_instant
+
+        try:  # the form only: the timezone that places a bare date is the store's
+            parse_instant(now, UTC)
+        except (ValueError, OverflowError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--now'") from None
     ctx.obj = Env(
         db_path=db,
         config_path=config if config is not None else Path("migctl.toml"),
         config_explicit=config is not None,
         now_raw=now,
+        store_existed=db.exists(),
     )
 
 

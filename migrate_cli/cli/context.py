@@ -32,6 +32,8 @@ class Env:
     config_path: Path | None
     config_explicit: bool
     now_raw: str | None
+    # Files this command may create: on failure they are removed again if still unused.
+    store_existed: bool = True
     _config: Config | None = None
     _config_error: InputError | None = None
     _store: Store | None = field(default=None, repr=False)

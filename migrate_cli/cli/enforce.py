@@ -51,6 +51,7 @@ def enforce(
 
     Example: migctl --now 2016-05-11 enforce email-delivery-changes --dry-run
     """
+    from migrate_cli.cli.status import held_line
     from migrate_cli.lifecycle.enforcement import ConfirmPolicy, NotConfirmed
     from migrate_cli.lifecycle.enforcement import enforce as do_enforce
     from migrate_cli.store.lock import store_lock
@@ -82,7 +83,8 @@ def enforce(
             raise typer.Exit(EXIT_ERROR) from None
     if json_out:
         emit_json(outcome.to_json())
-    elif outcome.report is not None:
+        return
+    if outcome.report is not None:
         _enforce_table(outcome.batches, "switched")
         emit_lines(
             [
@@ -96,6 +98,7 @@ def enforce(
         )
         if dry_run:
             emit_lines(["dry run: nothing was written"])
+    emit_lines([f"held: {held_line(mid, h.to_json())}" for mid, h in outcome.held])
 
 
 def _ask(batches: list[Enforcement], question: str) -> str:

@@ -25,6 +25,7 @@ from migrate_cli.errors import (
     EXIT_PARTIAL,
     UsageError,
 )
+from migrate_cli.vocabulary import NoticeKind
 
 
 def notices_lines(doc: dict[str, Any]) -> list[str]:
@@ -38,7 +39,13 @@ def notices_lines(doc: dict[str, Any]) -> list[str]:
         line += f", retry later {n['retry_later']}"
     if n.get("quota_reached"):
         line += " — daily quota reached, the rest stays pending"
-    return [line]
+    lines = [line]
+    for mid, accounts in doc.get("enforcement_due", {}).items():
+        lines.append(
+            f"enforcement due: {mid}: {accounts} account(s) past their date are still pending "
+            f"and get no reminder; run `migctl enforce {mid}` (or the cron job, `migctl run`)"
+        )
+    return lines
 
 
 def _plan_table(sample: list[Any], total: int) -> None:
@@ -73,8 +80,8 @@ def notify(
         typer.Option("--test-to", help="Send one sample notice to this address (not recorded)."),
     ] = None,
     kind: Annotated[
-        str, typer.Option("--kind", help="With --test-to: the kind of notice.")
-    ] = "reminder",
+        NoticeKind, typer.Option("--kind", help="With --test-to: the kind of notice.")
+    ] = NoticeKind.REMINDER,
     json_out: JsonOpt = False,
 ) -> None:
     """Plan the notices due now, queue them in the outbox and send them.
@@ -179,9 +186,9 @@ def _send_test(e: Env, migration: str | None, to: str, kind: str, json_out: bool
 def preview(
     ctx: typer.Context,
     migration: Annotated[str, typer.Argument(help="Migration id.")],
-    kind: Annotated[
-        str, typer.Option("--kind", help="announcement, reminder, schedule_change or enforced.")
-    ] = "reminder",
+    kind: Annotated[NoticeKind, typer.Option("--kind", help="The kind of notice.")] = (
+        NoticeKind.REMINDER
+    ),
     admin: Annotated[
         str | None, typer.Option("--admin", help="Render for this administrator's accounts.")
     ] = None,
@@ -214,5 +221,9 @@ def preview(
         paths = write_preview(p, out)
         emit_lines([f"wrote {path}" for path in paths])
         return
-    header = f"To: {p.email.to}" + (" (sample data)" if p.sample else "")
+    header = f"To: {p.email.to}" + (
+        f" (sample data: {p.sample_reason}; the administrator and accounts are made up)"
+        if p.sample
+        else " (from the store)"
+    )
     emit_lines([header, f"Subject: {p.rendered.subject}", "", p.rendered.text.rstrip("\n")])

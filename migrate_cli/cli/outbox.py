@@ -23,6 +23,7 @@ from migrate_cli.cli.output import (
 from migrate_cli.errors import (
     UsageError,
 )
+from migrate_cli.vocabulary import NoticeState
 
 
 @outbox_app.command("list")
@@ -30,8 +31,8 @@ from migrate_cli.errors import (
 def outbox_list(
     ctx: typer.Context,
     state: Annotated[
-        str | None,
-        typer.Option("--state", help="pending, sending, sent, failed, in_doubt, suppressed."),
+        NoticeState | None,
+        typer.Option("--state", help="Only notices in this state."),
     ] = None,
     migration: Annotated[
         str | None, typer.Option("--migration", "-m", help="Only this migration.")
@@ -47,8 +48,11 @@ def outbox_list(
     Example: migctl outbox list --state in_doubt
     """
     from migrate_cli.store.outbox import counts, list_rows
+    from migrate_cli.store.stored_migrations import get_migration
 
     store = env(ctx).store(create=False)
+    if migration is not None:
+        get_migration(store, migration)  # a typo is an error with a hint, not an empty list
     rows = list_rows(store, state=state, migration_id=migration, email=email, limit=limit)
     if json_out:
         emit_json({"counts": counts(store), "rows": rows})

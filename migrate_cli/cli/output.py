@@ -89,6 +89,13 @@ def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
         )
 
 
+def emit_warnings(warnings: Sequence[object]) -> None:
+    """One `warning: ...` line each on stderr (plain: cron logs keep each on one line)."""
+    for warning in warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    sys.stderr.flush()
+
+
 def emit_lines(lines: Sequence[str]) -> None:
     for line in lines:
         sys.stdout.write(line + "\n")

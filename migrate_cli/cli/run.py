@@ -146,7 +146,9 @@ def plan_cmd(
 
     Example: migctl --now 2016-04-01 plan --until 2016-06-01
     """
+    from migrate_cli.cli.status import held_line
     from migrate_cli.lifecycle.rehearsal import simulate
+    from migrate_cli.store.stored_migrations import load_catalog
     from migrate_cli.timeutil import iso, parse_date
 
     e = env(ctx)
@@ -155,16 +157,25 @@ def plan_cmd(
     except ValueError as exc:
         raise UsageError(f"--until: {exc}") from None
     store = e.store(create=False)
+    now = e.now(store)
     try:
-        days = simulate(store, e.now(store), last, progress=progress_reporter)
+        days = simulate(store, now, last, progress=progress_reporter)
     except ValueError as exc:
         raise InputError([], str(exc)) from None
+    # The rehearsal already enforces held dates on their effective day; say why.
+    held = [
+        (sm.id, h)
+        for sm in load_catalog(store)
+        if sm.status == "active"
+        for h in sm.active_holds(now)
+    ]
     if json_out:
         emit_json(
             {
-                "now": iso(e.now(store)),
+                "now": iso(now),
                 "until": last.isoformat(),
                 "days": [d.to_json() for d in days if all_days or not d.empty],
+                "held": [{"migration": mid, **h.to_json()} for mid, h in held],
             }
         )
         return
@@ -183,3 +194,4 @@ def plan_cmd(
         ["Day", "Notices", "Enforced accounts"],
         rows,
     )
+    emit_lines([f"held: {held_line(mid, h.to_json())}" for mid, h in held])

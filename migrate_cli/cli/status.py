@@ -54,7 +54,7 @@ def status(
         a = m["accounts"]
         mandatory = m["mandatory_opt_in"]
         if isinstance(mandatory, dict):
-            mandatory = ", ".join(f"{k}:{v}" for k, v in mandatory.items())
+            mandatory = ", ".join(f"{k}:{v or 'TBD'}" for k, v in mandatory.items())
         rows.append(
             [
                 m["id"],
@@ -119,6 +119,8 @@ def status(
             f"{n} active account(s) have no administrator: {_examples(store, n, no_admin=True)} "
             "— see `migctl accounts list --no-admin`"
         )
+    for m in report["migrations"]:
+        warnings += [held_line(m["id"], h) for h in m["held"]]
     emit_lines([f"warning: {w}" for w in warnings])
     if migration is not None:
         m = report["migrations"][0]
@@ -131,6 +133,16 @@ def status(
                 f"days left {p['days_left'] if p['days_left'] is not None else '-'}"
             )
         emit_lines(lines)
+
+
+def held_line(migration_id: str, hold: dict[str, Any]) -> str:
+    """One held date (rule 3a), as status, enforce --dry-run, plan and sync print it."""
+    scope = "" if hold["scope"] == "*" else f" (plan {hold['scope']})"
+    return (
+        f"{migration_id}{scope}: held until {hold['held_until']} (enforced no earlier than "
+        f"{hold['earliest']}): {hold['why']}; only `migctl enforce {migration_id} --immediately "
+        "--reason R` overrides"
+    )
 
 
 @app.command("audit")
@@ -156,9 +168,13 @@ def audit_cmd(
     Example: migctl audit --migration email-delivery-changes --account acme-prod
     """
     from migrate_cli.store.audit import list_events
+    from migrate_cli.store.stored_migrations import get_migration
 
+    store = env(ctx).store(create=False)
+    if migration is not None:
+        get_migration(store, migration)  # a typo is an error with a hint, not an empty log
     events = list_events(
-        env(ctx).store(create=False),
+        store,
         migration_id=migration,
         account_id=account,
         action=action,

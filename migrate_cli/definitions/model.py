@@ -32,7 +32,10 @@ LATEST_DATE = date(2999, 12, 31)
 
 _TOP_KEYS = {"defaults", "migrations"}
 _DEFAULT_KEYS = {"timezone", "notices", "severity"}
-_NOTICE_KEYS = {"reminder_every", "escalate_before", "min_gap"}
+_NOTICE_KEYS = {"reminder_every", "escalate_before", "min_gap", "min_notice"}
+DEFAULT_MIN_NOTICE = timedelta(days=14)
+# The enforcement scope of a migration with one date for every account (else: one per plan).
+ALL_SCOPE = "*"
 _MIGRATION_KEYS = {
     "id",
     "title",
@@ -56,13 +59,19 @@ class NoticeSettings:
     reminder_every: timedelta | None = timedelta(days=14)
     escalate_before: tuple[timedelta, ...] = tuple(timedelta(days=d) for d in (30, 14, 7, 3, 1))
     min_gap: timedelta = timedelta(days=2)
+    # Rule 3a: no account is enforced sooner than this after its date was recorded by sync.
+    min_notice: timedelta = DEFAULT_MIN_NOTICE
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "reminder_every": format_duration(self.reminder_every) if self.reminder_every else None,
             "escalate_before": [format_duration(d) for d in self.escalate_before],
             "min_gap": format_duration(self.min_gap),
         }
+        if self.min_notice != DEFAULT_MIN_NOTICE:
+            # Only when set: stores synced before min_notice existed keep their hashes.
+            out["min_notice"] = format_duration(self.min_notice)
+        return out
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,17 @@ class Migration:
 
     def grace_start_instant(self, tz: tzinfo) -> datetime:
         return start_of_day(self.grace_period_start, tz)
+
+    def dates_by_scope(self) -> dict[str, date]:
+        """The enforcement scopes that have a date: ALL_SCOPE for one date, else each plan."""
+        if isinstance(self.mandatory_opt_in, dict):
+            return dict(sorted(self.mandatory_opt_in.items()))
+        return {ALL_SCOPE: self.mandatory_opt_in} if self.mandatory_opt_in else {}
+
+    @property
+    def immediate_by_definition(self) -> bool:
+        """Severity critical with a zero grace period: enforced at its start (rule 4)."""
+        return self.severity == "critical" and self.grace_period == timedelta(0)
 
     def mandatory_json(self) -> str | dict[str, str] | None:
         if isinstance(self.mandatory_opt_in, dict):
@@ -279,6 +299,10 @@ class _Checker:
             d = self.duration(mapping["min_gap"], (*path, "min_gap"))
             if d is not None:
                 result = replace(result, min_gap=d)
+        if "min_notice" in mapping:
+            d = self.duration(mapping["min_notice"], (*path, "min_notice"))
+            if d is not None:
+                result = replace(result, min_notice=d)
         return result
 
     def names(self, value: Any, path: tuple[str | int, ...], what: str) -> frozenset[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import ClassVar, Generic, TypeVar
 
@@ -26,6 +27,8 @@ class OutgoingEmail:
     reply_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)  # extra X- headers (ours only)
     test: bool = False  # a --test-to sample, never recorded as a notice
+    # The Date header: the run's clock (a rehearsal's --now); None means the real clock.
+    date: datetime | None = None
 
 
 class SendStatus(enum.StrEnum):

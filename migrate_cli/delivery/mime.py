@@ -174,7 +174,7 @@ def build_message(email: OutgoingEmail, *, now: datetime | None = None) -> Email
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = _unstructured("Subject", clean_header_value(email.subject))
-    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    msg["Date"] = format_datetime(now or email.date or datetime.now(UTC))
     msg["Message-ID"] = msgid
     if reply_to is not None:
         msg["Reply-To"] = reply_to
@@ -392,7 +392,7 @@ def build_raw(
     reply_line = _mailbox_line("Reply-To", email.reply_to)[0] if email.reply_to else None
     msgid = message_id(email)
     extra = notice_headers(email)
-    date = format_datetime(now or datetime.now(UTC))
+    date = format_datetime(now or email.date or datetime.now(UTC))
 
     head = [
         from_line,

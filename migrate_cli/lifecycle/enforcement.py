@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from migrate_cli.errors import InputError, MigctlError, RuleError, UsageError
@@ -17,6 +17,7 @@ from migrate_cli.store import events
 from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.outbox import enqueue_enforced
 from migrate_cli.store.stored_migrations import (
+    Hold,
     StoredMigration,
     get_migration,
     load_catalog,
@@ -74,11 +75,6 @@ class EnforceReport:
         return out
 
 
-def _is_zero_grace_critical(sm: StoredMigration) -> bool:
-    m = sm.migration
-    return m.severity == "critical" and m.grace_period == timedelta(0)
-
-
 def _scope_sql(sm: StoredMigration, tz: tzinfo, scope: str) -> tuple[str, list[Any]]:
     sql, params = pending_accounts_sql(sm.migration, tz)
     if scope != ALL_SCOPE:
@@ -121,10 +117,14 @@ def due_enforcements(
     for sm in catalog:
         if sm.status != "active" or (only is not None and sm.id != only):
             continue
-        for scope, deadline in scopes(sm.migration):
-            if deadline is None or now < mandatory_instant(deadline, tz):
+        # Enforced at once for everyone: an account that joins the audience later (imported,
+        # re-opened, moved to another plan, TBD or not) is due at once, as a late batch.
+        after_immediate = sm.immediate_reason is not None and ALL_SCOPE in sm.enforced_scopes
+        candidates = [(ALL_SCOPE, None)] if after_immediate else scopes(sm.migration)
+        for scope, deadline in candidates:
+            if not after_immediate and (deadline is None or now < mandatory_instant(deadline, tz)):
                 continue  # never a second early
-            immediate = _is_zero_grace_critical(sm)
+            immediate = after_immediate or sm.migration.immediate_by_definition
             sql, params = _scope_sql(sm, tz, scope)
             first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
             n: int | None = None
@@ -337,6 +337,7 @@ class EnforceOutcome:
     dry_run: bool
     batches: list[Enforcement]  # switched (counted), or due when nothing was switched
     report: EnforceReport | None = None  # None: nothing was switched (dry run, nothing due)
+    held: list[tuple[str, Hold]] = field(default_factory=list)  # (migration, hold) not yet due
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -344,6 +345,7 @@ class EnforceOutcome:
             "dry_run": self.dry_run,
             "batches": [b.to_json() for b in self.batches],
             "enforced": {},
+            "held": [{"migration": mid, **h.to_json()} for mid, h in self.held],
         }
         if self.dry_run:
             doc["enforced"] = EnforceReport(batches=self.batches).by_migration()
@@ -384,8 +386,14 @@ def enforce(
         batches = due_enforcements(
             store, catalog, tz, now, only, with_admins=dry_run, counted=counted
         )
+    held = [
+        (sm.id, h)
+        for sm in catalog
+        if sm.status == "active" and (only is None or sm.id == only) and not immediately
+        for h in sm.active_holds(now)
+    ]
     if dry_run or not batches:
-        return EnforceOutcome(now, dry_run, batches)
+        return EnforceOutcome(now, dry_run, batches, held=held)
     total = sum(b.accounts or 0 for b in batches)
     if policy.must_ask(total):
         assert ask is not None, "a policy that may ask needs someone to ask"
@@ -395,4 +403,4 @@ def enforce(
     report = apply_enforcements(
         store, catalog, tz, now, batches, actor=actor, from_addr=from_addr, reason=reason
     )
-    return EnforceOutcome(now, dry_run, report.batches, report)
+    return EnforceOutcome(now, dry_run, report.batches, report, held=held)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 
+from migrate_cli.definitions.model import ALL_SCOPE as ALL_SCOPE  # re-exported
 from migrate_cli.definitions.model import Migration
 from migrate_cli.timeutil import days_until, start_of_day
 from migrate_cli.vocabulary import Phase
 
 PHASE_ORDER = (Phase.SCHEDULED, Phase.GRACE, Phase.DUE, Phase.ENFORCED)
-ALL_SCOPE = "*"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -14,7 +14,7 @@ from migrate_cli.lifecycle.phases import mandatory_instant
 from migrate_cli.store.db import Store, parse_db_time
 from migrate_cli.store.outbox import PlannedNotice, notice_key
 from migrate_cli.store.stored_migrations import StoredMigration
-from migrate_cli.timeutil import format_duration, local_date
+from migrate_cli.timeutil import format_duration, local_date, start_of_day
 from migrate_cli.vocabulary import NoticeKind
 
 SEP = "\x1f"  # unit separator: cannot appear in account ids
@@ -37,16 +37,29 @@ def latest_slot(
     schedule_version: int,
     *,
     deadline: date | None = None,
+    tz: tzinfo = UTC,
 ) -> Slot | None:
     """The latest reminder or escalation slot at or before ``now`` (missed runs collapse).
 
-    ``deadline`` is the local date of ``deadline_at``; it names escalation slots.
+    ``deadline`` is the local date of ``deadline_at``; it names escalation slots. Durations of
+    whole days step local calendar days in ``tz`` (SPEC §3): across a DST change a slot stays
+    at local midnight instead of landing at 01:00, a day late for a midnight cron.
     """
     best: Slot | None = None
     if settings.reminder_every and now >= grace_start:
-        k = int((now - grace_start) / settings.reminder_every)
+        days = _whole_days(settings.reminder_every)
+        first = local_date(grace_start, tz)
+        k = (
+            (local_date(now, tz) - first).days // days
+            if days
+            else int((now - grace_start) / settings.reminder_every)
+        )
         if k >= 1:
-            at = grace_start + k * settings.reminder_every
+            at = (
+                start_of_day(first + timedelta(days=k * days), tz)
+                if days
+                else grace_start + k * settings.reminder_every
+            )
             # Named by its instant, not its number: a changed `reminder_every` or grace start
             # renumbers the slots, and a reused name would collide with a key already sent.
             best = Slot(
@@ -57,7 +70,12 @@ def latest_slot(
     if deadline_at is not None:
         day = (deadline or deadline_at.date()).isoformat()
         for offset in settings.escalate_before:
-            at = deadline_at - offset
+            whole = _whole_days(offset)
+            at = (
+                start_of_day(local_date(deadline_at, tz) - timedelta(days=whole), tz)
+                if whole
+                else deadline_at - offset
+            )
             if grace_start < at <= now and (best is None or at > best.at):
                 # The schedule version and the date are part of the name: a moved date re-arms
                 # escalations, and so does an administrator's own deadline moving later (their
@@ -68,6 +86,11 @@ def latest_slot(
                     f"{format_duration(offset)} before the mandatory date",
                 )
     return best
+
+
+def _whole_days(duration: timedelta) -> int:
+    """The number of days of a duration written in whole days (``7d``), else 0 (``36h``)."""
+    return duration.days if duration == timedelta(days=duration.days) else 0
 
 
 def decide(
@@ -98,8 +121,12 @@ def decide(
             f"schedule-v{schedule_version}",
             "the mandatory date was set or moved",
         )
-    slot = latest_slot(settings, start, deadline_at, now, schedule_version, deadline=deadline)
-    if slot is None or slot.at <= last_at:
+    slot = latest_slot(
+        settings, start, deadline_at, now, schedule_version, deadline=deadline, tz=tz
+    )
+    # A slot within min_gap of the last notice is folded into the next due one: it is not
+    # sent late as a second notice a few days after the first (SPEC §3, docs/notices.md).
+    if slot is None or slot.at <= last_at or slot.at < last_at + settings.min_gap:
         return None
     return NoticeKind.REMINDER, slot.name, slot.why
 

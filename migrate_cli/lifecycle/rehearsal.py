@@ -66,6 +66,15 @@ class _Migration:
     pending: dict[str, int]  # scope -> pending accounts (with or without administrators)
     groups: list[_Group]
     plannable: bool  # not enforced immediately for everyone (then no notice is planned)
+    # Enforced for everyone ('*'): no group is read; the pending accounts that joined since
+    # (switched as a late batch) and their unsuppressed administrators (told of it).
+    late: int = 0
+    late_admins: int = 0
+
+    @property
+    def immediate(self) -> bool:
+        """Enforced at once by an operator: late accounts are due whatever their date."""
+        return not self.plannable and self.sm.immediate_reason is not None
 
 
 def _deadline(
@@ -140,19 +149,38 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
         _Group(s, tbd, parse_db_time(last) if last else None, sv, n)
         for (s, tbd, last, sv), n in found.items()
     ]
-    return _Migration(sm, dates, pending, groups, plannable)
+    late = late_admins = 0
+    if not plannable:
+        late, late_admins = store.conn.execute(
+            f"WITH p AS ({pending_sql}) SELECT (SELECT count(*) FROM p), "
+            "(SELECT count(DISTINCT x.email) FROM p CROSS JOIN account_admins x "
+            "ON x.account_id = p.id WHERE NOT EXISTS "
+            "(SELECT 1 FROM suppressions s WHERE s.email = x.email))",
+            params,
+        ).fetchone()
+    return _Migration(sm, dates, pending, groups, plannable, late, late_admins)
 
 
 def _enforce(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
     """Every scope whose date has passed switches its pending accounts; each administrator of
     a switched account gets one `enforced` notice per scope (batch)."""
     sm = r.sm
+    if r.immediate and r.late:  # due at once, whatever their date
+        day.enforced[sm.id] = day.enforced.get(sm.id, 0) + r.late
+        if r.late_admins:
+            kinds = day.notices.setdefault(sm.id, {})
+            kinds[NoticeKind.ENFORCED] = kinds.get(NoticeKind.ENFORCED, 0) + r.late_admins
+        r.late = r.late_admins = 0
+        for scope in r.pending:
+            r.pending[scope] = 0
+        return
     for scope in sorted(r.dates):
         if now < mandatory_instant(r.dates[scope], tz) or not r.pending[scope]:
             continue
         day.enforced[sm.id] = day.enforced.get(sm.id, 0) + r.pending[scope]
         r.pending[scope] = 0
-        told = 0
+        told = 0 if r.plannable else r.late_admins
+        r.late_admins = 0
         for g in r.groups:
             if scope in g.scopes:
                 told += g.admins

@@ -7,19 +7,27 @@ from typing import Any
 
 from migrate_cli.errors import NotFoundError
 from migrate_cli.lifecycle import status_figures
-from migrate_cli.lifecycle.phases import overall_phase, phases
+from migrate_cli.lifecycle.phases import ALL_SCOPE, overall_phase, phases
 from migrate_cli.store import events
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import counts as outbox_counts
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
-from migrate_cli.timeutil import iso
+from migrate_cli.timeutil import iso, start_of_day
 from migrate_cli.vocabulary import Phase
 
 
 def migration_status(
-    sm: StoredMigration, now: datetime, tz: tzinfo, figures: dict[str, Any]
+    sm: StoredMigration,
+    now: datetime,
+    tz: tzinfo,
+    figures: dict[str, Any],
+    plans: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """One migration's entry, from its status figures (`status_figures.current`)."""
+    """One migration's entry, from its status figures (`status_figures.current`).
+
+    ``plans``: the plans of active accounts; a per-plan migration lists those of its audience
+    without a date as TBD plans.
+    """
     m = sm.migration
     per_scope = phases(m, now, tz, enforced_scopes=sm.enforced_scopes)
     tbd_plans = m.per_plan and (
@@ -63,16 +71,36 @@ def migration_status(
         "admins_pending": figures["admins_pending"],
         "status": sm.status,
     }
+    holds = {h.scope: h for h in sm.active_holds(now)} if sm.status == "active" else {}
+    # Held past its written date: the operator must see it is not simply in grace.
+    overdue = {s for s, h in holds.items() if now >= start_of_day(h.written, tz)}
+    if overdue:
+        out["phase"] = Phase.HELD
+    out["held"] = [h.to_json() for h in holds.values()]
     if m.per_plan:
         out["plans"] = [
             {
                 "plan": p.scope,
-                "phase": p.phase,
+                "phase": Phase.HELD if p.scope in overdue else p.phase,
                 "mandatory_opt_in": p.deadline.isoformat() if p.deadline else None,
                 "days_left": p.days_left,
             }
             for p in per_scope
         ]
+        dated = {p.scope for p in per_scope}
+        audience = m.applies_to.plans if m.applies_to.plans is not None else plans
+        tbd_phase = (
+            Phase.ENFORCED
+            if ALL_SCOPE in sm.enforced_scopes
+            else (Phase.SCHEDULED if now < m.grace_start_instant(tz) else Phase.GRACE)
+        )
+        out["plans"] += [
+            {"plan": plan, "phase": tbd_phase, "mandatory_opt_in": None, "days_left": None}
+            for plan in sorted(audience - dated)
+        ]
+        out["plans"].sort(key=lambda p: p["plan"])
+        # The map as it reads: every plan, TBD ones as null (SPEC: a plan -> date map).
+        out["mandatory_opt_in"] = {p["plan"]: p["mandatory_opt_in"] for p in out["plans"]}
     if m.applies_to.to_json():
         out["applies_to"] = m.applies_to.to_json()
     return out
@@ -91,7 +119,17 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
             raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
 
     figures, reach = status_figures.current(store, (sm.migration for sm in catalog), tz)
-    migrations = [migration_status(sm, now, tz, figures[sm.id]) for sm in catalog]
+    plans = (
+        frozenset(
+            r[0]
+            for r in store.conn.execute(
+                "SELECT DISTINCT plan FROM accounts WHERE status = 'active'"
+            )
+        )
+        if any(sm.migration.per_plan for sm in catalog)
+        else frozenset()
+    )
+    migrations = [migration_status(sm, now, tz, figures[sm.id], plans) for sm in catalog]
     return {
         "now": iso(now),
         "timezone": store.meta("timezone") or "UTC",

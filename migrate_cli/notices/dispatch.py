@@ -6,10 +6,11 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from migrate_cli.config import Config
@@ -67,6 +68,11 @@ class _Inline:
         return None
 
 
+def _clock_from(start: datetime) -> Callable[[], datetime]:
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
 class Dispatcher:
     """Sends what the outbox holds, never more than once per row, within rate and quota."""
 
@@ -80,7 +86,7 @@ class Dispatcher:
         tz: tzinfo,
         now: datetime,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
         stop: threading.Event | None = None,
         progress: Callable[[int], None] | None = None,
         network: bool = False,
@@ -92,7 +98,9 @@ class Dispatcher:
         self.migrations = {sm.id: sm for sm in catalog}
         self.tz = tz
         self.now = now  # the (possibly simulated) instant for content: days left etc.
-        self.clock = clock  # the real clock for retries and the daily quota
+        # Time as it passes from `now` on: the real clock without --now; under --now the
+        # rehearsal's timeline, so that sent_at, retries and the Date header agree with it.
+        self.clock = clock or _clock_from(now)
         self.stop = stop or threading.Event()
         self.progress = progress or (lambda n: None)
         self.workers = config.email.concurrency if network else 1
@@ -301,6 +309,7 @@ class Dispatcher:
             self.config,
             self.now,
             self.tz,
+            sent_at=self.clock(),
         )
 
 
@@ -312,9 +321,11 @@ def render_row(
     config: Config,
     now: datetime,
     tz: tzinfo,
+    *,
+    sent_at: datetime | None = None,
 ) -> OutgoingEmail:
     """The notice an outbox row holds, as its administrator will read it: rendered in full
-    (the send loop and `outbox show` both call this)."""
+    (the send loop and `outbox show` both call this). ``sent_at``: its Date header."""
     kind = row["kind"]
     listed, total = _accounts(store, row)
     deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
@@ -330,7 +341,7 @@ def render_row(
         accounts=listed,
         accounts_total=total,
         today=local_date(now, tz),
-        previous_deadline=_previous_deadline(sm),
+        previous_deadline=previous_deadline(sm),
         emergency=emergency,
         reason=sm.immediate_reason if emergency else None,
     )
@@ -345,6 +356,7 @@ def render_row(
         html=rendered.html,
         message_id=row["message_id"],
         headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": row["migration_id"]},
+        date=sent_at,
     )
 
 
@@ -376,7 +388,8 @@ def _untried(row: sqlite3.Row, why: ProviderConfigError | None = None) -> outbox
     return outbox.Outcome(row, NoticeState.PENDING, error=str(why), code=why.code, untried=True)
 
 
-def _previous_deadline(sm: StoredMigration) -> date | None:
+def previous_deadline(sm: StoredMigration) -> date | None:
+    """The date before the last schedule change (the earliest of a plan map), None for TBD."""
     raw = sm.previous_mandatory
     if not raw:
         return None

@@ -13,6 +13,7 @@ from migrate_cli.definitions.model import Migration
 from migrate_cli.delivery.base import Provider
 from migrate_cli.delivery.registry import provider_class
 from migrate_cli.errors import InputError
+from migrate_cli.lifecycle.enforcement import due_enforcements
 from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.notices.dispatch import Dispatcher, DispatchSummary
 from migrate_cli.notices.render import Renderer
@@ -38,6 +39,9 @@ class NotifySummary:
     dispatch: DispatchSummary = field(default_factory=DispatchSummary)
     in_doubt_total: int = 0
     recovered_in_doubt: int = 0
+    # migration -> accounts whose date has passed but that `enforce` has not switched yet: a
+    # hand-run notify plans no notice for them and must say what to run instead.
+    enforcement_due: dict[str, int] = field(default_factory=dict)
 
     def notices_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +56,21 @@ class NotifySummary:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"now": iso(self.now), "dry_run": self.dry_run, "notices": self.notices_json()}
+        return {
+            "now": iso(self.now),
+            "dry_run": self.dry_run,
+            "notices": self.notices_json(),
+            "enforcement_due": dict(sorted(self.enforcement_due.items())),
+        }
+
+    def note_enforcement_due(
+        self, store: Store, catalog: list[StoredMigration], tz: tzinfo, only: str | None
+    ) -> None:
+        for b in due_enforcements(store, catalog, tz, self.now, only, with_admins=False):
+            if b.accounts:
+                self.enforcement_due[b.migration_id] = (
+                    self.enforcement_due.get(b.migration_id, 0) + b.accounts
+                )
 
     @property
     def partial(self) -> bool:
@@ -103,6 +121,7 @@ def plan_only(
         if len(summary.sample) < SHOWN_IN_DRY_RUN:
             summary.sample.append(n)
     summary.in_doubt_total = outbox.counts(store)["in_doubt"]
+    summary.note_enforcement_due(store, catalog, tz, only)
     return summary
 
 
@@ -118,10 +137,12 @@ def notify(
     progress: Progress = NO_PROGRESS,
     summary: NotifySummary | None = None,
     templates_checked: bool = False,
+    report_due_enforcement: bool = True,
 ) -> NotifySummary:
     """Plan, queue, send. Raises ProviderConfigError after recording what was sent.
 
     ``templates_checked``: the caller (run's preflight) already rendered every template.
+    ``report_due_enforcement=False``: the caller (run) has just enforced what was due.
     """
     factory, network = provider_factory(config)
     renderer = make_renderer(config)
@@ -160,4 +181,6 @@ def notify(
         dispatcher.run(only)
     finally:
         summary.in_doubt_total = outbox.counts(store)["in_doubt"]
+    if report_due_enforcement:
+        summary.note_enforcement_due(store, catalog, tz, only)
     return summary

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.files import write_private
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
+from migrate_cli.notices.dispatch import previous_deadline
 from migrate_cli.notices.notify import make_renderer, provider_factory
 from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
 from migrate_cli.store.db import Store
@@ -32,6 +33,7 @@ class Preview:
     rendered: Rendered
     email: OutgoingEmail
     sample: bool
+    sample_reason: str = ""  # why the store's data could not be used (shown with the sample)
 
 
 def build_preview(
@@ -92,12 +94,21 @@ def build_preview(
             accounts=[AccountRef(r["id"], r["name"], r["plan"]) for r in rows[:MAX_LISTED]],
             accounts_total=len(rows),
             today=today,
+            previous_deadline=previous_deadline(sm),
             emergency=kind == "enforced" and bool(sm.immediate_reason),
             reason=sm.immediate_reason,
         )
     sample = context is None
+    reason = ""
     if context is None:
-        context = sample_context(m, kind, today)
+        accounts = int(store.scalar("SELECT count(*) FROM accounts WHERE status = 'active'") or 0)
+        reason = (
+            "no account in the store"
+            if not accounts
+            else f"none of the {accounts} active account(s) is pending in {m.id}"
+        )
+        # Made-up administrator and accounts, but the migration's real last schedule change.
+        context = replace(sample_context(m, kind, today), previous_deadline=previous_deadline(sm))
     rendered = renderer.render(kind, context)
     recipient = to or context.admin_email
     key = notice_key(m.id, recipient, kind, "test" if test else "preview")
@@ -113,7 +124,7 @@ def build_preview(
         headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": m.id},
         test=test,
     )
-    return Preview(context, rendered, email, sample)
+    return Preview(context, rendered, email, sample, reason)
 
 
 _SAFE = re.compile(r"[^a-z0-9_.-]+")

@@ -508,8 +508,8 @@ class Renderer:
     def check(self, migrations: Iterable[Migration], *, strays: bool = True) -> list[Problem]:
         """Compile and render every template against sample data; every problem, located.
 
-        ``strays=False`` skips the check for override folders of unknown migrations: `validate`
-        reports them, but they must not stop sending (the bundled example override, say).
+        ``strays=False`` skips the check of the override folders' files (sending checks only
+        what it renders). Folders of unknown migrations are warnings: ``unknown_override_folders``.
         """
         migrations = list(migrations)
         problems: list[Problem] = []
@@ -585,18 +585,35 @@ class Renderer:
                     "HTML notices must not contain " + ", ".join(f"<{t}>" for t in forbidden),
                 )
 
+    def _override_folders(self) -> list[Path]:
+        if not self.templates_dir.is_dir():
+            return []
+        return [
+            entry
+            for entry in sorted(self.templates_dir.iterdir())
+            if entry.is_dir() and not entry.name.startswith(".")
+        ]
+
+    def unknown_override_folders(self, migrations: Iterable[Migration]) -> list[Problem]:
+        """Override folders named after no migration: a warning (a retired or future id, a
+        typo), never a reason to refuse the definitions or to stop sending."""
+        known = {m.id for m in migrations}
+        return [
+            Problem(
+                self._display(entry.name),
+                None,
+                None,
+                f"override folder {entry.name!r} is not a known migration id (ignored)",
+            )
+            for entry in self._override_folders()
+            if entry.name not in known
+        ]
+
     def _check_override_folders(self, known: set[str], add: _AddProblem) -> None:
         allowed_files = {template_file_name(k, p) for k in NOTICE_KINDS for p in PARTS}
-        for entry in sorted(self.templates_dir.iterdir()):
-            if not entry.is_dir() or entry.name.startswith("."):
-                continue
+        for entry in self._override_folders():
             if entry.name not in known:
-                add(
-                    self._display(entry.name),
-                    None,
-                    f"override folder {entry.name!r} is not a known migration id",
-                )
-                continue
+                continue  # a warning: unknown_override_folders
             for item in sorted(entry.iterdir()):
                 if item.name.startswith("."):
                     continue  # editor and OS droppings (.DS_Store, .swp)

@@ -148,6 +148,7 @@ def run(
             progress=progress,
             summary=summary.notify,
             templates_checked=True,
+            report_due_enforcement=False,
         )
     except ProviderConfigError as exc:
         summary.error = str(exc)

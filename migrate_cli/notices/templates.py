@@ -34,27 +34,28 @@ def templates_dir(config: Config) -> Path:
     return bundled_templates()
 
 
-def check_templates(config: Config, defs: Definitions) -> list[Problem]:
-    """Render every template against sample data; problems name file and line."""
+def check_templates(config: Config, defs: Definitions) -> tuple[list[Problem], list[Problem]]:
+    """Render every template against sample data: (problems, warnings), naming file and line."""
     from migrate_cli.notices.render import Renderer
 
     folder = templates_dir(config)
     if not folder.is_dir():
-        return [Problem(str(folder), None, None, "templates folder not found")]
-    return Renderer(folder, config.dashboard.url, product_name=config.dashboard.product_name).check(
-        defs.migrations
-    )
+        return [Problem(str(folder), None, None, "templates folder not found")], []
+    renderer = Renderer(folder, config.dashboard.url, product_name=config.dashboard.product_name)
+    return renderer.check(defs.migrations), renderer.unknown_override_folders(defs.migrations)
 
 
 def check_setup(
     load_config: Callable[[], Config], file: Path | None
-) -> tuple[Definitions | None, list[Problem]]:
-    """`validate`: every problem of the configuration, the definitions and the templates at once.
+) -> tuple[Definitions | None, list[Problem], list[Problem]]:
+    """`validate`: every problem of the configuration, the definitions and the templates at once,
+    and the warnings (override folders of unknown migrations).
 
     A broken configuration does not hide the definitions' problems (they are then read from
     `file` or ./migrations.yaml); the templates are checked only when both loaded.
     """
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     config: Config | None = None
     defs: Definitions | None = None
     try:
@@ -67,5 +68,6 @@ def check_setup(
     except InputError as exc:
         problems.extend(exc.problems)
     if config is not None and defs is not None and not problems:
-        problems.extend(check_templates(config, defs))
-    return defs, problems
+        template_problems, warnings = check_templates(config, defs)
+        problems.extend(template_problems)
+    return defs, problems, warnings

@@ -204,6 +204,27 @@ def audit(
     )
 
 
+def discard_if_unused(path: Path) -> bool:
+    """Remove a store that holds nothing (created by a command that then failed): a failing
+    command leaves no file behind. A store with any row an operator made is kept."""
+    if not path.is_file():
+        return True
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            used = conn.execute(
+                "SELECT EXISTS(SELECT 1 FROM migrations) OR EXISTS(SELECT 1 FROM accounts)"
+                " OR EXISTS(SELECT 1 FROM audit) OR EXISTS(SELECT 1 FROM suppressions)"
+            ).fetchone()[0]
+        conn.close()
+    except sqlite3.DatabaseError:
+        return False  # not ours to judge: keep it
+    if used:
+        return False
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return True
+
+
 def _create_private(path: Path) -> None:
     # The store holds administrator emails: create it owner-only before SQLite touches it.
     try:

@@ -58,6 +58,12 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
         lock.release()
 
 
+def remove_lock_files(db_path: Path) -> None:
+    """The lock and holder files of a store that a failing first command created and discarded."""
+    for path in (lock_path(db_path), _holder_path(db_path)):
+        path.unlink(missing_ok=True)
+
+
 def _describe(db_path: Path) -> str:
     try:
         holder = json.loads(_holder_path(db_path).read_text())

@@ -198,3 +198,13 @@ def m005_events(db: Database) -> None:
         CREATE INDEX events_pending ON events(seq) WHERE delivery = 'pending';
         """
     )
+
+
+@migrations()
+def m006_dates_recorded(db: Database) -> None:
+    """When sync recorded each scope's current mandatory date (rule 3a, minimum notice).
+
+    JSON {scope: instant}; NULL (stores synced before) means every date counts from the grace
+    period start, as at a migration's first sync.
+    """
+    db.execute("ALTER TABLE migrations ADD COLUMN dates_recorded TEXT")

@@ -8,6 +8,12 @@ from datetime import datetime
 
 from migrate_cli.definitions.model import Definitions, canonical_hash
 from migrate_cli.store.db import Store, audit, db_time
+from migrate_cli.store.stored_migrations import (
+    Hold,
+    holds_of,
+    recorded_dates,
+    stored_definition,
+)
 
 
 @dataclass
@@ -59,8 +65,8 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
             if old is None:
                 conn.execute(
                     "INSERT INTO migrations(id, title, severity, grace_period_start, "
-                    "mandatory_opt_in, definition, definition_hash, status, synced_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+                    "mandatory_opt_in, definition, definition_hash, status, synced_at, "
+                    "dates_recorded) VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
                     (
                         m.id,
                         m.title,
@@ -70,6 +76,7 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
                         json.dumps(body, sort_keys=True),
                         digest,
                         db_time(now),
+                        json.dumps(recorded_dates(m, None, None, now, defs.timezone)),
                     ),
                 )
                 audit(
@@ -91,10 +98,13 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
                 report.revived.append(m.id)
                 audit(conn, at=now, actor=actor, action="migration.revived", migration_id=m.id)
             schedule_moved = before.get("mandatory_opt_in") != body["mandatory_opt_in"]
+            recorded = recorded_dates(
+                m, stored_definition(old["definition"]), old["dates_recorded"], now, defs.timezone
+            )
             conn.execute(
                 "UPDATE migrations SET title = ?, severity = ?, grace_period_start = ?, "
                 "mandatory_opt_in = ?, definition = ?, definition_hash = ?, status = 'active', "
-                "retired_at = NULL, synced_at = ?, "
+                "retired_at = NULL, synced_at = ?, dates_recorded = ?, "
                 "schedule_version = schedule_version + ?, "
                 "schedule_changed_at = CASE WHEN ? THEN ? ELSE schedule_changed_at END, "
                 "previous_mandatory_opt_in = CASE WHEN ? THEN ? ELSE previous_mandatory_opt_in END "
@@ -107,6 +117,7 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
                     json.dumps(body, sort_keys=True),
                     digest,
                     db_time(now),
+                    json.dumps(recorded),
                     1 if schedule_moved else 0,
                     schedule_moved,
                     db_time(now),
@@ -148,3 +159,31 @@ def sync(store: Store, defs: Definitions, *, now: datetime, actor: str) -> SyncR
             # Remembered so that `run` can skip re-reading an unchanged file.
             store.set_meta(conn, "definitions_hash", defs.source_hash)
     return report
+
+
+def holds_after_sync(store: Store, defs: Definitions, now: datetime) -> list[tuple[str, Hold]]:
+    """The dates a sync at ``now`` would leave held by min_notice (rule 3a); reads only.
+
+    `validate` warns with it before a sync; `sync` after, from the same rule.
+    """
+    existing = {
+        r["id"]: r for r in store.query("SELECT id, definition, dates_recorded FROM migrations")
+    }
+    enforced = {
+        (r["migration_id"], r["scope"])
+        for r in store.query("SELECT migration_id, scope FROM enforcements")
+    }
+    out: list[tuple[str, Hold]] = []
+    for m in defs.migrations:
+        old = existing.get(m.id)
+        recorded = recorded_dates(
+            m,
+            stored_definition(old["definition"]) if old else None,
+            old["dates_recorded"] if old else None,
+            now,
+            defs.timezone,
+        )
+        for scope, hold in holds_of(m, recorded, defs.timezone).items():
+            if hold.active(now) and not {(m.id, scope), (m.id, "*")} & enforced:
+                out.append((m.id, hold))
+    return out
