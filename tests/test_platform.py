@@ -144,9 +144,12 @@ def test_every_change_reaches_the_platform_as_recorded(tmp_path: Path) -> None:
         )
         run = json_out(ok(migctl(tmp_path, "--now", "2016-05-14", "run", "--json", env=env)))
         assert run["enforced"]["mail"] == 1
-        # hotfix's 2003 accounts, the late account enforced, the new one auto-enrolled in mail
-        # (created before hotfix's grace start, it waits for hotfix's own date)
-        assert run["platform"]["delivered"] == 2003 + 1 + 1
+        # hotfix was enforced immediately, so the two accounts that joined since are late
+        # accounts of it and are switched by this run too (rule 3)
+        assert run["enforced"]["hotfix"] == 2
+        # hotfix's 2003 accounts, the late account enforced in mail, the new one auto-enrolled
+        # in mail, and both enforced late in hotfix
+        assert run["platform"]["delivered"] == 2003 + 1 + 1 + 2
         assert server.flags[("mail", "new-by-hand")] == ("auto_enrolled", 1)
         assert server.flags[("hotfix", "acc-00001")] == ("enforced", 1)
         assert server.flags[("mail", "late-1")] == ("enforced", 1)
