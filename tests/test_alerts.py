@@ -115,3 +115,18 @@ def test_unknown_alert_events_are_config_errors(tmp_path: Path) -> None:
     r = migctl(tmp_path, "--now", "2016-04-20", "run")
     assert r.returncode == 1
     assert "alerts.on.0" in r.stderr and "'enforced'" in r.stderr
+
+
+def test_a_date_held_back_by_min_notice_is_alerted(tmp_path: Path, hook: Any) -> None:
+    _store(tmp_path, on='["held"]')
+    env = {"MIGCTL_ALERT_WEBHOOK": _url(hook)}
+    ok(migctl(tmp_path, "--now", "2016-04-20", "run", env=env))  # announcements: no alert
+    assert hook.received == []
+    # A typo moves the date into the past; the next run syncs it and must not switch anyone.
+    yaml = tmp_path / "migrations.yaml"
+    yaml.write_text(yaml.read_text().replace("2016-05-11", "2016-04-21"))
+    r = ok(migctl(tmp_path, "--now", "2016-04-22", "run", "--json", env=env))
+    doc = json.loads(r.stdout)
+    assert doc["enforced"] == {} and doc["held"][0]["migration"] == "mail"
+    (_, _, body) = hook.received[0]
+    assert len(hook.received) == 1 and "held" in body["text"]

@@ -303,6 +303,9 @@ def test_a_date_moved_into_the_past_is_held_for_min_notice(runner: RunCli) -> No
 
     run = json.loads(runner("--now", "2024-02-26", "run", "--json").stdout)
     assert run["enforced"] == {}
+    # The run says what it held back, and why (the `held` alert listens for this key).
+    (held_back,) = run["held"]
+    assert held_back["migration"] == "strict-cors" and held_back["held_until"] == "2024-03-10"
     changes = emls("schedule_change", "strict-cors")
     assert {str(m["To"]) for m in changes} == {"one@x.test", "two@x.test"}
     for msg in changes:  # the date that is true: when it will really be switched
@@ -312,6 +315,7 @@ def test_a_date_moved_into_the_past_is_held_for_min_notice(runner: RunCli) -> No
         assert json.loads(runner("--now", day, "run", "--json").stdout)["enforced"] == {}
     final = json.loads(runner("--now", "2024-03-10", "run", "--json").stdout)
     assert final["enforced"] == {"strict-cors": 3}
+    assert final["held"] == []
 
 
 def test_only_an_immediate_enforcement_overrides_a_hold(runner: RunCli) -> None:

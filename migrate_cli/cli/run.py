@@ -25,6 +25,7 @@ from migrate_cli.cli.output import (
     emit_lines,
     emit_table,
 )
+from migrate_cli.cli.status import held_line
 
 if TYPE_CHECKING:
     from migrate_cli.config import Config
@@ -111,6 +112,7 @@ def run_cmd(
                 or "nothing due"
             )
         )
+        lines += [f"held: {held_line(h['migration'], h)}" for h in doc["held"]]
         if summary.platform is not None:
             p = summary.platform
             lines.append(
@@ -146,7 +148,6 @@ def plan_cmd(
 
     Example: migctl --now 2016-04-01 plan --until 2016-06-01
     """
-    from migrate_cli.cli.status import held_line
     from migrate_cli.lifecycle.rehearsal import simulate
     from migrate_cli.store.stored_migrations import load_catalog
     from migrate_cli.timeutil import iso, parse_date

@@ -30,7 +30,7 @@ from migrate_cli.progress import NO_PROGRESS, Progress
 from migrate_cli.store.db import Store
 from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 from migrate_cli.store.sync import SyncReport, sync
-from migrate_cli.timeutil import iso
+from migrate_cli.timeutil import iso, start_of_day
 
 
 @dataclass
@@ -41,6 +41,7 @@ class RunSummary:
     enforce: EnforceReport = field(default_factory=EnforceReport)
     notify: NotifySummary | None = None
     platform: PushReport | None = None  # None: no [platform] configured, or a dry run
+    held: list[dict[str, Any]] = field(default_factory=list)  # due, but min_notice holds it
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class RunSummary:
             self.notify or NotifySummary(now=self.now, dry_run=self.dry_run)
         ).notices_json()
         doc["platform"] = self.platform.to_json() if self.platform else None
+        doc["held"] = self.held
         if self.error:
             doc["error"] = self.error
         return doc
@@ -112,6 +114,15 @@ def run(
             work, catalog, tz, now, batches, actor=actor, from_addr=config.email.from_addr
         )
         catalog = load_catalog(work)
+    # Dates whose day has come but that min_notice holds back (rule 3a): this run did not
+    # enforce them, and says so (an operator alert may be listening for it).
+    summary.held = [
+        {"migration": sm.id, **h.to_json()}
+        for sm in catalog
+        if sm.status == "active"
+        for h in sm.active_holds(now)
+        if now >= start_of_day(h.written, tz)
+    ]
     if dry_run:
         summary.notify = plan_only(work, catalog, tz, now, None)
         # Enforced notices queued on the copy are part of what the run would send. Counted from
