@@ -8,6 +8,7 @@ import re
 import tomllib
 import types
 import typing
+from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from migrate_cli.errors import InputError, Problem
+from migrate_cli.timeutil import parse_duration
 from migrate_cli.tomlkeys import KeyPath, key_lines, line_of
 
 # Every provider, built-in or from another distribution, registers in this entry-point group.
@@ -44,6 +46,14 @@ def _address(value: str) -> str:
         raise PydanticCustomError(
             "address", "{value} is not an email address", {"value": repr(value)}
         )
+    return value
+
+
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
     return value
 
 
@@ -80,6 +90,7 @@ Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 Address = Annotated[str, AfterValidator(_address)]
 Text = Annotated[str, Field(min_length=1)]
+Duration = Annotated[str, AfterValidator(_duration)]  # 72h, 3d, 90m (kept as written)
 
 
 def _table() -> Any:
@@ -136,11 +147,19 @@ class EmailConfig(_Table):
     rate_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     daily_quota: Annotated[int, Field(gt=0)] | None = None  # 0 would read as "unlimited"
     concurrency: Annotated[int, Field(ge=1, le=64)] = 1
-    max_attempts: Annotated[int, Field(ge=1)] = 5
+    max_attempts: Annotated[int, Field(ge=1)] = 5  # tries of one notice within one run
+    retry_for: Duration = "72h"  # transient failures for this long, across runs, then failed
+    retry_backoff: Seconds = 1.0  # the first retry's delay ceiling; doubles per attempt
+    breaker: Annotated[int, Field(ge=2)] = 10  # same rejection for N recipients in a row: stop
     smtp: SmtpConfig = _table()
     ses: SesConfig = _table()
     sendgrid: SendgridConfig = _table()
     file: FileConfig = _table()
+
+    @property
+    def retry_window(self) -> timedelta:
+        """How long a notice may keep failing transiently before it is failed."""
+        return parse_duration(self.retry_for)
 
     @model_validator(mode="after")
     def _smtp_needs_a_host(self) -> EmailConfig:

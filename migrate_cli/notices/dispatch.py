@@ -17,13 +17,14 @@ from migrate_cli.delivery.base import (
     OutgoingEmail,
     Provider,
     ProviderConfigError,
+    ProviderRejectedError,
     SendResult,
     SendStatus,
 )
 from migrate_cli.delivery.throttle import pacer, retry_delay
 from migrate_cli.notices.render import MAX_LISTED_ACCOUNTS, AccountRef, NoticeContext, Renderer
 from migrate_cli.store import outbox
-from migrate_cli.store.db import Store
+from migrate_cli.store.db import Store, parse_db_time
 from migrate_cli.store.stored_migrations import StoredMigration
 from migrate_cli.timeutil import days_until, local_date
 from migrate_cli.vocabulary import NoticeKind, NoticeState
@@ -41,7 +42,7 @@ class DispatchSummary:
 
     sent: int = 0
     failed: int = 0
-    retry_later: int = 0
+    retry_later: int = 0  # notices left pending after a transient failure, each counted once
     in_doubt: int = 0
     quota_reached: bool = False
     suppressed_at_send: int = 0  # waiting rows dropped: address suppressed or nothing pending
@@ -103,6 +104,12 @@ class Dispatcher:
         )
         self._quota = config.email.daily_quota
         self._quota_left: int | None = None  # set when a run starts
+        self._tries: dict[int, int] = {}  # transient failures of each notice in this run
+        self._rested: set[int] = set()  # notices that used max_attempts: not again this run
+        self._waiting: set[int] = set()  # notices whose latest outcome is "retry later"
+        # The circuit breaker: permanent failures of one kind in a row, held back (nothing
+        # suppressed) until another outcome shows they were about the recipients after all.
+        self._streak: list[outbox.Outcome] = []
 
     def sweep(self) -> None:
         """Drop waiting rows that must no longer go out (see ``outbox.sweep``)."""
@@ -126,7 +133,8 @@ class Dispatcher:
                 provider = local.provider = self.provider_factory()
                 with lock:
                     providers.append(provider)
-                provider.open()
+                with provider.redacting():
+                    provider.open()
             if self._limiter is not None:
                 self._limiter.acquire()
             return provider.send(email)
@@ -170,15 +178,21 @@ class Dispatcher:
                         exc = future.exception()
                         if isinstance(exc, ProviderConfigError):
                             config_error = config_error or exc
-                        done.append(self._outcome(row, attempt, future, exc))
+                        done += self._outcome(row, attempt, future, exc)
+                        if config_error is None and self._tripped():
+                            config_error = self._trip(done)
         finally:
             # After an error, what was in flight has finished (the pool waited for it on exit):
             # record each real outcome.
             for future, (row, attempt) in in_flight.items():
                 if future.done():
-                    done.append(self._outcome(row, attempt, future, future.exception()))
+                    done += self._outcome(row, attempt, future, future.exception())
                 else:  # never started
                     done.append(_untried(row))
+            if config_error is None and self._tripped():
+                config_error = self._trip(done)
+            done += self._release()
+            self.summary.retry_later = len(self._waiting)
             self._settle(done)
             for provider in providers:
                 with contextlib.suppress(Exception):
@@ -201,6 +215,7 @@ class Dispatcher:
             now=self.clock(),
             settle_first=done,
             count_sends=bool(self._quota),
+            exclude=self._rested,
         )
         self._report(len(done))
         return claimed
@@ -228,7 +243,7 @@ class Dispatcher:
         """Nothing to claim: wait for a retry due soon. False: the run is over (or stopped)."""
         if self.summary.quota_reached:
             return False
-        at = outbox.next_retry_at(self.store, only)
+        at = outbox.next_retry_at(self.store, only, exclude=self._rested)
         if at is None:
             return False
         wait_s = (at - self.clock()).total_seconds()
@@ -242,48 +257,123 @@ class Dispatcher:
         attempt: int,
         future: Future[SendResult],
         exc: BaseException | None,
-    ) -> outbox.Outcome:
-        """The provider's answer as an outbox transition, counted in the summary."""
+    ) -> list[outbox.Outcome]:
+        """The provider's answer as outbox transitions (none while the breaker holds a
+        permanent failure back), counted in the summary."""
         s = self.summary
+        self._waiting.discard(row["id"])
         if isinstance(exc, ProviderConfigError):
             # Not this notice's fault: back to pending, the attempt not counted.
-            return outbox.Outcome(
-                row, NoticeState.PENDING, error=str(exc), code=exc.code, untried=True
-            )
+            return [
+                outbox.Outcome(
+                    row, NoticeState.PENDING, error=str(exc), code=exc.code, untried=True
+                )
+            ]
         if exc is not None:
             # An unexpected failure inside the provider: the send may have happened.
             s.in_doubt += 1
-            return outbox.Outcome(row, NoticeState.IN_DOUBT, error=f"{type(exc).__name__}: {exc}")
+            return [
+                *self._release(),
+                outbox.Outcome(row, NoticeState.IN_DOUBT, error=f"{type(exc).__name__}: {exc}"),
+            ]
         result = future.result()
+        if result.status == SendStatus.PERMANENT:
+            return self._hold(
+                outbox.Outcome(
+                    row,
+                    NoticeState.FAILED,
+                    error=result.error,
+                    code=result.code,
+                    suppress=f"provider:{result.code or self.config.email.provider}",
+                )
+            )
+        done = self._release()
         if result.status == SendStatus.SENT:
             s.sent += 1
             s.by_kind[row["kind"]] = s.by_kind.get(row["kind"], 0) + 1
-            return outbox.Outcome(
-                row, NoticeState.SENT, provider_message_id=result.provider_message_id
+            done.append(
+                outbox.Outcome(
+                    row, NoticeState.SENT, provider_message_id=result.provider_message_id
+                )
             )
-        if result.status == SendStatus.UNKNOWN:
+        elif result.status == SendStatus.UNKNOWN:
             # Handed over, no answer: resending could duplicate it. An operator decides.
             s.in_doubt += 1
-            return outbox.Outcome(row, NoticeState.IN_DOUBT, error=result.error, code=result.code)
-        if result.status == SendStatus.PERMANENT:
-            s.failed += 1
-            source = f"provider:{result.code or self.config.email.provider}"
-            return outbox.Outcome(
-                row, NoticeState.FAILED, error=result.error, code=result.code, suppress=source
+            done.append(
+                outbox.Outcome(row, NoticeState.IN_DOUBT, error=result.error, code=result.code)
             )
-        if attempt >= self.config.email.max_attempts:
-            s.failed += 1
+        elif result.status == SendStatus.UNSENDABLE:
+            s.failed += 1  # never handed over: failed with the cause, the address kept
+            done.append(
+                outbox.Outcome(row, NoticeState.FAILED, error=result.error, code=result.code)
+            )
+        else:
+            done.append(self._transient(row, attempt, result))
+        return done
+
+    def _transient(self, row: sqlite3.Row, attempt: int, result: SendResult) -> outbox.Outcome:
+        """Retry later, across runs; failed only after ``retry_for`` of transient failures."""
+        now = self.clock()
+        since = row["failing_since"]
+        window = self.config.email.retry_window
+        if since is not None and now - parse_db_time(since) >= window:
+            self.summary.failed += 1
             return outbox.Outcome(
                 row,
                 NoticeState.FAILED,
-                error=f"gave up after {attempt} attempts: {result.error}",
+                error=f"kept failing since {since} (retry_for {self.config.email.retry_for}): "
+                f"{result.error}",
                 code=result.code,
             )
-        s.retry_later += 1
-        retry_at = self.clock() + timedelta(seconds=retry_delay(result, attempt))
+        tries = self._tries[row["id"]] = self._tries.get(row["id"], 0) + 1
+        if tries >= self.config.email.max_attempts:
+            self._rested.add(row["id"])  # a later run tries again
+        self._waiting.add(row["id"])
+        delay = retry_delay(result, attempt, base=self.config.email.retry_backoff)
         return outbox.Outcome(
-            row, NoticeState.PENDING, error=result.error, code=result.code, retry_at=retry_at
+            row,
+            NoticeState.PENDING,
+            error=result.error,
+            code=result.code,
+            retry_at=now + timedelta(seconds=delay),
+            transient=True,
         )
+
+    # ------------------------------------------------------------------ circuit breaker
+
+    def _hold(self, failure: outbox.Outcome) -> list[outbox.Outcome]:
+        """Hold a permanent failure back; one of another kind ends the streak before it."""
+        released = self._release() if self._streak and failure.code != self._streak[0].code else []
+        self._streak.append(failure)
+        return released
+
+    def _release(self) -> list[outbox.Outcome]:
+        """The held failures are the recipients' own: fail them and suppress the addresses."""
+        held, self._streak = self._streak, []
+        self.summary.failed += len(held)
+        return held
+
+    def _tripped(self) -> bool:
+        return len({o.row["email"] for o in self._streak}) >= self.config.email.breaker
+
+    def _trip(self, done: list[outbox.Outcome]) -> ProviderRejectedError:
+        """The same rejection for every recipient: the provider's problem. Nothing is
+        suppressed, the held notices go back to pending, and the run stops."""
+        held, self._streak = self._streak, []
+        first = held[0]
+        error = ProviderRejectedError(
+            self.config.email.provider,
+            f"{len(held)} different recipients in a row were rejected the same way "
+            f"({first.code}: {first.error}); this is taken as a problem with the provider, "
+            "the sender or the message, not with the addresses: nothing was suppressed and "
+            "the notices stay pending",
+            code=first.code,
+        )
+        done += [
+            outbox.Outcome(o.row, NoticeState.PENDING, error=o.error, code=o.code, untried=True)
+            for o in held
+        ]
+        return error
 
     # ------------------------------------------------------------------ rendering
 

@@ -55,7 +55,7 @@ class NotifySummary:
 
     @property
     def partial(self) -> bool:
-        return bool(self.dispatch.failed or self.in_doubt_total)
+        return bool(self.dispatch.failed or self.in_doubt_total or self.dispatch.retry_later)
 
     def add(self, report: outbox.EnqueueReport) -> None:
         self.planned += report.enqueued

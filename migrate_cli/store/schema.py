@@ -161,3 +161,13 @@ def m004_outbox_listed(db: Database) -> None:
     Rows queued before this column existed keep NULL and are looked up as before.
     """
     db.execute("ALTER TABLE outbox ADD COLUMN listed TEXT")
+
+
+@migrations()
+def m005_outbox_failing_since(db: Database) -> None:
+    """When a notice's current run of transient failures began (retries by time, across runs).
+
+    A notice is failed only once it has kept failing for `retry_for` since then; a send, an
+    `outbox retry` or a `resolve --not-sent` clears it.
+    """
+    db.execute("ALTER TABLE outbox ADD COLUMN failing_since TEXT")
