@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import smtplib
 import ssl
@@ -17,6 +16,7 @@ from migrate_cli.delivery.base import (
     ProviderRejectedError,
     SendResult,
     SendStatus,
+    redact,
 )
 from migrate_cli.delivery.mime import RawMessage, build_raw
 
@@ -177,15 +177,7 @@ class SmtpProvider(Provider[RawMessage]):
 
     def _redact(self, detail: bytes | str) -> str:
         text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else detail
-        if self._password:
-            user = self._username or ""
-            for secret in {
-                self._password,
-                base64.b64encode(self._password.encode()).decode(),
-                base64.b64encode(f"\0{user}\0{self._password}".encode()).decode(),
-            }:
-                text = text.replace(secret, "***")
-        return text[:300]
+        return redact(text, self.secrets)[:300]
 
     def open(self) -> None:
         """Connections are opened lazily by the first send and reused afterwards."""

@@ -110,6 +110,7 @@ class Dispatcher:
         # The circuit breaker: permanent failures of one kind in a row, held back (nothing
         # suppressed) until another outcome shows they were about the recipients after all.
         self._streak: list[outbox.Outcome] = []
+        self._error: ProviderConfigError | None = None  # what stopped the run
 
     def sweep(self) -> None:
         """Drop waiting rows that must no longer go out (see ``outbox.sweep``)."""
@@ -146,60 +147,62 @@ class Dispatcher:
         )
         in_flight: dict[Future[SendResult], tuple[sqlite3.Row, int]] = {}
         done: list[outbox.Outcome] = []
-        config_error: ProviderConfigError | None = None
+        self._error = None
         try:
             with pool:
                 while True:
-                    if not self.stop.is_set() and config_error is None:
+                    claimed = []
+                    if not self.stop.is_set() and self._error is None:
                         room = self._budget(window - len(in_flight), len(in_flight))
                         claimed = self._claim(only, room, done)
                         done = []
                         try:
                             emails = [self._render(row) for row, _ in claimed]
                         except BaseException:  # nothing of this batch was handed over
-                            done += [_untried(row) for row, _ in claimed]
+                            done += [self._untried(row) for row, _ in claimed]
                             raise
                         for i, ((row, attempt), email) in enumerate(
                             zip(claimed, emails, strict=True)
                         ):
-                            if self.stop.is_set() or config_error is not None:
-                                done += [_untried(r) for r, _ in claimed[i:]]
+                            if self.stop.is_set() or self._error is not None:
+                                done += [self._untried(r) for r, _ in claimed[i:]]
                                 break
-                            in_flight[pool.submit(send, email)] = (row, attempt)
+                            future = pool.submit(send, email)
+                            if future.done():  # sent inline: its outcome may stop the batch
+                                done += self._finish(row, attempt, future)
+                            else:
+                                in_flight[future] = (row, attempt)
                     if not in_flight:
-                        if self.stop.is_set() or config_error is not None:
+                        if self.stop.is_set() or self._error is not None:
                             break
+                        if claimed:  # all sent inline: claim the next batch
+                            continue
+                        self._settle(done)  # the retry times must be in the outbox first
+                        done = []
                         if not self._wait_for_retry(only):
                             break
                         continue
                     finished, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
                     for future in finished:
                         row, attempt = in_flight.pop(future)
-                        exc = future.exception()
-                        if isinstance(exc, ProviderConfigError):
-                            config_error = config_error or exc
-                        done += self._outcome(row, attempt, future, exc)
-                        if config_error is None and self._tripped():
-                            config_error = self._trip(done)
+                        done += self._finish(row, attempt, future)
         finally:
             # After an error, what was in flight has finished (the pool waited for it on exit):
             # record each real outcome.
             for future, (row, attempt) in in_flight.items():
                 if future.done():
-                    done += self._outcome(row, attempt, future, future.exception())
+                    done += self._finish(row, attempt, future)
                 else:  # never started
-                    done.append(_untried(row))
-            if config_error is None and self._tripped():
-                config_error = self._trip(done)
+                    done.append(self._untried(row))
             done += self._release()
             self.summary.retry_later = len(self._waiting)
             self._settle(done)
             for provider in providers:
                 with contextlib.suppress(Exception):
                     provider.close()
-        if config_error is not None:
-            self.summary.stopped = str(config_error)
-            raise config_error
+        if self._error is not None:
+            self.summary.stopped = str(self._error)
+            raise self._error
         return self.summary
 
     # ------------------------------------------------------------------ outbox
@@ -250,6 +253,20 @@ class Dispatcher:
         if wait_s > WAIT_FOR_RETRY:
             return False
         return not self.stop.wait(max(0.0, wait_s))
+
+    def _finish(
+        self, row: sqlite3.Row, attempt: int, future: Future[SendResult]
+    ) -> list[outbox.Outcome]:
+        """One finished send: its outcomes; a configuration error or a tripped breaker stops
+        the run (``_error``)."""
+        exc = future.exception()
+        if isinstance(exc, ProviderConfigError):
+            self._error = self._error or exc
+        done = self._outcome(row, attempt, future, exc)
+        if self._tripped():
+            error = self._trip(done)
+            self._error = self._error or error
+        return done
 
     def _outcome(
         self,
@@ -339,10 +356,31 @@ class Dispatcher:
             transient=True,
         )
 
+    def _untried(self, row: sqlite3.Row) -> outbox.Outcome:
+        """Back to pending, never handed over; a row left by a stop says what stopped it."""
+        error = self._error
+        return outbox.Outcome(
+            row,
+            NoticeState.PENDING,
+            error=str(error) if error else None,
+            code=error.code if error else None,
+            untried=True,
+        )
+
     # ------------------------------------------------------------------ circuit breaker
 
     def _hold(self, failure: outbox.Outcome) -> list[outbox.Outcome]:
         """Hold a permanent failure back; one of another kind ends the streak before it."""
+        if self._error is not None:  # the run is stopping: a failure in flight is not judged
+            return [
+                outbox.Outcome(
+                    failure.row,
+                    NoticeState.PENDING,
+                    error=failure.error,
+                    code=failure.code,
+                    untried=True,
+                )
+            ]
         released = self._release() if self._streak and failure.code != self._streak[0].code else []
         self._streak.append(failure)
         return released
@@ -433,10 +471,6 @@ class Dispatcher:
             )
         }
         return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
-
-
-def _untried(row: sqlite3.Row) -> outbox.Outcome:
-    return outbox.Outcome(row, NoticeState.PENDING, untried=True)
 
 
 def _previous_deadline(sm: StoredMigration) -> date | None:
