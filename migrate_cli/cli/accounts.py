@@ -56,7 +56,7 @@ def accounts_import(
     if fmt is not None and fmt not in ("csv", "jsonl"):
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
     with store_lock(e.db_path, command="accounts import"):
-        store = e.store()
+        store = e.store(create=True)
         report = import_accounts(
             store, file, now=e.now(store), actor=actor or default_actor(), fmt=fmt
         )

@@ -87,7 +87,10 @@ def sync(
     defs = e.definitions(file)
     with store_lock(e.db_path, command="sync"):
         report = do_sync(
-            e.store(), defs, now=e.now_in(defs.timezone), actor=actor or default_actor()
+            e.store(create=True),
+            defs,
+            now=e.now_in(defs.timezone),
+            actor=actor or default_actor(),
         )
     if json_out:
         emit_json(report.to_json())

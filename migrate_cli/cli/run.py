@@ -58,7 +58,7 @@ def run_cmd(
     e = env(ctx)
     summary: RunSummary | None = None
     with store_lock(e.db_path, command="run"), graceful_stop() as stop:
-        store = e.store()
+        store = e.store(create=True)
         with progress_reporter(0, "sending") as progress:
             try:
                 summary = do_run(

@@ -8,6 +8,12 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("migctl")
 
 
+def known_migrations() -> set[str]:
+    """The names of the schema migrations this version of migctl knows (all of them are
+    pending on an empty database)."""
+    return {m.name for m in migrations.pending(Database(memory=True))}
+
+
 @migrations()
 def m001_core(db: Database) -> None:
     """Definitions, accounts, administrators, enrollments and the audit log."""
