@@ -12,7 +12,7 @@ from tests.conftest import RunCli
 from tests.fakes.sendgrid_server import FakeSendgrid, Reply
 from tests.fakes.ses_server import FakeSes, SesReply
 from tests.fakes.smtp_server import RecordingHandler, SmtpServer
-from tests.helpers_notices import account, build_store, outbox
+from tests.helpers_notices import account, at, build_store, enqueue_only, outbox
 
 NOW = "2016-04-20"  # every administrator is due an announcement then
 SMTP_PASSWORD = "canary-smtp-password-7f3a"
@@ -273,3 +273,43 @@ def test_an_ses_endpoint_echoing_the_session_token_never_gets_it_printed_or_stor
         assert fake.requests[0].headers.get("X-Amz-Security-Token") == AWS_TOKEN
     assert result.exit_code in (1, 3), result.stderr
     _assert_nowhere(runner, result.stderr, AWS_TOKEN, AWS_SECRET)
+
+
+# --------------------------------------------------------------------------- 8. a full disk
+
+
+def test_a_store_filling_up_mid_send_reports_what_was_sent(
+    runner: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migrate_cli.store.db import Store
+
+    build_store([account(f"acc-{i:03d}", f"admin{i:03d}@customer.example") for i in range(300)])
+    queued = enqueue_only(at(NOW))
+    assert queued == 300
+    opened = Store.__init__
+
+    def full_disk(self: Store, *args: object, **kwargs: object) -> None:
+        opened(self, *args, **kwargs)  # type: ignore[arg-type]
+        # SQLite's own "database or disk is full": not one more page than the store has now.
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        self.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "__init__", full_disk)
+        result = runner("--now", NOW, "notify", "--json")
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert "database or disk is full" in result.stderr
+    doc = json.loads(result.stdout)
+    assert "database or disk is full" in doc["error"]
+    sent = doc["notices"]["sent"]
+    assert 0 < sent < 300
+    states = _states()
+    # Every send the JSON reports is recorded, except the batch whose record hit the full disk.
+    assert sent - 10 <= states.get("sent", 0) <= sent
+    assert states.get("sending", 0) <= 10
+    # The next run (disk freed) marks the unrecorded batch in doubt and sends only the rest.
+    doc = json.loads(runner("--now", NOW, "notify", "--json").stdout)
+    states = _states()
+    assert states.get("sending", 0) == 0 and states.get("pending", 0) == 0
+    assert states["sent"] + states.get("in_doubt", 0) == 300
+    assert len(list(Path("outbox").glob("*.eml"))) == 300  # the file provider: once each

@@ -85,3 +85,21 @@ def test_repeated_columns_are_found_without_counting_each_one(runner: RunCli) ->
     result = runner("accounts", "import", "dupes.csv")
     assert result.exit_code == 1
     assert "duplicate column(s) plan" in flat(result.stderr)
+
+
+@pytest.mark.parametrize("folder", ["a-file/outbox", "/sys"], ids=["under-a-file", "read-only"])
+def test_an_unwritable_file_provider_folder_stops_the_run_and_puts_nothing_in_doubt(
+    runner: RunCli, folder: str
+) -> None:
+    build_store([account(f"acc-{i}", f"admin{i}@customer.example") for i in range(3)])
+    Path("a-file").write_text("not a folder\n", encoding="utf-8")
+    config = Path("migctl.toml").read_text(encoding="utf-8")
+    Path("migctl.toml").write_text(
+        config.replace('directory = "outbox"', f'directory = "{folder}"'), encoding="utf-8"
+    )
+    result = runner("--now", "2016-04-20", "notify", "--json")
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    _no_traceback(result)
+    assert "file: cannot" in flat(result.stderr) and "[email.file] directory" in flat(result.stderr)
+    listed = runner("outbox", "list", "--json").stdout
+    assert '"in_doubt": 0' in listed and '"pending": 3' in listed

@@ -82,6 +82,7 @@ def notify(
     Example: migctl --now 2016-04-20 notify --dry-run
     """
     from migrate_cli.delivery.base import ProviderConfigError
+    from migrate_cli.errors import SendingStoppedError
     from migrate_cli.notices.notify import notify as do_notify
     from migrate_cli.notices.notify import plan_only
     from migrate_cli.store.lock import store_lock
@@ -130,7 +131,7 @@ def notify(
                     progress=progress,
                     summary=summary,
                 )
-            except ProviderConfigError as exc:
+            except (ProviderConfigError, SendingStoppedError) as exc:
                 if json_out:  # what was sent before the stop still counts
                     emit_json({**summary.to_json(), "error": str(exc)})
                 raise

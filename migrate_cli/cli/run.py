@@ -51,6 +51,7 @@ def run_cmd(
     Example (crontab): */15 * * * * cd /srv/migctl && migctl run --json >> run.log
     """
     from migrate_cli.delivery.base import ProviderConfigError
+    from migrate_cli.errors import SendingStoppedError
     from migrate_cli.notices.run import RunSummary
     from migrate_cli.notices.run import run as do_run
     from migrate_cli.store.lock import store_lock
@@ -71,7 +72,7 @@ def run_cmd(
                     stop=stop,
                     progress=progress,
                 )
-            except ProviderConfigError as exc:
+            except (ProviderConfigError, SendingStoppedError) as exc:
                 if json_out:  # enforcement and the sends before the stop still count
                     partial = getattr(exc, "run_summary", None)
                     doc = partial.to_json() if partial else {"dry_run": dry_run}

@@ -157,7 +157,10 @@ class Store:
             if counts and conn.total_changes != before:  # a no-op stays byte-for-byte a no-op
                 bump_data_version(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL: a full disk); a
+            # second ROLLBACK would raise and hide the real cause.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         else:
             conn.execute("COMMIT")
