@@ -3,8 +3,12 @@ retries by time across runs, provider-wide rejections and the circuit breaker, e
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,7 +96,7 @@ def test_a_relay_down_leaves_notices_pending_and_a_later_run_delivers_them(
     emails = _admins(25)  # more than one claimed batch
     handler = RecordingHandler()
     server = SmtpServer(handler, auth=(("migctl", SMTP_PASSWORD)))
-    _smtp_config(server.port, **FAST)
+    _smtp_config(server.port, breaker=100, **FAST)  # the breaker has its own test
     # The relay is down: every connection is refused.
     notices = _notify(runner, code=3)
     assert (notices["sent"], notices["failed"], notices["retry_later"]) == (0, 0, 25)
@@ -138,6 +142,38 @@ def test_transient_replies_are_retried_across_runs_and_failed_only_after_retry_f
     assert _states() == {"failed": 4}
     assert all("kept failing since" in r["last_error"] for r in outbox())
     assert handler.messages == []
+
+
+@dataclass
+class HangingHandler(RecordingHandler):
+    """A relay that accepts the connection and then never answers MAIL FROM."""
+
+    released: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_MAIL(self, *args: Any) -> str:  # type: ignore[override]
+        while not self.released.is_set():
+            await asyncio.sleep(0.01)
+        return "421 4.3.2 going away"
+
+
+def test_a_hanging_relay_pauses_the_run_after_a_few_recipients(runner: RunCli) -> None:
+    _admins(30)
+    handler = HangingHandler()
+    with SmtpServer(handler, auth=("migctl", SMTP_PASSWORD)) as server:
+        _smtp_config(server.port, breaker=4, **FAST)
+        config = Path("migctl.toml").read_text(encoding="utf-8")
+        Path("migctl.toml").write_text(config.replace("timeout = 2", "timeout = 0.2"))
+        try:
+            result = runner("--now", NOW, "notify", "--json")
+        finally:
+            handler.released.set()
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    notices = json.loads(result.stdout)["notices"]
+    assert (notices["sent"], notices["failed"], notices["retry_later"]) == (0, 0, 4)
+    assert "4 recipients in a row failed the same transient way" in notices["paused"]
+    assert "smtp:timeout" in notices["paused"]
+    assert _states() == {"pending": 30}
+    assert sum(r["attempts"] for r in outbox()) == 4  # the other 26 were never tried
 
 
 # --------------------------------------------------------------------------- 2. provider-wide

@@ -38,7 +38,7 @@ def notices_lines(doc: dict[str, Any]) -> list[str]:
         line += f", retry later {n['retry_later']}"
     if n.get("quota_reached"):
         line += " — daily quota reached, the rest stays pending"
-    return [line]
+    return [line, *([f"paused: {n['paused']}"] if n.get("paused") else [])]
 
 
 def _plan_table(sample: list[Any], total: int) -> None:

@@ -47,6 +47,7 @@ class DispatchSummary:
     quota_reached: bool = False
     suppressed_at_send: int = 0  # waiting rows dropped: address suppressed or nothing pending
     stopped: str | None = None  # a configuration error stopped the run
+    paused: str | None = None  # the provider kept failing transiently: the rest waits
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -111,6 +112,7 @@ class Dispatcher:
         # suppressed) until another outcome shows they were about the recipients after all.
         self._streak: list[outbox.Outcome] = []
         self._error: ProviderConfigError | None = None  # what stopped the run
+        self._transients: list[tuple[str, str | None]] = []  # (email, code) in a row
 
     def sweep(self) -> None:
         """Drop waiting rows that must no longer go out (see ``outbox.sweep``)."""
@@ -152,7 +154,7 @@ class Dispatcher:
             with pool:
                 while True:
                     claimed = []
-                    if not self.stop.is_set() and self._error is None:
+                    if not self._halted():
                         room = self._budget(window - len(in_flight), len(in_flight))
                         claimed = self._claim(only, room, done)
                         done = []
@@ -164,7 +166,7 @@ class Dispatcher:
                         for i, ((row, attempt), email) in enumerate(
                             zip(claimed, emails, strict=True)
                         ):
-                            if self.stop.is_set() or self._error is not None:
+                            if self._halted():
                                 done += [self._untried(r) for r, _ in claimed[i:]]
                                 break
                             future = pool.submit(send, email)
@@ -173,7 +175,7 @@ class Dispatcher:
                             else:
                                 in_flight[future] = (row, attempt)
                     if not in_flight:
-                        if self.stop.is_set() or self._error is not None:
+                        if self._halted():
                             break
                         if claimed:  # all sent inline: claim the next batch
                             continue
@@ -279,6 +281,9 @@ class Dispatcher:
         permanent failure back), counted in the summary."""
         s = self.summary
         self._waiting.discard(row["id"])
+        result_now = future.result() if exc is None else None
+        if result_now is None or result_now.status != SendStatus.TRANSIENT:
+            self._transients = []
         if isinstance(exc, ProviderConfigError):
             # Not this notice's fault: back to pending, the attempt not counted.
             return [
@@ -342,6 +347,7 @@ class Dispatcher:
                 f"{result.error}",
                 code=result.code,
             )
+        self._count_transient(row["email"], result)
         tries = self._tries[row["id"]] = self._tries.get(row["id"], 0) + 1
         if tries >= self.config.email.max_attempts:
             self._rested.add(row["id"])  # a later run tries again
@@ -356,6 +362,10 @@ class Dispatcher:
             transient=True,
         )
 
+    def _halted(self) -> bool:
+        """Whether this run claims and sends no more (a signal, a stop, a pause)."""
+        return self.stop.is_set() or self._error is not None or self.summary.paused is not None
+
     def _untried(self, row: sqlite3.Row) -> outbox.Outcome:
         """Back to pending, never handed over; a row left by a stop says what stopped it."""
         error = self._error
@@ -368,6 +378,20 @@ class Dispatcher:
         )
 
     # ------------------------------------------------------------------ circuit breaker
+
+    def _count_transient(self, email: str, result: SendResult) -> None:
+        """The same transient failure for ``breaker`` recipients in a row: the relay is down or
+        hangs. The run pauses (the rest waits for a later run, exit 3) rather than spend
+        every notice's tries, and a timeout each, on it."""
+        if self._transients and self._transients[-1][1] != result.code:
+            self._transients = []
+        self._transients.append((email, result.code))
+        if len({e for e, _ in self._transients}) >= self.config.email.breaker:
+            self.summary.paused = (
+                f"{len(self._transients)} recipients in a row failed the same transient way "
+                f"({result.code}: {result.error}); sending paused, the notices wait for a later "
+                "run"
+            )
 
     def _hold(self, failure: outbox.Outcome) -> list[outbox.Outcome]:
         """Hold a permanent failure back; one of another kind ends the streak before it."""

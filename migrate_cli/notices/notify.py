@@ -50,6 +50,7 @@ class NotifySummary:
             "retry_later": self.dispatch.retry_later,
             "by_kind": dict(sorted(self.by_kind.items())),
             "quota_reached": self.dispatch.quota_reached,
+            "paused": self.dispatch.paused,
         }
 
     def to_json(self) -> dict[str, Any]:
