@@ -7,8 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from migrate_cli.delivery.base import OutgoingEmail
+from migrate_cli.delivery.registry import REGISTRY
 from tests.conftest import RunCli
-from tests.helpers_notices import ONE_MIGRATION, account, build_store, flat, write_csv
+from tests.helpers_notices import (
+    ONE_MIGRATION,
+    RecordingProvider,
+    account,
+    build_store,
+    flat,
+    outbox,
+    write_csv,
+)
 
 LINE = (
     '{{"id": "acc-1", "name": {name}, "plan": "pro", "created_at": "2015-01-01", '
@@ -103,3 +113,33 @@ def test_an_unwritable_file_provider_folder_stops_the_run_and_puts_nothing_in_do
     assert "file: cannot" in flat(result.stderr) and "[email.file] directory" in flat(result.stderr)
     listed = runner("outbox", "list", "--json").stdout
     assert '"in_doubt": 0' in listed and '"pending": 3' in listed
+
+
+class UnbuildableProvider(RecordingProvider):
+    """Fails to build the message for one administrator, as text that cannot be encoded would."""
+
+    def build(self, email: OutgoingEmail) -> OutgoingEmail:
+        if email.to == "admin1@customer.example":
+            "x \udc80 y".encode()
+        return email
+
+
+def test_a_message_that_cannot_be_built_fails_with_its_cause_and_is_never_in_doubt(
+    runner: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    RecordingProvider.reset()
+    monkeypatch.setitem(REGISTRY, "console", "tests.test_strange_input:UnbuildableProvider")
+    build_store([account(f"acc-{i}", f"admin{i}@customer.example") for i in range(3)])
+    Path("migctl.toml").write_text(
+        Path("migctl.toml").read_text(encoding="utf-8").replace('"file"', '"console"'),
+        encoding="utf-8",
+    )
+    result = runner("--now", "2016-04-20", "notify", "--json")
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    rows = {r["email"]: r for r in outbox()}
+    bad = rows["admin1@customer.example"]
+    assert bad["state"] == "failed" and bad["error_code"] == "migctl:unsendable"
+    assert "UnicodeEncodeError" in bad["last_error"]
+    assert sorted(r["state"] for r in rows.values()) == ["failed", "sent", "sent"]
+    assert '"suppressions": []' in runner("suppress", "list", "--json").stdout
+    RecordingProvider.reset()
