@@ -18,6 +18,8 @@ from tests.fakes.ses_server import FakeSes, SesReply
 from tests.fakes.smtp_server import RecordingHandler, SmtpServer
 from tests.helpers_notices import account, at, build_store, enqueue_only, outbox
 
+# The local relay asks for AUTH over plain text: the password it checks is the one echoed back.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 NOW = "2016-04-20"  # every administrator is due an announcement then
 SMTP_PASSWORD = "canary-smtp-password-7f3a"
 SG_KEY = "SG.canary-sendgrid-key-91c2"
