@@ -42,6 +42,8 @@ demo: $(VENV)/.installed
 	$(MIGCTL) --now 2016-05-11 run
 	$(MIGCTL) --now 2016-05-11 status email-delivery-changes
 	@echo "== enforced notices written:"; ls $(DEMO)/outbox | grep enforced
+	@echo "== 7. the adoption report: one offline HTML file with charts"
+	$(MIGCTL) --now 2016-05-12 report --out $(DEMO)/report.html
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check migrate_cli tests

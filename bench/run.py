@@ -33,12 +33,14 @@ REHEARSAL_DAYS = 90  # plan --until: now + 90 days, across the bench migrations'
 
 # Targets at scale 1 on a 2-core machine (SPEC §7). The null-provider notify row is information.
 TARGETS: dict[str, tuple[str, float]] = {
+    "report (HTML)": ("max_s", 60),
     "accounts import": ("max_s", 30.0),
     "status --json": ("max_s", 1.0),
     "opt-in --from-file (100k x scale)": ("max_s", 5.0),
     "notify --dry-run": ("max_s", 30.0),
     "enforce": ("max_s", 15.0),
     "plan --until (90 days)": ("max_s", 120.0),
+    "flags export": ("max_s", 30.0),
 }
 
 
@@ -357,6 +359,15 @@ class Bench:
             step.note = f"{mb:,.1f} MB of JSON"
             self.record(step, _first_int(err))
 
+        def report() -> None:
+            step, _, _ = self.migctl(
+                "report (HTML)", ["report", "--out", "report.html"], now=now, unit="migrations"
+            )
+            kb = (self.data / "report.html").stat().st_size / 2**10
+            step.extra = {"file_kb": round(kb)}
+            step.note = f"{kb:,.0f} KB of HTML: figures, 14-day rehearsal, charts"
+            self.record(step, 3)
+
         def enforce() -> None:
             step, out, _ = self.migctl(
                 "enforce", ["enforce", "--yes", "--json"], now=later, unit="accounts"
@@ -368,6 +379,19 @@ class Bench:
                 "notices queued in the same run"
             )
             self.record(step, sum(doc["enforced"].values()))
+
+        def flags_export() -> None:
+            # After enforce: every account's state and the sequence of its events (streamed).
+            step, _, err = self.migctl(
+                "flags export",
+                ["flags", "export", "--out", "flags.jsonl"],
+                now=later,
+                unit="rows",
+            )
+            mb = (self.data / "flags.jsonl").stat().st_size / 2**20
+            step.extra = {"file_mb": round(mb, 1)}
+            step.note = f"{mb:,.1f} MB of JSON Lines, every account per active migration"
+            self.record(step, _first_int(err))
 
         self.attempt("sync", sync)
         self.attempt("accounts import", accounts_import)
@@ -381,7 +405,9 @@ class Bench:
         self.attempt("notify (null provider)", notify)
         self.attempt("plan --until (90 days)", rehearsal)
         self.attempt("dashboard export", dashboard)
+        self.attempt("report (HTML)", report)
         self.attempt("enforce", enforce)
+        self.attempt("flags export", flags_export)
 
         size = sum(p.stat().st_size for p in self.data.glob("migctl.db*") if p.is_file())
         self.record(
@@ -462,8 +488,11 @@ class Bench:
                         "migctl_seconds": m.seconds,
                         "migctl_cpu_s": m.cpu_s,
                     }
-                    step.target = ">= 10x (wall time per item, baseline / migctl)"
-                    step.met = ratio >= 10
+                    # SPEC §7's ">= 10x the naive baseline" is a bar for dispatch (plan, render,
+                    # send, record per notice); the planning and enforce ratios are information.
+                    if phase == "notify":
+                        step.target = ">= 10x (wall time per item, baseline / migctl)"
+                        step.met = ratio >= 10
                     step.note = (
                         f"ratio {ratio:,.1f}x wall, {_fmt(step.extra['ratio_cpu'])}x CPU; "
                         + step.note

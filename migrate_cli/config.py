@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -28,6 +29,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from migrate_cli.errors import InputError, Problem
 from migrate_cli.timeutil import parse_duration
 from migrate_cli.tomlkeys import KeyPath, key_lines, line_of
+from migrate_cli.vocabulary import AlertEvent
 
 # Every provider, built-in or from another distribution, registers in this entry-point group.
 PROVIDER_GROUP = "migctl.providers"
@@ -182,6 +184,26 @@ class EnforcementConfig(_Table):
     max_accounts_without_confirm: Annotated[int, Field(ge=0)] = 10_000
 
 
+class AlertsConfig(_Table):
+    webhook_url_env: EnvName | None = None  # the URL is a secret: only its variable is named
+    on: list[Annotated[AlertEvent, Strict(False)]] = Field(default_factory=lambda: list(AlertEvent))
+    timeout: Seconds = 10.0
+
+
+class PlatformConfig(_Table):
+    """The platform's endpoint for enrollment changes (docs/platform.md); secrets by env name."""
+
+    webhook_url_env: EnvName = "MIGCTL_PLATFORM_WEBHOOK"
+    signing_secret_env: EnvName = "MIGCTL_PLATFORM_SECRET"
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100  # events per POST
+    timeout: Seconds = 10.0  # one POST; a timeout is retried like a 5xx
+    retry_for: Duration = "72h"  # transient failures for longer than this stop `run` (exit 1)
+
+    @property
+    def retry_window(self) -> timedelta:
+        return parse_duration(self.retry_for)
+
+
 class Config(_Table):
     """The whole configuration; defaults make a safe development setup."""
 
@@ -191,6 +213,8 @@ class Config(_Table):
     dashboard: DashboardConfig = _table()
     enforcement: EnforcementConfig = _table()
     email: EmailConfig = _table()
+    alerts: AlertsConfig = _table()
+    platform: PlatformConfig | None = None  # absent: events are recorded, not pushed
 
     def secret(self, env_name: str | None) -> str | None:
         """Read a secret from the environment variable the config names (never from the file)."""
@@ -336,8 +360,10 @@ def _field(model: type[BaseModel], key: str) -> FieldInfo | None:
 
 
 def _table_type(field: FieldInfo) -> type[BaseModel] | None:
-    hint = field.annotation
-    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+    for hint in (field.annotation, *typing.get_args(field.annotation)):  # `Table | None` too
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            return hint
+    return None
 
 
 def _model_at(table: KeyPath) -> type[BaseModel] | None:

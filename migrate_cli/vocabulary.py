@@ -57,3 +57,13 @@ class AccountStatus(enum.StrEnum):
 def choices(words: type[enum.StrEnum]) -> tuple[str, ...]:
     """The values of a vocabulary, in their declared order (for help texts and CHECKs)."""
     return tuple(w.value for w in words)
+
+
+class AlertEvent(enum.StrEnum):
+    """What a run can alert operators about (`[alerts] on` in migctl.toml)."""
+
+    ENFORCED = "enforced"  # accounts were switched
+    HELD = "held"  # a mandatory date is held by the minimum notice
+    FAILED = "failed"  # notices failed for good
+    IN_DOUBT = "in_doubt"  # notices may or may not have reached the provider
+    PROVIDER_STOPPED = "provider_stopped"  # the provider stopped the run

@@ -23,6 +23,7 @@ MAIN_STEPS = [
     "notify (null provider)",
     "dashboard export",
     "enforce",
+    "flags export",
     "store size on disk",
 ]
 BASELINE_STEPS = ["baseline: planning", "baseline: notify", "baseline: enforce"]
@@ -69,6 +70,7 @@ def test_bench_runs_at_tiny_scale(tmp_path: Path) -> None:
     assert steps["accounts import"]["items"] == doc["data"]["accounts"]
     assert steps["notify (null provider)"]["items"] == steps["notify --dry-run"]["items"] > 0
     assert steps["enforce"]["items"] > 0
+    assert steps["flags export"]["items"] >= doc["data"]["accounts"] // 2  # every audience row
     assert steps["store size on disk"]["extra"]["bytes"] > 0
     # migctl's store has 16 KiB pages; the baseline's copy SQLite's default (see _copy_store).
     with sqlite3.connect(out / "data" / "migctl.db") as store:

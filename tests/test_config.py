@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -356,8 +357,15 @@ def test_every_key_of_the_reference_is_documented(repo_root: Path) -> None:
     def walk(model: type[BaseModel], at: str) -> list[tuple[str, str]]:
         out = []
         for name, field in model.model_fields.items():
-            key, inner = field.alias or name, field.annotation
-            if isinstance(inner, type) and issubclass(inner, BaseModel):
+            key = field.alias or name
+            # An optional table (`[platform]`) is documented like any other.
+            tables = [
+                t
+                for t in (field.annotation, *typing.get_args(field.annotation))
+                if isinstance(t, type) and issubclass(t, BaseModel)
+            ]
+            if tables:
+                inner = tables[0]
                 out += walk(inner, f"{at}.{key}" if at else key)
             else:
                 out.append((at, key))

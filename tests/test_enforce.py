@@ -431,7 +431,7 @@ def test_confirmation_valve_on_a_terminal(tmp_path: Path) -> None:
     code, out = run_on_tty(tmp_path, "--now", "2016-05-11", "enforce", answer="n\n")
     assert code == 1, out
     assert "Switch 6 account(s) now?" in out
-    assert "error: not confirmed: nothing was switched" in out
+    assert "aborted: nothing was switched" in out
     assert fingerprint(db) == before
     assert states(db, "mail") == {}
 

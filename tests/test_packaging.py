@@ -22,6 +22,9 @@ def test_wheel_ships_every_template(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         shipped = {n[len(PREFIX) :] for n in z.namelist() if n.startswith(PREFIX)}
         assert "migrate_cli/cli/app.py" in z.namelist()
+        metadata = z.read("migctl-0.1.0.dist-info/METADATA").decode()
+    # An SPDX string (PEP 639), not the deprecated table setuptools warns about on every install.
+    assert "License-Expression: Apache-2.0" in metadata
     on_disk = {
         str(p.relative_to(REPO / "email_templates"))
         for p in (REPO / "email_templates").rglob("*")

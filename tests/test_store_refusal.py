@@ -112,7 +112,7 @@ def test_sync_import_and_run_start_a_store_where_no_file_exists(
     with sqlite3.connect(DB) as raw:
         names = {r[0] for r in raw.execute("SELECT name FROM _sqlite_migrations")}
     raw.close()
-    assert "m005_outbox_failing_since" in names
+    assert "m006_outbox_failing_since" in names
 
 
 def test_an_older_store_upgrades_and_keeps_its_notices(runner: RunCli) -> None:
@@ -121,7 +121,7 @@ def test_an_older_store_upgrades_and_keeps_its_notices(runner: RunCli) -> None:
     # Make it a store of the previous version: without the last migration and its column.
     with sqlite3.connect(DB) as raw:
         raw.execute("ALTER TABLE outbox DROP COLUMN failing_since")
-        raw.execute("DELETE FROM _sqlite_migrations WHERE name = 'm005_outbox_failing_since'")
+        raw.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_outbox_failing_since'")
     raw.close()
     result = runner("outbox", "list", "--json")
     assert result.exit_code == 0, result.stderr

@@ -347,7 +347,7 @@ def test_a_store_with_another_page_size_keeps_it(tmp_path: Path, repo_root: Path
 
     from migrate_cli.store.schema import migrations
 
-    migrations.apply(Database(raw), stop_before="m005_outbox_failing_since")
+    migrations.apply(Database(raw), stop_before="m005_events")
     raw.close()
     with Store(db) as store:
         assert store.scalar("PRAGMA page_size") == 4096

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -98,7 +97,9 @@ def test_comment_only_file() -> None:
 
 def test_two_documents_refused_with_line() -> None:
     (p,) = problems_of(write("a: 1\n---\nb: 2\n"))
-    assert p.line == 2 or p.line == 3
+    assert p.line == 2  # the separator, the line to delete
+    (p,) = problems_of(write("a: 1\n---\n# the second document\n\nb: 2\n"))
+    assert p.line == 2
     assert "one YAML document" in p.message
 
 
@@ -188,15 +189,15 @@ def test_python_tag_in_a_real_definitions_file_is_refused() -> None:
     assert not Path("PWNED").exists()
 
 
-def test_alias_bomb_is_refused_quickly() -> None:
+def test_alias_bomb_is_refused_before_it_expands() -> None:
+    """Nine levels of nine aliases expand to 9**10 items: a loader that expanded them would
+    never return, so reaching the assertion proves the refusal came first (no timing needed)."""
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for i in range(1, 10):
         prev = f"*a{i - 1}"
         lines.append(f"a{i}: &a{i} [{', '.join([prev] * 9)}]")
-    start = time.monotonic()
     (p,) = problems_of(write("\n".join(lines) + "\n"))
     assert "alias bomb" in p.message
-    assert time.monotonic() - start < 5
 
 
 def test_recursive_alias_is_refused() -> None:

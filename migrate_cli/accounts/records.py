@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -20,8 +20,11 @@ from migrate_cli.accounts.reading import (
 )
 from migrate_cli.errors import InputError, MigctlError, NotFoundError, Problem
 from migrate_cli.lifecycle import status_figures
+from migrate_cli.lifecycle.enrollment import audience_sql, deadline_sql, state_sql
+from migrate_cli.progress import NO_PROGRESS, Progress, counted
+from migrate_cli.store import events
 from migrate_cli.store.db import Store, audit, db_time
-from migrate_cli.store.stored_migrations import store_timezone
+from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import iso
 
 BATCH = 5_000
@@ -92,7 +95,13 @@ def _stage(conn: sqlite3.Connection, rows: Iterable[AccountRow]) -> int:
 
 
 def _merge(
-    conn: sqlite3.Connection, now: datetime, actor: str, source: str, report: ImportReport
+    conn: sqlite3.Connection,
+    now: datetime,
+    actor: str,
+    source: str,
+    report: ImportReport,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
 ) -> None:
     stamp = db_time(now)
     conn.execute("CREATE INDEX IF NOT EXISTS temp.imp_accounts_id ON imp_accounts(id)")
@@ -187,16 +196,55 @@ def _merge(
             detail={"source": source, **report.to_json()},
         )
         status_figures.changed(conn)
+    _auto_enrolments(
+        conn, catalog, tz, "SELECT id FROM imp_diff WHERE change = 'added'", now, actor
+    )
     conn.execute("DROP TABLE temp.cur_admins")
     conn.execute("DROP TABLE temp.imp_diff")
 
 
+def _auto_enrolments(
+    conn: sqlite3.Connection,
+    catalog: list[StoredMigration],
+    tz: tzinfo,
+    new_ids_sql: str,
+    now: datetime,
+    actor: str,
+) -> None:
+    """Accounts seen for the first time and created on or after a grace start are enrolled
+    from their creation (rule 2): one event each, in the transaction that adds them."""
+    for sm in catalog:
+        if sm.status != "active":
+            continue
+        where, wparams = audience_sql(sm.migration)
+        events.record(
+            conn,
+            sm.id,
+            "SELECT a.id AS account_id, 'auto_enrolled' AS state, NULL AS previous_state, "
+            f"a.created_at AS created_at FROM accounts a WHERE a.id IN ({new_ids_sql}) "
+            f"AND a.created_at >= ? AND {where}",
+            [db_time(sm.migration.grace_start_instant(tz)), *wparams],
+            now=now,
+            actor=actor,
+            reason="created on or after the grace period start",
+            effective_at="c.created_at",
+        )
+
+
 def import_accounts(
-    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None = None
+    store: Store,
+    path: Path,
+    *,
+    now: datetime,
+    actor: str,
+    fmt: str | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> ImportReport:
     """Add and update accounts from CSV/JSON Lines; any bad row and nothing is written."""
-    report = _import(store, path, now=now, actor=actor, fmt=fmt)
+    progress.phase("reading")  # rows are counted as read: the file's row count is not known
+    report = _import(store, path, now=now, actor=actor, fmt=fmt, progress=progress)
     if report.added or report.updated:
+        progress.phase("counting")
         # The import invalidated every status figure: count them once now, after the commit,
         # so that the next `status` reads them (like the end of a cron run). Only an
         # optimisation: a failure here must not turn a good import into an error.
@@ -208,18 +256,21 @@ def import_accounts(
 
 
 def _import(
-    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None
+    store: Store, path: Path, *, now: datetime, actor: str, fmt: str | None, progress: Progress
 ) -> ImportReport:
     tz = store_timezone(store)
     report = ImportReport()
     # counts=False: the staging tables would count as changes; _merge marks the status figures
     # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
-        if not _has_accounts(conn) and _import_into_empty(conn, path, tz, fmt, now, actor, report):
+        if not _has_accounts(conn) and _import_into_empty(
+            conn, path, tz, fmt, now, actor, report, progress
+        ):
+            _auto_enrolments(conn, load_catalog(store), tz, "SELECT id FROM accounts", now, actor)
             return report
         problems: list[Problem] = []
         _staging(conn)
-        report.rows = _stage(conn, read_accounts(path, tz, problems, fmt))
+        report.rows = _stage(conn, counted(read_accounts(path, tz, problems, fmt), progress))
         for acc_id, lines in conn.execute(
             "SELECT id, group_concat(line, ', ') FROM imp_accounts GROUP BY id HAVING count(*) > 1"
         ):
@@ -244,7 +295,8 @@ def _import(
                 [Problem(str(path), None, None, "no accounts in the file")],
                 f"{path}: nothing to import",
             )
-        _merge(conn, now, actor, str(path), report)
+        progress.phase("merging")
+        _merge(conn, now, actor, str(path), report, load_catalog(store), tz)
     return report
 
 
@@ -260,13 +312,14 @@ def _import_into_empty(
     now: datetime,
     actor: str,
     report: ImportReport,
+    progress: Progress,
 ) -> bool:
     """The first import into an empty store: every row is new, so write the rows straight into
     the tables (no staging, no diff). At the first bad row or duplicate id, or for an empty
     file, undo this and return False: the staged path then reads the file again and reports
     every problem exactly as for any other import."""
     problems: list[Problem] = []
-    rows = read_accounts(path, tz, problems, fmt)
+    rows = counted(read_accounts(path, tz, problems, fmt), progress)
     stamp = db_time(now)
     accounts: list[tuple[str, ...]] = []
     admins: list[tuple[str, str]] = []
@@ -402,13 +455,88 @@ def add_account(
     if row is None:
         raise InputError(problems, "invalid account")
     report = ImportReport()
+    catalog, tz = load_catalog(store), store_timezone(store)
     # counts=False: the staging tables would count as changes; _merge marks the status figures
     # changed itself when accounts really changed.
     with store.transaction(counts=False) as conn:
         _staging(conn)
         _stage(conn, [row])
-        _merge(conn, now, actor, "command line", report)
+        _merge(conn, now, actor, "command line", report, catalog, tz)
     return "added" if report.added else "updated" if report.updated else "unchanged"
+
+
+@dataclass(frozen=True)
+class AccountFilter:
+    """Which accounts `accounts list` streams; with a migration, each row carries its state."""
+
+    migration: StoredMigration | None = None
+    state: str | None = None  # an enrollment state; needs `migration`
+    plan: str | None = None
+    status: str | None = None
+    admin: str | None = None
+    no_admin: bool = False  # active accounts nobody administers
+    unreachable: bool = False  # active accounts whose every administrator is suppressed
+
+
+def iter_accounts(
+    store: Store, which: AccountFilter, *, limit: int | None = None, offset: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Stream the accounts `which` selects, sorted by id (a cursor: bounded memory at 1M)."""
+    where: list[str] = []
+    params: list[Any] = []
+    select = ""
+    joins = ""
+    sm = which.migration
+    if sm is not None:
+        tz = store_timezone(store)
+        state, sparams = state_sql(sm.migration, tz)
+        deadline, dparams = deadline_sql(sm.migration)
+        audience, aparams = audience_sql(sm.migration)
+        select = f", {state} AS state, {deadline} AS deadline"
+        params += [*sparams, *dparams]
+        joins = " LEFT JOIN enrollments e ON e.migration_id = ? AND e.account_id = a.id"
+        params.append(sm.id)
+        where.append(audience)
+        params += aparams
+        if which.state:
+            where.append(f"{state} = ?")
+            params += [*sparams, which.state]
+    if which.plan:
+        where.append("a.plan = ?")
+        params.append(which.plan)
+    if which.status:
+        where.append("a.status = ?")
+        params.append(which.status)
+    if which.admin:
+        where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
+        try:  # the same normalisation as on import (case, whitespace, IDN domain)
+            params.append(normalise_email(which.admin))
+        except ValueError:
+            params.append(which.admin.strip().lower())
+    if which.no_admin:
+        where.append(
+            "a.status = 'active' AND NOT EXISTS "
+            "(SELECT 1 FROM account_admins x WHERE x.account_id = a.id)"
+        )
+    if which.unreachable:
+        where.append(
+            "a.status = 'active' AND EXISTS (SELECT 1 FROM account_admins x "
+            "WHERE x.account_id = a.id) AND NOT EXISTS (SELECT 1 FROM account_admins y "
+            "WHERE y.account_id = a.id AND y.email NOT IN (SELECT email FROM suppressions))"
+        )
+    sql = (
+        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
+        f"WHERE x.account_id = a.id) AS admins{select} FROM accounts a{joins}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY a.id LIMIT ? OFFSET ?"
+    )
+    for r in store.iterate(sql, [*params, -1 if limit is None else limit, offset]):
+        row = _account_json(r)
+        if sm is not None:
+            row["migration"] = sm.id
+            row["state"] = r["state"]
+            row["deadline"] = r["deadline"]
+        yield row
 
 
 def list_accounts(
@@ -420,27 +548,37 @@ def list_accounts(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    where: list[str] = []
-    params: list[Any] = []
-    if plan:
-        where.append("a.plan = ?")
-        params.append(plan)
-    if status:
-        where.append("a.status = ?")
-        params.append(status)
-    if admin:
-        where.append("a.id IN (SELECT account_id FROM account_admins WHERE email = ?)")
-        try:  # the same normalisation as on import (case, whitespace, IDN domain)
-            params.append(normalise_email(admin))
-        except ValueError:
-            params.append(admin.strip().lower())
-    sql = (
-        "SELECT a.*, (SELECT group_concat(email, ';') FROM account_admins x "
-        "WHERE x.account_id = a.id) AS admins FROM accounts a"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " ORDER BY a.id LIMIT ? OFFSET ?"
-    )
-    return [_account_json(r) for r in store.query(sql, [*params, limit, offset])]
+    which = AccountFilter(plan=plan, status=status, admin=admin)
+    return list(iter_accounts(store, which, limit=limit, offset=offset))
+
+
+LIST_COLUMNS = ("id", "name", "plan", "status", "created_at", "admins")
+STATE_COLUMNS = ("migration", "state", "deadline")
+
+
+def write_accounts(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str, *, states: bool) -> int:
+    """Write listed accounts as CSV (spreadsheet-safe) or JSON Lines; returns the count."""
+    import csv
+    import json
+
+    columns = LIST_COLUMNS + (STATE_COLUMNS if states else ())
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(columns)
+    count = 0
+    for row in rows:
+        count += 1
+        if writer is not None:
+            cells = [row[c] for c in columns]
+            writer.writerow(
+                [
+                    _spreadsheet_safe(";".join(v) if isinstance(v, list) else str(v or ""))
+                    for v in cells
+                ]
+            )
+        else:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return count
 
 
 def count_accounts(store: Store) -> dict[str, int]:
@@ -482,8 +620,9 @@ def _spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def export_accounts(store: Store, out: IO[str], fmt: str) -> int:
+def export_accounts(store: Store, out: IO[str], fmt: str, progress: Progress = NO_PROGRESS) -> int:
     """Stream every account (with its administrators) as CSV or JSON Lines; returns the count."""
+    progress.phase("exporting", int(store.scalar("SELECT count(*) FROM accounts") or 0))
     import csv
     import json
 
@@ -496,7 +635,7 @@ def export_accounts(store: Store, out: IO[str], fmt: str) -> int:
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(["id", "name", "plan", "tags", "created_at", "status", "admins"])
-    for r in store.iterate(sql):
+    for r in counted(store.iterate(sql), progress):
         count += 1
         created = r["created_at"].replace(".000000Z", "Z")
         if writer is not None:

@@ -17,6 +17,7 @@ from migrate_cli.cli.common import (
     app,
     env,
     handle_errors,
+    progress_reporter,
 )
 from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import (
@@ -29,6 +30,7 @@ from migrate_cli.errors import (
     InputError,
     UsageError,
 )
+from migrate_cli.vocabulary import Enrollment
 
 # --------------------------------------------------------------------------- accounts
 
@@ -57,9 +59,15 @@ def accounts_import(
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
     with store_lock(e.db_path, command="accounts import"):
         store = e.store(create=True)
-        report = import_accounts(
-            store, file, now=e.now(store), actor=actor or default_actor(), fmt=fmt
-        )
+        with progress_reporter() as progress:
+            report = import_accounts(
+                store,
+                file,
+                now=e.now(store),
+                actor=actor or default_actor(),
+                fmt=fmt,
+                progress=progress,
+            )
     if json_out:
         emit_json(report.to_json())
         return
@@ -123,29 +131,88 @@ def accounts_add(
 @handle_errors
 def accounts_list(
     ctx: typer.Context,
+    migration: Annotated[
+        str | None,
+        typer.Option("--migration", "-m", help="With each account's state in this migration."),
+    ] = None,
+    state: Annotated[
+        Enrollment | None,
+        typer.Option("--state", help="Only accounts in this state (needs --migration)."),
+    ] = None,
     plan: Annotated[str | None, typer.Option("--plan", help="Only this plan.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="active or closed.")] = None,
     admin: Annotated[
         str | None, typer.Option("--admin", help="Only accounts this email administers.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    no_admin: Annotated[
+        bool, typer.Option("--no-admin", help="Only active accounts with no administrator.")
+    ] = False,
+    unreachable: Annotated[
+        bool,
+        typer.Option(
+            "--unreachable", help="Only active accounts whose administrators are all suppressed."
+        ),
+    ] = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="table (paged by --limit), csv or jsonl (every match, streamed)."
+        ),
+    ] = "table",
+    out: OutFileOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most this many (table: 100).")
+    ] = None,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """List accounts (sorted by id, paged).
+    """List accounts (sorted by id); e.g. the pending accounts of a migration for account managers.
 
-    Example: migctl accounts list --plan enterprise --limit 20
+    Example: migctl accounts list --migration email-delivery-changes --state pending --format csv --out pending.csv
     """
-    from migrate_cli.accounts.records import count_accounts, list_accounts
+    from migrate_cli.accounts.records import (
+        AccountFilter,
+        count_accounts,
+        iter_accounts,
+        write_accounts,
+    )
+    from migrate_cli.files import open_private
+    from migrate_cli.store.stored_migrations import get_migration
 
+    if fmt not in ("table", "csv", "jsonl"):
+        raise UsageError(f"--format must be table, csv or jsonl, not {fmt!r}")
+    if state is not None and migration is None:
+        raise UsageError("--state needs --migration (a state is always in one migration)")
     store = env(ctx).store(create=False)
-    rows = list_accounts(store, plan=plan, status=status, admin=admin, limit=limit, offset=offset)
+    which = AccountFilter(
+        migration=get_migration(store, migration) if migration else None,
+        state=state,
+        plan=plan,
+        status=status,
+        admin=admin,
+        no_admin=no_admin,
+        unreachable=unreachable,
+    )
+    if json_out or fmt == "table":
+        limit = limit or 100
+    rows = iter_accounts(store, which, limit=limit, offset=offset)
     if json_out:
-        emit_json({"accounts": rows, "counts": count_accounts(store)})
+        emit_json({"accounts": list(rows), "counts": count_accounts(store)})
         return
+    if fmt != "table":
+        if out is None:
+            write_accounts(rows, sys.stdout, fmt, states=migration is not None)
+            return
+        with open_private(out, newline="") as handle:  # it holds administrators' addresses
+            count = write_accounts(rows, handle, fmt, states=migration is not None)
+        sys.stderr.write(f"wrote {count} account(s) to {out}\n")
+        return
+    columns = ["Id", "Name", "Plan", "Status", "Created", "Admins"]
+    if migration is not None:
+        columns += ["State", "Mandatory"]
     emit_table(
-        "Accounts",
-        ["Id", "Name", "Plan", "Status", "Created", "Admins"],
+        "Accounts" + (f" in {migration}" if migration else ""),
+        columns,
         [
             [
                 r["id"],
@@ -154,6 +221,7 @@ def accounts_list(
                 r["status"],
                 r["created_at"][:10],
                 ";".join(r["admins"]),
+                *([r["state"], r["deadline"] or "TBD"] if migration is not None else []),
             ]
             for r in rows
         ],
@@ -182,10 +250,13 @@ def accounts_export(
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
     store = env(ctx).store(create=False)
     if out is None:
-        export_accounts(store, sys.stdout, fmt)
+        export_accounts(store, sys.stdout, fmt)  # stdout: no bar mixed into the terminal output
         return
-    with open_private(out, newline="") as handle:  # it holds administrators' addresses
-        count = export_accounts(store, handle, fmt)
+    with (
+        open_private(out, newline="") as handle,  # it holds administrators' addresses
+        progress_reporter() as progress,
+    ):
+        count = export_accounts(store, handle, fmt, progress)
     sys.stderr.write(f"wrote {count} account(s) to {out}\n")
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from migrate_cli.cli import (  # noqa: F401 - importing a module registers its commands
     accounts,
+    admins,
     dashboard,
     definitions,
     enforce,
+    flags,
     notices,
     outbox,
+    platform,
+    report,
     run,
     status,
 )

@@ -19,12 +19,14 @@ from migrate_cli.cli.context import Env
 from migrate_cli.cli.output import (
     console,
     is_terminal,
+    stderr_is_terminal,
 )
 from migrate_cli.errors import (
     EXIT_ERROR,
     MigctlError,
     StoreError,
 )
+from migrate_cli.progress import NO_PROGRESS, Progress
 
 app = typer.Typer(
     name="migctl",
@@ -86,7 +88,10 @@ def handle_errors(fn: F) -> F:
 
 def fail(exc: MigctlError) -> None:
     # Plain write: a console would hard-wrap long lines, which splits messages in cron logs.
-    sys.stderr.write(f"error: {exc}\n")
+    message = f"error: {exc}"
+    if stderr_is_terminal():
+        message = f"\x1b[31m{message}\x1b[0m"  # red, for a person at a terminal only
+    sys.stderr.write(message + "\n")
     sys.stderr.flush()
     raise typer.Exit(getattr(exc, "exit_code", EXIT_ERROR))
 
@@ -187,21 +192,60 @@ def graceful_stop() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-@contextmanager
-def progress_reporter(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A Rich progress bar on a terminal for long runs; nothing (summary lines later) otherwise."""
-    if not is_terminal() or total < 50:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+class _Bar(Progress):
+    """Progress as one Rich bar on stderr: the phase as its label, the real total or a count.
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+    The bar appears at the first phase, so a question asked before (enforce's confirmation)
+    is not drawn over."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.task: Any = None
+
+    def phase(self, label: str, total: int | None = None) -> None:
+        if self.bar is None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console(stderr=True),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=total)
+            return
+        self.bar.reset(self.task, description=label, total=total, completed=0)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextmanager
+def progress_reporter(total: int | None = None, label: str = "") -> Iterator[Progress]:
+    """A Rich progress bar on a terminal; with no terminal nothing at all (cron logs get the
+    summary lines later, never an animation)."""
+    if not is_terminal():
+        yield NO_PROGRESS
+        return
+    bar = _Bar()
+    if label:
+        bar.phase(label, total)
+    try:
+        yield bar
+    finally:
+        bar.close()

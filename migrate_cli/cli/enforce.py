@@ -14,6 +14,7 @@ from migrate_cli.cli.common import (
     app,
     env,
     handle_errors,
+    progress_reporter,
 )
 from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import (
@@ -22,6 +23,7 @@ from migrate_cli.cli.output import (
     emit_table,
     is_terminal,
 )
+from migrate_cli.errors import EXIT_ERROR
 
 if TYPE_CHECKING:
     from migrate_cli.lifecycle.enforcement import Enforcement
@@ -49,7 +51,7 @@ def enforce(
 
     Example: migctl --now 2016-05-11 enforce email-delivery-changes --dry-run
     """
-    from migrate_cli.lifecycle.enforcement import ConfirmPolicy
+    from migrate_cli.lifecycle.enforcement import ConfirmPolicy, NotConfirmed
     from migrate_cli.lifecycle.enforcement import enforce as do_enforce
     from migrate_cli.store.lock import store_lock
 
@@ -59,20 +61,25 @@ def enforce(
         yes=yes,
         interactive=is_terminal() and sys.stdin.isatty(),
     )
-    with store_lock(e.db_path, command="enforce"):
+    with store_lock(e.db_path, command="enforce"), progress_reporter() as progress:
         store = e.store()
-        outcome = do_enforce(
-            store,
-            e.now(store),
-            only=migration,
-            immediately=immediately,
-            reason=reason,
-            dry_run=dry_run,
-            actor=actor or default_actor(),
-            from_addr=e.config.email.from_addr,
-            policy=policy,
-            ask=_ask,
-        )
+        try:
+            outcome = do_enforce(
+                store,
+                e.now(store),
+                only=migration,
+                immediately=immediately,
+                reason=reason,
+                dry_run=dry_run,
+                actor=actor or default_actor(),
+                from_addr=e.config.email.from_addr,
+                policy=policy,
+                ask=_ask,
+                progress=progress,
+            )
+        except NotConfirmed:
+            emit_lines(["aborted: nothing was switched"])
+            raise typer.Exit(EXIT_ERROR) from None
     if json_out:
         emit_json(outcome.to_json())
     elif outcome.report is not None:

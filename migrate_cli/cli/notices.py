@@ -86,7 +86,6 @@ def notify(
     from migrate_cli.notices.notify import notify as do_notify
     from migrate_cli.notices.notify import plan_only
     from migrate_cli.store.lock import store_lock
-    from migrate_cli.store.outbox import pending_count
     from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 
     e = env(ctx)
@@ -115,7 +114,7 @@ def notify(
 
             get_migration(store, migration)
         now = e.now(store)
-        with progress_reporter(pending_count(store, migration) + 1000, "sending") as progress:
+        with progress_reporter() as progress:  # notify names its phases and real totals
             from migrate_cli.notices.notify import NotifySummary
 
             summary = NotifySummary(now=now, dry_run=False)

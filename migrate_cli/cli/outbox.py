@@ -74,6 +74,48 @@ def outbox_list(
     emit_lines([", ".join(f"{k} {v}" for k, v in c.items())])
 
 
+@outbox_app.command("show")
+@handle_errors
+def outbox_show(
+    ctx: typer.Context,
+    row_id: Annotated[int, typer.Argument(help="The notice's id (from `outbox list`).")],
+    html: Annotated[bool, typer.Option("--html", help="Also print the HTML part.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """One stored notice as it is sent: its headers and text part, rendered from its row the
+    way the send loop renders it (days left as of --now: give the run's --now to see it exactly).
+
+    Example: migctl --now 2016-04-20 outbox show 12
+    """
+    from datetime import datetime
+
+    from migrate_cli.delivery.mime import build_message
+    from migrate_cli.notices.preview import stored_notice
+
+    e = env(ctx)
+    store = e.store(create=False)
+    row, email = stored_notice(store, e.config, e.now(store), row_id)
+    sent_at = datetime.fromisoformat(row["sent_at"]) if row["sent_at"] else None
+    msg = build_message(email, now=sent_at)
+    headers = [(k, str(v)) for k, v in msg.items() if k.lower() != "content-type"]
+    if json_out:
+        emit_json(
+            {
+                **row,
+                "headers": dict(headers),
+                "text": email.text,
+                **({"html": email.html} if html else {}),
+            }
+        )
+        return
+    emit_lines(
+        [f"notice {row['id']}: {row['kind']} of {row['migration_id']}, {row['state']}"]
+        + [f"{k}: {v}" for k, v in headers]
+        + ["", email.text.rstrip("\n")]
+        + (["", "--- html part ---", email.html.rstrip("\n")] if html else [])
+    )
+
+
 @outbox_app.command("retry")
 @handle_errors
 def outbox_retry(

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def console(stderr: bool = False) -> Console:
@@ -33,19 +34,51 @@ def is_terminal() -> bool:
     return os.environ.get("MIGCTL_FORCE_TERMINAL") == "1" or sys.stdout.isatty()
 
 
+def stderr_is_terminal() -> bool:
+    return os.environ.get("MIGCTL_FORCE_TERMINAL") == "1" or sys.stderr.isatty()
+
+
 def emit_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
 
 
+# Colours of the domain words an operator scans for; anything else stays plain.
+STYLES = {
+    "scheduled": "cyan",
+    "grace": "green",
+    "due": "bold yellow",
+    "enforced": "bold magenta",
+    "retired": "dim",
+    "low": "green",
+    "medium": "yellow",
+    "high": "bold red",
+    "critical": "bold white on red",
+}
+_STYLED_COLUMNS = {"Phase", "Severity", "State"}
+
+
 def emit_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A Rich table on a terminal; one `key=value` line per row otherwise."""
+    """A Rich table on a terminal; one `key=value` line per row otherwise.
+
+    The first column holds what an operator types next (an id): it is never cut or wrapped,
+    the other columns wrap to make room."""
     if is_terminal():
         table = Table(title=title, title_justify="left")
-        for col in columns:
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+        cells = [["" if v is None else str(v) for v in row] for row in rows]
+        for i, col in enumerate(columns):
+            if i == 0:
+                longest = max((len(r[0]) for r in cells), default=0)
+                table.add_column(col, no_wrap=True, min_width=max(longest, len(col)))
+            else:
+                table.add_column(col, overflow="fold")
+        for cell_row in cells:
+            table.add_row(
+                *(
+                    Text(v, style=STYLES.get(v, "")) if col in _STYLED_COLUMNS else Text(v)
+                    for col, v in zip(columns, cell_row, strict=True)
+                )
+            )
         console().print(table)
         return
     out = sys.stdout

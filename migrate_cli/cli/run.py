@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,10 @@ from migrate_cli.cli.output import (
     emit_lines,
     emit_table,
 )
+
+if TYPE_CHECKING:
+    from migrate_cli.config import Config
+
 from migrate_cli.errors import (
     EXIT_PARTIAL,
     InputError,
@@ -60,7 +64,7 @@ def run_cmd(
     summary: RunSummary | None = None
     with store_lock(e.db_path, command="run"), graceful_stop() as stop:
         store = e.store(create=True)
-        with progress_reporter(0, "sending") as progress:
+        with progress_reporter() as progress:  # run names its phases and real totals
             try:
                 summary = do_run(
                     store,
@@ -73,14 +77,15 @@ def run_cmd(
                     progress=progress,
                 )
             except (ProviderConfigError, SendingStoppedError) as exc:
+                partial = getattr(exc, "run_summary", None)
+                doc = partial.to_json() if partial else {"dry_run": dry_run}
+                doc = {**doc, "error": str(exc)}
                 if json_out:  # enforcement and the sends before the stop still count
-                    partial = getattr(exc, "run_summary", None)
-                    doc = partial.to_json() if partial else {"dry_run": dry_run}
-                    sys.stdout.write(
-                        json.dumps({**doc, "error": str(exc)}, separators=(",", ":")) + "\n"
-                    )
+                    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+                _alert(e.config, doc)
                 raise
     doc = summary.to_json()
+    _alert(e.config, doc)
     if json_out:
         sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")  # one line for log files
     else:
@@ -93,12 +98,10 @@ def run_cmd(
                 + (
                     "no change"
                     if summary.synced.nothing_changed
-                    else json.dumps(
-                        {
-                            k: v
-                            for k, v in summary.synced.to_json().items()
-                            if v and k != "unchanged"
-                        }
+                    else ", ".join(
+                        f"{k.replace('_', ' ')} {', '.join(v) if isinstance(v, list) else v}"
+                        for k, v in summary.synced.to_json().items()
+                        if v and k not in ("unchanged", "changed_anything")
                     )
                 )
             )
@@ -109,10 +112,25 @@ def run_cmd(
                 or "nothing due"
             )
         )
+        if summary.platform is not None:
+            p = summary.platform
+            lines.append(
+                f"platform: delivered {p.delivered} event(s), {p.pending} pending"
+                + (f" (last error: {p.error})" if p.error else "")
+                + ("; notices wait until the platform has every change" if p.partial else "")
+            )
         lines += notices_lines(doc)
         emit_lines(lines)
     if summary.partial:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _alert(config: Config, doc: dict[str, Any]) -> None:
+    from migrate_cli.notices.alerts import alert_after_run
+
+    warning = alert_after_run(config, doc)
+    if warning:  # a warning only: the run's exit code does not change
+        sys.stderr.write(f"warning: {warning}\n")
 
 
 @app.command("plan")

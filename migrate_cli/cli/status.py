@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from migrate_cli.cli.output import (
     is_terminal,
     progress_bar,
 )
+
+if TYPE_CHECKING:
+    from migrate_cli.store.db import Store
 
 # --------------------------------------------------------------------------- status, audit
 
@@ -98,14 +101,23 @@ def status(
         warnings.append(
             f"{report['outbox']['failed']} notice(s) failed: `migctl outbox list --state failed`"
         )
-    if report["accounts_all_admins_suppressed"]:
+    if report["platform"]["failing"]:
         warnings.append(
-            f"{report['accounts_all_admins_suppressed']} active account(s) have every administrator "
-            "suppressed: nobody is being told about them (`migctl suppress list`)"
+            f"{report['platform']['pending']} enrollment event(s) not delivered to the platform "
+            f"(oldest {report['platform']['oldest']}): `migctl platform status`"
+        )
+    if report["accounts_all_admins_suppressed"]:
+        n = report["accounts_all_admins_suppressed"]
+        warnings.append(
+            f"{n} active account(s) have every administrator suppressed, nobody is being told "
+            f"about them: {_examples(store, n, unreachable=True)} — see "
+            "`migctl accounts list --unreachable` and `migctl suppress list`"
         )
     if report["accounts_without_admins"]:
+        n = report["accounts_without_admins"]
         warnings.append(
-            f"{report['accounts_without_admins']} active account(s) have no administrator"
+            f"{n} active account(s) have no administrator: {_examples(store, n, no_admin=True)} "
+            "— see `migctl accounts list --no-admin`"
         )
     emit_lines([f"warning: {w}" for w in warnings])
     if migration is not None:
@@ -173,8 +185,33 @@ def audit_cmd(
     )
 
 
+def _examples(
+    store: Store, count: int, *, no_admin: bool = False, unreachable: bool = False
+) -> str:
+    """The first few ids a warning counts, so the operator sees which accounts it means."""
+    from migrate_cli.accounts.records import AccountFilter, iter_accounts
+
+    ids = [
+        r["id"]
+        for r in iter_accounts(
+            store, AccountFilter(no_admin=no_admin, unreachable=unreachable), limit=3
+        )
+    ]
+    return ", ".join(ids) + (", …" if count > len(ids) else "")
+
+
 def _short(detail: Any) -> str:
+    """`key: value, …` as a person reads it (the JSON stays in `audit --json`)."""
     if not detail:
         return ""
-    text = json.dumps(detail, sort_keys=True)
-    return text if len(text) <= 120 else text[:117] + "..."
+    if not isinstance(detail, dict):
+        return str(detail)
+    parts = []
+    for key, value in detail.items():
+        if value is None or value == [] or value == {}:
+            continue
+        if isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}: {value}")
+    text = ", ".join(parts)
+    return text if len(text) <= 160 else text[:157] + "..."

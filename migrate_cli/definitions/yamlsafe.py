@@ -169,6 +169,16 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     return out
 
 
+def _separator_line(text: str, content_line: int) -> int:
+    """The 1-based line of the `---` that starts the document whose content starts at
+    ``content_line`` (0-based): the line an operator has to delete."""
+    lines = text.splitlines()
+    for i in range(min(content_line, len(lines) - 1), -1, -1):
+        if lines[i].startswith("---"):
+            return i + 1
+    return content_line + 1
+
+
 def load_yaml(path: Path) -> Located:
     """Load one YAML document from ``path`` or raise InputError naming file and line."""
     name = str(path)
@@ -220,7 +230,7 @@ def load_yaml(path: Path) -> Located:
             [
                 Problem(
                     name,
-                    docs[1].start_mark.line + 1,
+                    _separator_line(text, docs[1].start_mark.line),
                     None,
                     "only one YAML document is allowed (found '---')",
                 )

@@ -12,6 +12,8 @@ from migrate_cli.errors import InputError, MigctlError, RuleError, UsageError
 from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.enrollment import ENFORCED, pending_accounts_sql
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
+from migrate_cli.progress import NO_PROGRESS, Progress
+from migrate_cli.store import events
 from migrate_cli.store.db import Store, audit, db_time
 from migrate_cli.store.outbox import enqueue_enforced
 from migrate_cli.store.stored_migrations import (
@@ -204,6 +206,15 @@ def apply_enforcements(
                     [migration_id, stamp, actor, reason, b.batch],
                 )
                 switched = cur.rowcount
+                events.record(
+                    conn,
+                    migration_id,
+                    "SELECT id AS account_id, 'enforced' AS state, 'pending' AS previous_state "
+                    "FROM temp.enforce_ids",
+                    now=now,
+                    actor=actor,
+                    reason=reason or f"enforcement {b.batch}",
+                )
                 if switched:
                     wrote = True
                     carry.left_pending(sm.migration, tz, "temp.enforce_ids", ENFORCED, switched)
@@ -248,11 +259,6 @@ def apply_enforcements(
                         "deadline": b.deadline.isoformat() if b.deadline else None,
                     },
                 )
-                report.batches.append(
-                    Enforcement(
-                        b.migration_id, b.scope, b.deadline, switched, b.admins, b.immediate, b.late
-                    )
-                )
                 # Same transaction: an enforcement is never recorded without its notices.
                 queued, suppressed = enqueue_enforced(
                     conn,
@@ -270,6 +276,13 @@ def apply_enforcements(
                     accounts=known,
                 )
                 conn.execute("DROP TABLE temp.enforce_ids")
+                # One `enforced` notice per administrator: what was queued counts them.
+                admins = queued + suppressed
+                report.batches.append(
+                    Enforcement(
+                        b.migration_id, b.scope, b.deadline, switched, admins, b.immediate, b.late
+                    )
+                )
                 report.notices += queued
                 report.suppressed += suppressed
             if wrote:
@@ -352,6 +365,7 @@ def enforce(
     from_addr: str,
     policy: ConfirmPolicy,
     ask: Ask | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> EnforceOutcome:
     """Switch what is due (or, `immediately`, one migration before its date, with a reason);
     a dry run counts and writes nothing. The caller holds the store lock."""
@@ -377,6 +391,7 @@ def enforce(
         assert ask is not None, "a policy that may ask needs someone to ask"
         if not policy.accepts(ask(batches, policy.question(total))):
             raise NotConfirmed("not confirmed: nothing was switched")
+    progress.phase("enforcing", total or None)  # one transaction: the bar shows it is at work
     report = apply_enforcements(
         store, catalog, tz, now, batches, actor=actor, from_addr=from_addr, reason=reason
     )

@@ -19,6 +19,7 @@ from migrate_cli.lifecycle.enrollment import (
     state_sql,
 )
 from migrate_cli.lifecycle.phases import mandatory_instant, plan_in_grace
+from migrate_cli.store import events
 from migrate_cli.store.db import Store, db_time
 from migrate_cli.store.stored_migrations import StoredMigration
 
@@ -158,6 +159,17 @@ def switch(
             ).rowcount
             if carry is not None:
                 carry.opted_out(m, tz, "temp.switch_changed", switched)
+        events.record(
+            conn,
+            m.id,
+            "SELECT id AS account_id, CASE WHEN ? THEN 'opted_in' WHEN to_pending THEN 'pending' "
+            "ELSE 'auto_enrolled' END AS state, CASE WHEN ? THEN 'pending' ELSE 'opted_in' END "
+            "AS previous_state FROM temp.switch_changed",
+            [opt_in, opt_in],
+            now=now,
+            actor=actor,
+            reason=reason,
+        )
         action = "enrollment.opted_in" if opt_in else "enrollment.opted_out"
         conn.executemany(
             "INSERT INTO audit(at, actor, action, migration_id, account_id, detail) "

@@ -8,6 +8,7 @@ from typing import Any
 from migrate_cli.errors import NotFoundError
 from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.phases import overall_phase, phases
+from migrate_cli.store import events
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import counts as outbox_counts
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
@@ -96,7 +97,13 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
         "timezone": store.meta("timezone") or "UTC",
         "migrations": migrations,
         "outbox": outbox_counts(store),
+        "platform": _platform(events.summary(store, now)),
         # Accounts nobody can be told about: every administrator suppressed, or none at all.
         "accounts_all_admins_suppressed": reach["all_admins_suppressed"],
         "accounts_without_admins": reach["without_admins"],
     }
+
+
+def _platform(summary: dict[str, Any]) -> dict[str, Any]:
+    """Enrollment events not yet delivered to the platform, and the oldest one's instant."""
+    return {k: summary[k] for k in ("pending", "oldest", "failing", "oldest_age_seconds")}

@@ -94,7 +94,6 @@ class Dispatcher:
         self.migrations = {sm.id: sm for sm in catalog}
         self.tz = tz
         self.now = now  # the (possibly simulated) instant for content: days left etc.
-        self.today = local_date(now, tz)
         self.clock = clock  # the real clock for retries and the daily quota
         self.stop = stop or threading.Event()
         self.progress = progress or (lambda n: None)
@@ -440,61 +439,80 @@ class Dispatcher:
     # ------------------------------------------------------------------ rendering
 
     def _render(self, row: sqlite3.Row) -> OutgoingEmail:
-        """The notice as its administrator will read it: every notice rendered in full."""
-        sm = self.migrations[row["migration_id"]]
-        kind = row["kind"]
-        listed, total = self._accounts(row)
-        deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
-        emergency = kind == NoticeKind.ENFORCED and row["slot"].endswith("-immediate")
-        context = NoticeContext(
-            migration=sm.migration,
-            kind=kind,
-            admin_email=row["email"],
-            deadline=deadline,
-            days_left=(
-                days_until(deadline, self.now, self.tz)
-                if deadline and kind != NoticeKind.ENFORCED
-                else None
-            ),
-            accounts=listed,
-            accounts_total=total,
-            today=self.today,
-            previous_deadline=_previous_deadline(sm),
-            emergency=emergency,
-            reason=sm.immediate_reason if emergency else None,
-        )
-        rendered = self.renderer.render(kind, context)
-        return OutgoingEmail(
-            key=row["key"],
-            to=row["email"],
-            from_addr=self.config.email.from_addr,
-            reply_to=self.config.email.reply_to,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=row["message_id"],
-            headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": row["migration_id"]},
+        return render_row(
+            self.store,
+            row,
+            self.migrations[row["migration_id"]],
+            self.renderer,
+            self.config,
+            self.now,
+            self.tz,
         )
 
-    def _accounts(self, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
-        """The accounts a notice lists (its first MAX_LISTED_ACCOUNTS by id) and how many."""
-        if row["listed"] is not None:
-            refs = sorted(
-                (AccountRef(i, name, plan) for i, name, plan in json.loads(row["listed"])),
-                key=lambda a: a.id,
-            )
-            return refs[:MAX_LISTED_ACCOUNTS], row["accounts_count"]
-        # An `enforced` notice is queued in SQL with its account ids only: look the names up.
-        ids = json.loads(row["accounts"])
-        shown = ids[:MAX_LISTED_ACCOUNTS]
-        names = {
-            a["id"]: AccountRef(a["id"], a["name"], a["plan"])
-            for a in self.store.query(
-                "SELECT id, name, plan FROM accounts WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(shown),),
-            )
-        }
-        return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
+
+def render_row(
+    store: Store,
+    row: sqlite3.Row,
+    sm: StoredMigration,
+    renderer: Renderer,
+    config: Config,
+    now: datetime,
+    tz: tzinfo,
+) -> OutgoingEmail:
+    """The notice an outbox row holds, as its administrator will read it: rendered in full
+    (the send loop and `outbox show` both call this)."""
+    kind = row["kind"]
+    listed, total = _accounts(store, row)
+    deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
+    emergency = kind == NoticeKind.ENFORCED and row["slot"].endswith("-immediate")
+    context = NoticeContext(
+        migration=sm.migration,
+        kind=kind,
+        admin_email=row["email"],
+        deadline=deadline,
+        days_left=(
+            days_until(deadline, now, tz) if deadline and kind != NoticeKind.ENFORCED else None
+        ),
+        accounts=listed,
+        accounts_total=total,
+        today=local_date(now, tz),
+        previous_deadline=_previous_deadline(sm),
+        emergency=emergency,
+        reason=sm.immediate_reason if emergency else None,
+    )
+    rendered = renderer.render(kind, context)
+    return OutgoingEmail(
+        key=row["key"],
+        to=row["email"],
+        from_addr=config.email.from_addr,
+        reply_to=config.email.reply_to,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id=row["message_id"],
+        headers={"X-Migctl-Kind": kind, "X-Migctl-Migration": row["migration_id"]},
+    )
+
+
+def _accounts(store: Store, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
+    """The accounts a notice lists (its first MAX_LISTED_ACCOUNTS by id) and how many."""
+    if row["listed"] is not None:
+        refs = sorted(
+            (AccountRef(i, name, plan) for i, name, plan in json.loads(row["listed"])),
+            key=lambda a: a.id,
+        )
+        return refs[:MAX_LISTED_ACCOUNTS], row["accounts_count"]
+    # An `enforced` notice is queued in SQL with its account ids only: look the names up.
+    ids = json.loads(row["accounts"])
+    shown = ids[:MAX_LISTED_ACCOUNTS]
+    names = {
+        a["id"]: AccountRef(a["id"], a["name"], a["plan"])
+        for a in store.query(
+            "SELECT id, name, plan FROM accounts WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(shown),),
+        )
+    }
+    return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
 
 
 def _previous_deadline(sm: StoredMigration) -> date | None:

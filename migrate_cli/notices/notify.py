@@ -19,6 +19,7 @@ from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.notices.dispatch import Dispatcher, DispatchSummary
 from migrate_cli.notices.render import Renderer
 from migrate_cli.notices.templates import templates_dir
+from migrate_cli.progress import NO_PROGRESS, Progress, counted
 from migrate_cli.store import outbox
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import PlannedNotice
@@ -117,7 +118,7 @@ def notify(
     *,
     only: str | None = None,
     stop: threading.Event | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
     summary: NotifySummary | None = None,
     templates_checked: bool = False,
 ) -> NotifySummary:
@@ -146,15 +147,18 @@ def notify(
     summary.dispatch = dispatcher.summary
     # Waiting rows that must no longer go out are dropped before this run queues its own.
     dispatcher.sweep()
+    progress.phase("planning")  # the plan streams into the outbox: counted as it comes
     with store.transaction(counts=False) as conn:
         summary.add(
             outbox.enqueue(
                 conn,
-                plan_all(store, catalog, tz, now, only),
+                counted(plan_all(store, catalog, tz, now, only), progress),
                 now=now,
                 from_addr=config.email.from_addr,
             )
         )
+        progress.phase("queuing")  # the commit below
+    progress.phase("sending", outbox.pending_count(store, only))
     try:
         dispatcher.run(only)
     except (sqlite3.DatabaseError, OSError) as exc:

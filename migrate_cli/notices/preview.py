@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
 from migrate_cli.accounts.reading import normalise_email
 from migrate_cli.config import Config
@@ -160,3 +161,17 @@ def send_test(
     )
     with factory() as provider:
         return address, provider.send(preview.email)
+
+
+def stored_notice(
+    store: Store, config: Config, now: datetime, row_id: int
+) -> tuple[dict[str, Any], OutgoingEmail]:
+    """An outbox row and its notice re-rendered exactly as the send loop renders it; the
+    days left follow ``now`` (pass the run's --now to see what it sent)."""
+    from migrate_cli.notices.dispatch import render_row
+    from migrate_cli.store.outbox import get_row, row_json
+
+    row = get_row(store, row_id)
+    sm = get_migration(store, row["migration_id"])
+    email = render_row(store, row, sm, make_renderer(config), config, now, store_timezone(store))
+    return row_json(row), email

@@ -25,6 +25,8 @@ from migrate_cli.notices.notify import (
     plan_only,
     provider_factory,
 )
+from migrate_cli.platform.push import PushReport, endpoint, push
+from migrate_cli.progress import NO_PROGRESS, Progress
 from migrate_cli.store.db import Store
 from migrate_cli.store.stored_migrations import load_catalog, store_timezone
 from migrate_cli.store.sync import SyncReport, sync
@@ -38,6 +40,7 @@ class RunSummary:
     synced: SyncReport | None = None
     enforce: EnforceReport = field(default_factory=EnforceReport)
     notify: NotifySummary | None = None
+    platform: PushReport | None = None  # None: no [platform] configured, or a dry run
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -47,13 +50,16 @@ class RunSummary:
         doc["notices"] = (
             self.notify or NotifySummary(now=self.now, dry_run=self.dry_run)
         ).notices_json()
+        doc["platform"] = self.platform.to_json() if self.platform else None
         if self.error:
             doc["error"] = self.error
         return doc
 
     @property
     def partial(self) -> bool:
-        return bool(self.notify and self.notify.partial)
+        return bool(self.notify and self.notify.partial) or bool(
+            self.platform and self.platform.partial
+        )
 
 
 def preflight(store: Store, config: Config, defs: Definitions, *, dry_run: bool) -> None:
@@ -68,6 +74,8 @@ def preflight(store: Store, config: Config, defs: Definitions, *, dry_run: bool)
     check_renderer(make_renderer(config), list(migrations.values()))
     if not dry_run:
         provider_factory(config)  # raises ProviderConfigError (exit 1)
+        if config.platform is not None:
+            endpoint(config)  # the endpoint's environment variables are set
 
 
 def run(
@@ -79,7 +87,7 @@ def run(
     dry_run: bool,
     definitions_file: Path | None = None,
     stop: threading.Event | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> RunSummary:
     """One cron run. The caller holds the lock. Dry runs work on an in-memory copy."""
     path = definitions_file or config.migrations_file
@@ -99,6 +107,7 @@ def run(
     catalog = load_catalog(work)
     batches = due_enforcements(work, catalog, tz, now, with_admins=False)
     if batches:
+        progress.phase("enforcing", sum(b.accounts or 0 for b in batches) or None)
         summary.enforce = apply_enforcements(
             work, catalog, tz, now, batches, actor=actor, from_addr=config.email.from_addr
         )
@@ -118,6 +127,11 @@ def run(
         work.close()
         return summary
     summary.notify = NotifySummary(now=now, dry_run=False)
+    if config.platform is not None:
+        # Rule 4a: the platform hears of every switch before any administrator is told.
+        summary.platform = push(store, config, now, honour_backoff=True, stop=stop)
+        if summary.platform.partial:
+            return summary  # the notices wait for the next run (exit 3)
     # Enforced notices were queued by enforcement; count them as planned by this run.
     summary.notify.planned += summary.enforce.notices
     summary.notify.suppressed += summary.enforce.suppressed

@@ -472,6 +472,13 @@ def list_rows(
     return [row_json(r) for r in store.query(sql, [*params, limit])]
 
 
+def get_row(store: Store, row_id: int) -> sqlite3.Row:
+    rows = store.query("SELECT * FROM outbox WHERE id = ?", (row_id,))
+    if not rows:
+        raise NotFoundError(f"no notice {row_id} in the outbox (see `migctl outbox list`)")
+    return rows[0]
+
+
 def row_json(r: sqlite3.Row) -> dict[str, Any]:
     keys = (
         "id",

@@ -170,7 +170,44 @@ def m004_outbox_listed(db: Database) -> None:
 
 
 @migrations()
-def m005_outbox_failing_since(db: Database) -> None:
+def m005_events(db: Database) -> None:
+    """Enrollment-change events for the platform, written with the change they record.
+
+    `seq` is the order of recording and of delivery; `sequence` counts the events of one
+    account in one migration (the receiver ignores an older one arriving after a newer one).
+    Enrollments that exist before this upgrade get no events: `flags export` shows them.
+    """
+    db.executescript(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            -- The event's id is "<id_prefix>-<seq>": stable, and unique across stores (a random
+            -- prefix per recording transaction) without a random-key index to maintain.
+            id_prefix TEXT NOT NULL,
+            migration_id TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            previous_state TEXT,             -- null: the account was first seen
+            effective_at TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            reason TEXT,
+            actor TEXT NOT NULL,
+            delivery TEXT NOT NULL DEFAULT 'pending' CHECK (delivery IN ('pending', 'delivered')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            failing_since TEXT,              -- first transient failure of the current streak
+            next_attempt_at TEXT,            -- a run waits until then (backoff across runs)
+            last_error TEXT,
+            delivered_at TEXT
+        );
+        CREATE UNIQUE INDEX events_account ON events(migration_id, account_id, sequence);
+        CREATE INDEX events_pending ON events(seq) WHERE delivery = 'pending';
+        """
+    )
+
+
+@migrations()
+def m006_outbox_failing_since(db: Database) -> None:
     """When a notice's current run of transient failures began (retries by time, across runs).
 
     A notice is failed only once it has kept failing for `retry_for` since then; a send, an
