@@ -107,7 +107,7 @@ CASES: list[tuple[str, str | bytes, int | None, str]] = [
     ("deep-nesting", "migrations: " + "[" * 200 + "]" * 200 + "\n", None, "nested"),
     ("empty-file", "", 1, "file is empty"),
     ("only-comments", "# nothing here\n", 1, "file has no content"),
-    ("several-documents", VALID + "---\nmigrations: []\n", 11, "only one YAML document is allowed"),
+    ("several-documents", VALID + "---\nmigrations: []\n", 10, "only one YAML document is allowed"),
     ("tab-indentation", VALID.replace("    title:", "\ttitle:"), 5, "invalid YAML"),
     (
         "non-utf8",
