@@ -208,3 +208,24 @@ def m006_dates_recorded(db: Database) -> None:
     period start, as at a migration's first sync.
     """
     db.execute("ALTER TABLE migrations ADD COLUMN dates_recorded TEXT")
+
+
+@migrations()
+def m007_extensions(db: Database) -> None:
+    """One account's own deadline in one migration (rule 3b): the latest extension granted.
+
+    Earlier extensions of the same account stay in the audit log; this row is what counts.
+    """
+    db.executescript(
+        """
+        CREATE TABLE extensions (
+            migration_id TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            until TEXT NOT NULL,             -- ISO date; enforced from its local midnight
+            reason TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (migration_id, account_id)
+        ) WITHOUT ROWID;
+        """
+    )
