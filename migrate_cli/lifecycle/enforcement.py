@@ -130,7 +130,7 @@ def due_enforcements(
             continue
         # Enforced at once for everyone: an account that joins the audience later (imported,
         # re-opened, moved to another plan, TBD or not) is due at once, as a late batch.
-        after_immediate = sm.immediate_reason is not None and ALL_SCOPE in sm.enforced_scopes
+        after_immediate = sm.enforced_immediately
         candidates = [(ALL_SCOPE, None)] if after_immediate else scopes(sm.migration)
         for scope, deadline in candidates:
             if not after_immediate and (deadline is None or now < mandatory_instant(deadline, tz)):
