@@ -109,6 +109,8 @@ def test_an_extended_account_is_enforced_on_its_own_date_and_told_its_own_date(
     status = json.loads(runner("--now", "2024-03-02", "status", "--json").stdout)
     cors = next(m for m in status["migrations"] if m["id"] == "strict-cors")
     assert cors["extended"] == {"accounts": 1, "until": {"2024-05-15": 1}}
+    shown_text = runner("--now", "2024-03-02", "status").stdout
+    assert "strict-cors: 1 account(s) extended (1 until 2024-05-15)" in shown_text
     shown = json.loads(runner("--now", "2024-03-02", "accounts", "show", "a4", "--json").stdout)
     ext = next(e for e in shown["enrollments"] if e["migration"] == "strict-cors")["extension"]
     assert ext["until"] == "2024-05-15" and ext["reason"] == "more"

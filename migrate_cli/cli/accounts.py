@@ -293,8 +293,17 @@ def accounts_show(
     )
     emit_table(
         "Enrollments",
-        ["Migration", "State", "Changed", "Actor"],
-        [[x["migration"], x["state"], x["changed_at"], x["actor"]] for x in account["enrollments"]],
+        ["Migration", "State", "Changed", "Actor", "Extended until"],
+        [
+            [
+                x["migration"],
+                x["state"],
+                x["changed_at"],
+                x["actor"],
+                x["extension"]["until"] if x["extension"] else None,
+            ]
+            for x in account["enrollments"]
+        ],
     )
 
 
