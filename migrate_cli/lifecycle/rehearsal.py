@@ -69,15 +69,15 @@ class _Migration:
     pending: dict[str, int]  # batch key -> pending accounts (with or without administrators)
     groups: list[_Group]
     plannable: bool  # not enforced immediately for everyone (then no notice is planned)
-    # Enforced for everyone ('*'): no group is read; the pending accounts that joined since
-    # (switched as a late batch) and their unsuppressed administrators (told of it).
+    # Enforced immediately for everyone: no group is read; the pending accounts that joined
+    # since (switched as a late batch) and their unsuppressed administrators (told of it).
     late: int = 0
     late_admins: int = 0
 
     @property
     def immediate(self) -> bool:
         """Enforced at once by an operator: late accounts are due whatever their date."""
-        return not self.plannable and self.sm.immediate_reason is not None
+        return not self.plannable
 
 
 def _deadline(
