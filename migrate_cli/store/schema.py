@@ -211,7 +211,7 @@ def m006_dates_recorded(db: Database) -> None:
 
 
 @migrations()
-def m007_extensions(db: Database) -> None:
+def m008_extensions(db: Database) -> None:
     """One account's own deadline in one migration (rule 3b): the latest extension granted.
 
     Earlier extensions of the same account stay in the audit log; this row is what counts.
