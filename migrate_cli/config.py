@@ -51,6 +51,14 @@ def _address(value: str) -> str:
     return value
 
 
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
+    return value
+
+
 def _env_name(value: str) -> str:
     # The value is not echoed: an operator may have pasted the secret itself here.
     if not _ENV_NAME.fullmatch(value):
@@ -84,6 +92,7 @@ Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 Address = Annotated[str, AfterValidator(_address)]
 Text = Annotated[str, Field(min_length=1)]
+Duration = Annotated[str, AfterValidator(_duration)]  # 72h, 3d, 90m (kept as written)
 
 
 def _table() -> Any:
@@ -140,11 +149,19 @@ class EmailConfig(_Table):
     rate_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     daily_quota: Annotated[int, Field(gt=0)] | None = None  # 0 would read as "unlimited"
     concurrency: Annotated[int, Field(ge=1, le=64)] = 1
-    max_attempts: Annotated[int, Field(ge=1)] = 5
+    max_attempts: Annotated[int, Field(ge=1)] = 5  # tries of one notice within one run
+    retry_for: Duration = "72h"  # transient failures for this long, across runs, then failed
+    retry_backoff: Seconds = 1.0  # the first retry's delay ceiling; doubles per attempt
+    breaker: Annotated[int, Field(ge=2)] = 10  # same rejection for N recipients in a row: stop
     smtp: SmtpConfig = _table()
     ses: SesConfig = _table()
     sendgrid: SendgridConfig = _table()
     file: FileConfig = _table()
+
+    @property
+    def retry_window(self) -> timedelta:
+        """How long a notice may keep failing transiently before it is failed."""
+        return parse_duration(self.retry_for)
 
     @model_validator(mode="after")
     def _smtp_needs_a_host(self) -> EmailConfig:
@@ -171,17 +188,6 @@ class AlertsConfig(_Table):
     webhook_url_env: EnvName | None = None  # the URL is a secret: only its variable is named
     on: list[Annotated[AlertEvent, Strict(False)]] = Field(default_factory=lambda: list(AlertEvent))
     timeout: Seconds = 10.0
-
-
-def _duration(value: str) -> str:
-    try:
-        parse_duration(value)
-    except ValueError as exc:
-        raise PydanticCustomError("duration", str(exc)) from None
-    return value
-
-
-Duration = Annotated[str, AfterValidator(_duration)]
 
 
 class PlatformConfig(_Table):

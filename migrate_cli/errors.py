@@ -70,6 +70,13 @@ class StoreError(MigctlError):
     """The SQLite store cannot be opened, is locked too long, or is corrupt."""
 
 
+class SendingStoppedError(MigctlError):
+    """Sending stopped partway (the store failed, e.g. a full disk): what was sent before is
+    recorded and reported, so the run is partial (exit 3), not "nothing written"."""
+
+    exit_code = EXIT_PARTIAL
+
+
 class LockHeldError(MigctlError):
     """Another migctl run holds the lock."""
 

@@ -23,7 +23,7 @@ BAD_CONFIGS = [
         '[email]\nprovider = "file"\nprovder = "smtp"\n',
         3,
         "email.provder",
-        "unknown key 'provder' (did you mean 'provider'?); allowed here: concurrency,",
+        "unknown key 'provder' (did you mean 'provider'?); allowed here: breaker, concurrency,",
     ),
     (
         "unknown-table-key-with-suggestion",
@@ -134,6 +134,8 @@ BAD_CONFIGS = [
         "must be a finite number",
     ),
     ("attempts-zero", "[email]\nmax_attempts = 0\n", 2, "email.max_attempts", "at least 1"),
+    ("retry-for-words", '[email]\nretry_for = "3 days"\n', 2, "email.retry_for", "a duration"),
+    ("breaker-one", "[email]\nbreaker = 1\n", 2, "email.breaker", "at least 2"),
     (
         "timeout-too-long",
         "[email.ses]\ntimeout = 601\n",

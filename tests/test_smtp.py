@@ -179,11 +179,6 @@ def test_missing_password_variable_names_it(monkeypatch: pytest.MonkeyPatch) -> 
             "smtp:553",
         ),
         (RecordingHandler(data_reply="451 4.7.1 greylisted"), SendStatus.TRANSIENT, "smtp:451"),
-        (
-            RecordingHandler(data_reply="554 5.7.1 rejected as spam"),
-            SendStatus.PERMANENT,
-            "smtp:554",
-        ),
     ],
 )
 def test_reply_codes_are_classified(
@@ -205,6 +200,14 @@ def test_reply_codes_are_classified(
         RecordingHandler(mail_reply="553 5.7.1 sender address rejected"),
         RecordingHandler(mail_reply="530 5.7.0 authentication required"),
         RecordingHandler(rcpt_replies={"admin@customer.example": "554 5.7.1 Relay access denied"}),
+        # Rejections of the relay or the message, not of the address (SPEC section 6).
+        RecordingHandler(data_reply="554 5.7.1 rejected as spam"),
+        RecordingHandler(
+            rcpt_replies={
+                "admin@customer.example": "554 5.7.1 Service unavailable; Client host "
+                "[127.0.0.1] blocked using zen.spamhaus.org"
+            }
+        ),
     ],
 )
 def test_setup_problems_stop_the_run(handler: RecordingHandler) -> None:

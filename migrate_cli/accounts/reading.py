@@ -6,12 +6,14 @@ import csv
 import functools
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
 
+from migrate_cli.definitions.yamlsafe import encodable
 from migrate_cli.errors import InputError, Problem
 from migrate_cli.timeutil import parse_instant
 
@@ -19,6 +21,8 @@ COLUMNS = ("id", "name", "plan", "tags", "created_at", "status", "admins")
 REQUIRED_COLUMNS = ("id", "plan", "created_at", "admins")
 STATUSES = ("active", "closed")
 MAX_PROBLEMS = 200  # listed; the rest are counted
+# A header is checked in linear time; beyond this many columns it is not an accounts file.
+MAX_COLUMNS = 64
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
@@ -113,16 +117,16 @@ def validate_row(
         problems.append(Problem(file, line, field, message))
 
     for key, value in raw.items():
-        if (
-            value is not None
-            and not isinstance(value, (str, list))
-            and (
-                key in ("tags", "admins")
-                or not isinstance(value, (int, float))
-                or isinstance(value, bool)
-            )
-        ):
-            bad(key, f"expected text, got {json.dumps(value)[:40]}")
+        # Text only (numbers too: NaN, -Infinity and 1e400 would be stored as "nan", "inf");
+        # tags and admins may also be a list of texts.
+        items = value if isinstance(value, list) and key in ("tags", "admins") else [value]
+        for item in items:
+            if item is not None and not isinstance(item, str):
+                bad(key, f"expected text, got {json.dumps(item)[:40]}")
+            elif isinstance(item, str) and not encodable(item):
+                bad(key, "contains a character that is not valid Unicode (a lone surrogate)")
+    if problems:
+        return None, problems
     acc_id = str(raw.get("id") or "").strip()
     if not acc_id:
         bad("id", "is missing")
@@ -329,10 +333,21 @@ def _read_csv(
     except csv.Error as exc:
         problems.append(Problem(file, 1, None, _csv_error(exc)))
         return
+    if len(header) > MAX_COLUMNS:
+        problems.append(
+            Problem(
+                file,
+                1,
+                None,
+                f"the header has {len(header)} columns, more than {MAX_COLUMNS}; expected "
+                f"{','.join(COLUMNS)}",
+            )
+        )
+        return
     header = [h.strip().lower() for h in header]
     unknown = [h for h in header if h not in COLUMNS]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    dupes = {h for h in header if header.count(h) > 1}
+    dupes = {h for h, n in Counter(header).items() if n > 1}
     if unknown or missing or dupes:
         if unknown:
             problems.append(

@@ -58,7 +58,7 @@ def accounts_import(
     if fmt is not None and fmt not in ("csv", "jsonl"):
         raise UsageError(f"--format must be csv or jsonl, not {fmt!r}")
     with store_lock(e.db_path, command="accounts import"):
-        store = e.store()
+        store = e.store(create=True)
         with progress_reporter() as progress:
             report = import_accounts(
                 store,

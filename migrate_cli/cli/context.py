@@ -50,9 +50,9 @@ class Env:
                 raise
         return self._config
 
-    def store(self, *, create: bool = True) -> Store:
-        """The store; reading commands pass create=False so a mistyped --db is an error,
-        not a new empty store that reports nothing."""
+    def store(self, *, create: bool = False) -> Store:
+        """The store; only the commands that may start one (sync, accounts import, run) pass
+        create=True, so a mistyped --db is an error, not a new empty store."""
         if self._store is None:
             self._store = Store(self.db_path, create=create)
         return self._store

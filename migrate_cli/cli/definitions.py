@@ -107,7 +107,7 @@ def sync(
     defs = e.definitions(file)
     now = e.now_in(defs.timezone)
     with store_lock(e.db_path, command="sync"):
-        report = do_sync(e.store(), defs, now=now, actor=actor or default_actor())
+        report = do_sync(e.store(create=True), defs, now=now, actor=actor or default_actor())
     held = [(sm.id, h) for sm in load_catalog(e.store()) for h in sm.active_holds(now)]
     emit_warnings([held_line(mid, h.to_json()) for mid, h in held])
     if json_out:

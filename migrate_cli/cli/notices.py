@@ -39,7 +39,7 @@ def notices_lines(doc: dict[str, Any]) -> list[str]:
         line += f", retry later {n['retry_later']}"
     if n.get("quota_reached"):
         line += " — daily quota reached, the rest stays pending"
-    lines = [line]
+    lines = [line, *([f"paused: {n['paused']}"] if n.get("paused") else [])]
     for mid, accounts in doc.get("enforcement_due", {}).items():
         lines.append(
             f"enforcement due: {mid}: {accounts} account(s) past their date are still pending "
@@ -89,6 +89,7 @@ def notify(
     Example: migctl --now 2016-04-20 notify --dry-run
     """
     from migrate_cli.delivery.base import ProviderConfigError
+    from migrate_cli.errors import SendingStoppedError
     from migrate_cli.notices.notify import notify as do_notify
     from migrate_cli.notices.notify import plan_only
     from migrate_cli.store.lock import store_lock
@@ -136,7 +137,7 @@ def notify(
                     progress=progress,
                     summary=summary,
                 )
-            except ProviderConfigError as exc:
+            except (ProviderConfigError, SendingStoppedError) as exc:
                 if json_out:  # what was sent before the stop still counts
                     emit_json({**summary.to_json(), "error": str(exc)})
                 raise

@@ -59,7 +59,7 @@ def outbox_list(
         return
     emit_table(
         "Outbox",
-        ["Id", "State", "Kind", "Migration", "Administrator", "Attempts", "Error"],
+        ["Id", "State", "Kind", "Migration", "Administrator", "Attempts", "Next attempt", "Error"],
         [
             [
                 r["id"],
@@ -68,6 +68,7 @@ def outbox_list(
                 r["migration_id"],
                 r["email"],
                 r["attempts"],
+                r["next_attempt_at"] or "" if r["state"] == "pending" else "",
                 r["last_error"] or "",
             ]
             for r in rows

@@ -56,6 +56,7 @@ def run_cmd(
     Example (crontab): */15 * * * * cd /srv/migctl && migctl run --json >> run.log
     """
     from migrate_cli.delivery.base import ProviderConfigError
+    from migrate_cli.errors import SendingStoppedError
     from migrate_cli.notices.run import RunSummary
     from migrate_cli.notices.run import run as do_run
     from migrate_cli.store.lock import store_lock
@@ -63,7 +64,7 @@ def run_cmd(
     e = env(ctx)
     summary: RunSummary | None = None
     with store_lock(e.db_path, command="run"), graceful_stop() as stop:
-        store = e.store()
+        store = e.store(create=True)
         with progress_reporter() as progress:  # run names its phases and real totals
             try:
                 summary = do_run(
@@ -76,7 +77,7 @@ def run_cmd(
                     stop=stop,
                     progress=progress,
                 )
-            except ProviderConfigError as exc:
+            except (ProviderConfigError, SendingStoppedError) as exc:
                 partial = getattr(exc, "run_summary", None)
                 doc = partial.to_json() if partial else {"dry_run": dry_run}
                 doc = {**doc, "error": str(exc)}

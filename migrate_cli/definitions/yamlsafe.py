@@ -112,7 +112,29 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
+        if not encodable(node.value):
+            # A "\ud800" escape makes a lone surrogate: it passes as text but can never be
+            # stored or sent as UTF-8.
+            self.problems.append(
+                Problem(
+                    self.file,
+                    line,
+                    _dotted(path) or None,
+                    "contains a character that is not valid Unicode (a lone surrogate, "
+                    "e.g. from a \\ud800 escape)",
+                )
+            )
+            return None
         return _scalar(node)
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be stored and sent as UTF-8 (a lone surrogate cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _TooBig(Exception):

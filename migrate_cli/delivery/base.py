@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import enum
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -40,6 +45,9 @@ class SendStatus(enum.StrEnum):
     # The message was handed over but no answer came (timeout or drop after DATA / the request
     # body): it may or may not have been accepted. The notice becomes in_doubt, never resent.
     UNKNOWN = "unknown"
+    # The message could not be made (text that cannot be encoded, a bad header): it never
+    # reached the provider. The notice fails with the cause; the address is not suppressed.
+    UNSENDABLE = "unsendable"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,44 @@ class ProviderConfigError(ConfigError):
         self.provider = provider
         self.code = code
         super().__init__(f"{provider}: {message}")
+
+
+class ProviderRejectedError(ProviderConfigError):
+    """The provider refuses the sender, the relay or the message itself (not one recipient):
+    every notice would meet the same answer, so the run stops and nothing is suppressed."""
+
+
+REDACTED = "***"
+# Environment variables boto3 reads credentials from; their values are secrets wherever set.
+AWS_SECRET_ENVS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def configured_secrets(config: Config) -> tuple[str, ...]:
+    """Every secret value this configuration can hand a provider, with the encodings a server
+    may echo (base64, as in SMTP AUTH); the longest first so none is left half-redacted."""
+    email = config.email
+    values = [
+        config.secret(email.smtp.password_env),
+        config.secret(email.sendgrid.api_key_env),
+        *(os.environ.get(name) for name in AWS_SECRET_ENVS),
+    ]
+    found: set[str] = set()
+    for value in values:
+        if not value or len(value) < 4:  # a one-letter "secret" would blank out every text
+            continue
+        found.add(value)
+        found.add(base64.b64encode(value.encode()).decode())
+        user = email.smtp.username or ""
+        found.add(base64.b64encode(f"\0{user}\0{value}".encode()).decode())
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret value replaced by ***."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 class InvalidAddressError(ValueError):
@@ -104,6 +150,7 @@ class Provider(ABC, Generic[MessageT]):
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.secrets = configured_secrets(config)
         if self.development_only and config.environment == "production":
             raise ProviderConfigError(
                 self.name,
@@ -131,16 +178,43 @@ class Provider(ABC, Generic[MessageT]):
         self.close()
 
     def send(self, email: OutgoingEmail) -> SendResult:
-        """Send one message; thread-safe for network providers. Subclasses write the hooks."""
+        """Send one message; thread-safe for network providers. Subclasses write the hooks.
+
+        Whatever text comes back (a result's error, any exception's message) has every
+        configured secret redacted first: a provider may echo credentials in its answers.
+        """
+        with self.redacting():
+            result = self._send(email)
+        if result.error:
+            result = dataclasses.replace(result, error=redact(result.error, self.secrets))
+        return result
+
+    def _send(self, email: OutgoingEmail) -> SendResult:
         try:
             message = self.build(email)
         except InvalidAddressError as exc:
             return address_failure(self.name, exc)
+        except (UnicodeError, ValueError) as exc:
+            # Nothing was handed over: a failure of its own kind, never in doubt.
+            return SendResult(
+                SendStatus.UNSENDABLE,
+                error=f"the message cannot be built: {type(exc).__name__}: {exc}",
+                code="migctl:unsendable",
+            )
         try:
             provider_message_id = self.deliver(message, email)
         except self.delivery_errors as exc:
             return self.classify(exc, message)
         return SendResult(SendStatus.SENT, provider_message_id=provider_message_id)
+
+    @contextmanager
+    def redacting(self) -> Iterator[None]:
+        """Redact configured secrets from the message of any exception raised inside."""
+        try:
+            yield
+        except Exception as exc:
+            exc.args = tuple(redact(a, self.secrets) if isinstance(a, str) else a for a in exc.args)
+            raise
 
     @abstractmethod
     def build(self, email: OutgoingEmail) -> MessageT:

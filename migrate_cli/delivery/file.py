@@ -54,7 +54,14 @@ class FileProvider(ConsoleProvider):
             self.open()
         target = self.directory / eml_filename(email.key)
         # mkstemp creates the file with mode 0o600; os.replace makes it appear all at once.
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
+        except OSError as exc:  # nothing written: a setup problem, never a notice in doubt
+            raise ProviderConfigError(
+                self.name,
+                f"cannot write to {str(self.directory)!r} ({exc.strerror}); set [email.file] "
+                "directory in migctl.toml to a writable folder",
+            ) from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(as_bytes(msg))

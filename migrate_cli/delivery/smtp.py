@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import re
 import smtplib
 import ssl
 import threading
@@ -13,8 +13,10 @@ from migrate_cli.delivery.base import (
     OutgoingEmail,
     Provider,
     ProviderConfigError,
+    ProviderRejectedError,
     SendResult,
     SendStatus,
+    redact,
 )
 from migrate_cli.delivery.mime import RawMessage, build_raw
 
@@ -175,15 +177,7 @@ class SmtpProvider(Provider[RawMessage]):
 
     def _redact(self, detail: bytes | str) -> str:
         text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else detail
-        if self._password:
-            user = self._username or ""
-            for secret in {
-                self._password,
-                base64.b64encode(self._password.encode()).decode(),
-                base64.b64encode(f"\0{user}\0{self._password}".encode()).decode(),
-            }:
-                text = text.replace(secret, "***")
-        return text[:300]
+        return redact(text, self.secrets)[:300]
 
     def open(self) -> None:
         """Connections are opened lazily by the first send and reused afterwards."""
@@ -325,11 +319,34 @@ class SmtpProvider(Provider[RawMessage]):
                     "username/password_env or allow this host on the relay",
                     code=smtp_code,
                 )
+            if stage != "RCPT TO" or not names_recipient(code, text):
+                # A blocklisted relay, a policy rejection, a message refused at the end of
+                # DATA: every notice would meet it, and no address is to blame.
+                raise ProviderRejectedError(
+                    self.name,
+                    f"the server rejected the message at {stage}, not one recipient "
+                    f"(it answered {code} {text}); nothing was suppressed and the notices "
+                    "stay pending; check the relay's blocklists and policy for this sender",
+                    code=smtp_code,
+                )
             return SendResult(SendStatus.PERMANENT, error=error, code=smtp_code)
         return SendResult(SendStatus.TRANSIENT, error=error, code=smtp_code)
 
     def _transient(self, kind: str, detail: str) -> SendResult:
         return SendResult(SendStatus.TRANSIENT, error=detail, code=f"smtp:{kind}")
+
+
+_ENHANCED = re.compile(r"^\s*5\.(\d{1,3})\.\d{1,3}\b")
+
+
+def names_recipient(code: int, text: str) -> bool:
+    """Whether an RCPT rejection is about the address itself (RFC 3463): 5.1.x addressing or
+    5.2.x mailbox status; without an enhanced code, 550/551/553 (mailbox unavailable, not
+    local, name not allowed). 5.7.x (policy, blocklists) and 554 are about us, not them."""
+    m = _ENHANCED.match(text)
+    if m:
+        return m.group(1) in ("1", "2")
+    return code in (550, 551, 553)
 
 
 def _lost(detail: str) -> str:

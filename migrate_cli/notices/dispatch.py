@@ -18,13 +18,14 @@ from migrate_cli.delivery.base import (
     OutgoingEmail,
     Provider,
     ProviderConfigError,
+    ProviderRejectedError,
     SendResult,
     SendStatus,
 )
 from migrate_cli.delivery.throttle import pacer, retry_delay
 from migrate_cli.notices.render import MAX_LISTED_ACCOUNTS, AccountRef, NoticeContext, Renderer
 from migrate_cli.store import outbox
-from migrate_cli.store.db import Store
+from migrate_cli.store.db import Store, parse_db_time
 from migrate_cli.store.stored_migrations import StoredMigration
 from migrate_cli.timeutil import days_until, local_date
 from migrate_cli.vocabulary import NoticeKind, NoticeState
@@ -42,11 +43,12 @@ class DispatchSummary:
 
     sent: int = 0
     failed: int = 0
-    retry_later: int = 0
+    retry_later: int = 0  # notices left pending after a transient failure, each counted once
     in_doubt: int = 0
     quota_reached: bool = False
     suppressed_at_send: int = 0  # waiting rows dropped: address suppressed or nothing pending
     stopped: str | None = None  # a configuration error stopped the run
+    paused: str | None = None  # the provider kept failing transiently: the rest waits
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -110,6 +112,14 @@ class Dispatcher:
         )
         self._quota = config.email.daily_quota
         self._quota_left: int | None = None  # set when a run starts
+        self._tries: dict[int, int] = {}  # transient failures of each notice in this run
+        self._rested: set[int] = set()  # notices that used max_attempts: not again this run
+        self._waiting: set[int] = set()  # notices whose latest outcome is "retry later"
+        # The circuit breaker: permanent failures of one kind in a row, held back (nothing
+        # suppressed) until another outcome shows they were about the recipients after all.
+        self._streak: list[outbox.Outcome] = []
+        self._error: ProviderConfigError | None = None  # what stopped the run
+        self._transients: list[tuple[str, str | None]] = []  # (email, code) in a row
 
     def sweep(self) -> None:
         """Drop waiting rows that must no longer go out (see ``outbox.sweep``)."""
@@ -133,7 +143,8 @@ class Dispatcher:
                 provider = local.provider = self.provider_factory()
                 with lock:
                     providers.append(provider)
-                provider.open()
+                with provider.redacting():
+                    provider.open()
             if self._limiter is not None:
                 self._limiter.acquire()
             return provider.send(email)
@@ -145,60 +156,62 @@ class Dispatcher:
         )
         in_flight: dict[Future[SendResult], tuple[sqlite3.Row, int]] = {}
         done: list[outbox.Outcome] = []
-        config_error: ProviderConfigError | None = None
+        self._error = None
         try:
             with pool:
                 while True:
-                    if not self.stop.is_set() and config_error is None:
+                    claimed = []
+                    if not self._halted():
                         room = self._budget(window - len(in_flight), len(in_flight))
                         claimed = self._claim(only, room, done)
                         done = []
                         try:
                             emails = [self._render(row) for row, _ in claimed]
                         except BaseException:  # nothing of this batch was handed over
-                            done += [_untried(row) for row, _ in claimed]
+                            done += [self._untried(row) for row, _ in claimed]
                             raise
                         for i, ((row, attempt), email) in enumerate(
                             zip(claimed, emails, strict=True)
                         ):
-                            if self.stop.is_set() or config_error is not None:
-                                done += [_untried(r, config_error) for r, _ in claimed[i:]]
+                            if self._halted():
+                                done += [self._untried(r) for r, _ in claimed[i:]]
                                 break
                             future = pool.submit(send, email)
-                            in_flight[future] = (row, attempt)
-                            # A send run inline has its answer already: bad credentials stop
-                            # the batch here, not after every notice of it tried them.
-                            early = future.exception() if future.done() else None
-                            if isinstance(early, ProviderConfigError):
-                                config_error = early
+                            if future.done():  # sent inline: its outcome may stop the batch
+                                done += self._finish(row, attempt, future)
+                            else:
+                                in_flight[future] = (row, attempt)
                     if not in_flight:
-                        if self.stop.is_set() or config_error is not None:
+                        if self._halted():
                             break
+                        if claimed:  # all sent inline: claim the next batch
+                            continue
+                        self._settle(done)  # the retry times must be in the outbox first
+                        done = []
                         if not self._wait_for_retry(only):
                             break
                         continue
                     finished, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
                     for future in finished:
                         row, attempt = in_flight.pop(future)
-                        exc = future.exception()
-                        if isinstance(exc, ProviderConfigError):
-                            config_error = config_error or exc
-                        done.append(self._outcome(row, attempt, future, exc))
+                        done += self._finish(row, attempt, future)
         finally:
             # After an error, what was in flight has finished (the pool waited for it on exit):
             # record each real outcome.
             for future, (row, attempt) in in_flight.items():
                 if future.done():
-                    done.append(self._outcome(row, attempt, future, future.exception()))
+                    done += self._finish(row, attempt, future)
                 else:  # never started
-                    done.append(_untried(row))
+                    done.append(self._untried(row))
+            done += self._release()
+            self.summary.retry_later = len(self._waiting)
             self._settle(done)
             for provider in providers:
                 with contextlib.suppress(Exception):
                     provider.close()
-        if config_error is not None:
-            self.summary.stopped = str(config_error)
-            raise config_error
+        if self._error is not None:
+            self.summary.stopped = str(self._error)
+            raise self._error
         return self.summary
 
     # ------------------------------------------------------------------ outbox
@@ -214,6 +227,7 @@ class Dispatcher:
             now=self.clock(),
             settle_first=done,
             count_sends=bool(self._quota),
+            exclude=self._rested,
         )
         self._report(len(done))
         return claimed
@@ -241,7 +255,7 @@ class Dispatcher:
         """Nothing to claim: wait for a retry due soon. False: the run is over (or stopped)."""
         if self.summary.quota_reached:
             return False
-        at = outbox.next_retry_at(self.store, only)
+        at = outbox.next_retry_at(self.store, only, exclude=self._rested)
         if at is None:
             return False
         wait_s = (at - self.clock()).total_seconds()
@@ -249,54 +263,186 @@ class Dispatcher:
             return False
         return not self.stop.wait(max(0.0, wait_s))
 
+    def _finish(
+        self, row: sqlite3.Row, attempt: int, future: Future[SendResult]
+    ) -> list[outbox.Outcome]:
+        """One finished send: its outcomes; a configuration error or a tripped breaker stops
+        the run (``_error``)."""
+        exc = future.exception()
+        if isinstance(exc, ProviderConfigError):
+            self._error = self._error or exc
+        done = self._outcome(row, attempt, future, exc)
+        if self._tripped():
+            error = self._trip(done)
+            self._error = self._error or error
+        return done
+
     def _outcome(
         self,
         row: sqlite3.Row,
         attempt: int,
         future: Future[SendResult],
         exc: BaseException | None,
-    ) -> outbox.Outcome:
-        """The provider's answer as an outbox transition, counted in the summary."""
+    ) -> list[outbox.Outcome]:
+        """The provider's answer as outbox transitions (none while the breaker holds a
+        permanent failure back), counted in the summary."""
         s = self.summary
+        self._waiting.discard(row["id"])
+        result_now = future.result() if exc is None else None
+        if result_now is None or result_now.status != SendStatus.TRANSIENT:
+            self._transients = []
         if isinstance(exc, ProviderConfigError):
             # Not this notice's fault: back to pending, the attempt not counted.
-            return outbox.Outcome(
-                row, NoticeState.PENDING, error=str(exc), code=exc.code, untried=True
-            )
+            return [
+                outbox.Outcome(
+                    row, NoticeState.PENDING, error=str(exc), code=exc.code, untried=True
+                )
+            ]
         if exc is not None:
             # An unexpected failure inside the provider: the send may have happened.
             s.in_doubt += 1
-            return outbox.Outcome(row, NoticeState.IN_DOUBT, error=f"{type(exc).__name__}: {exc}")
+            return [
+                *self._release(),
+                outbox.Outcome(row, NoticeState.IN_DOUBT, error=f"{type(exc).__name__}: {exc}"),
+            ]
         result = future.result()
+        if result.status == SendStatus.PERMANENT:
+            return self._hold(
+                outbox.Outcome(
+                    row,
+                    NoticeState.FAILED,
+                    error=result.error,
+                    code=result.code,
+                    suppress=f"provider:{result.code or self.config.email.provider}",
+                )
+            )
+        done = self._release()
         if result.status == SendStatus.SENT:
             s.sent += 1
             s.by_kind[row["kind"]] = s.by_kind.get(row["kind"], 0) + 1
-            return outbox.Outcome(
-                row, NoticeState.SENT, provider_message_id=result.provider_message_id
+            done.append(
+                outbox.Outcome(
+                    row, NoticeState.SENT, provider_message_id=result.provider_message_id
+                )
             )
-        if result.status == SendStatus.UNKNOWN:
+        elif result.status == SendStatus.UNKNOWN:
             # Handed over, no answer: resending could duplicate it. An operator decides.
             s.in_doubt += 1
-            return outbox.Outcome(row, NoticeState.IN_DOUBT, error=result.error, code=result.code)
-        if result.status == SendStatus.PERMANENT:
-            s.failed += 1
-            source = f"provider:{result.code or self.config.email.provider}"
-            return outbox.Outcome(
-                row, NoticeState.FAILED, error=result.error, code=result.code, suppress=source
+            done.append(
+                outbox.Outcome(row, NoticeState.IN_DOUBT, error=result.error, code=result.code)
             )
-        if attempt >= self.config.email.max_attempts:
-            s.failed += 1
+        elif result.status == SendStatus.UNSENDABLE:
+            s.failed += 1  # never handed over: failed with the cause, the address kept
+            done.append(
+                outbox.Outcome(row, NoticeState.FAILED, error=result.error, code=result.code)
+            )
+        else:
+            done.append(self._transient(row, attempt, result))
+        return done
+
+    def _transient(self, row: sqlite3.Row, attempt: int, result: SendResult) -> outbox.Outcome:
+        """Retry later, across runs; failed only after ``retry_for`` of transient failures."""
+        now = self.clock()
+        since = row["failing_since"]
+        window = self.config.email.retry_window
+        if since is not None and now - parse_db_time(since) >= window:
+            self.summary.failed += 1
             return outbox.Outcome(
                 row,
                 NoticeState.FAILED,
-                error=f"gave up after {attempt} attempts: {result.error}",
+                error=f"kept failing since {since} (retry_for {self.config.email.retry_for}): "
+                f"{result.error}",
                 code=result.code,
             )
-        s.retry_later += 1
-        retry_at = self.clock() + timedelta(seconds=retry_delay(result, attempt))
+        self._count_transient(row["email"], result)
+        tries = self._tries[row["id"]] = self._tries.get(row["id"], 0) + 1
+        if tries >= self.config.email.max_attempts:
+            self._rested.add(row["id"])  # a later run tries again
+        self._waiting.add(row["id"])
+        delay = retry_delay(result, attempt, base=self.config.email.retry_backoff)
         return outbox.Outcome(
-            row, NoticeState.PENDING, error=result.error, code=result.code, retry_at=retry_at
+            row,
+            NoticeState.PENDING,
+            error=result.error,
+            code=result.code,
+            retry_at=now + timedelta(seconds=delay),
+            transient=True,
         )
+
+    def _halted(self) -> bool:
+        """Whether this run claims and sends no more (a signal, a stop, a pause)."""
+        return self.stop.is_set() or self._error is not None or self.summary.paused is not None
+
+    def _untried(self, row: sqlite3.Row) -> outbox.Outcome:
+        """Back to pending, never handed over; a row left by a stop says what stopped it."""
+        error = self._error
+        return outbox.Outcome(
+            row,
+            NoticeState.PENDING,
+            error=str(error) if error else None,
+            code=error.code if error else None,
+            untried=True,
+        )
+
+    # ------------------------------------------------------------------ circuit breaker
+
+    def _count_transient(self, email: str, result: SendResult) -> None:
+        """The same transient failure for ``breaker`` recipients in a row: the relay is down or
+        hangs. The run pauses (the rest waits for a later run, exit 3) rather than spend
+        every notice's tries, and a timeout each, on it."""
+        if self._transients and self._transients[-1][1] != result.code:
+            self._transients = []
+        self._transients.append((email, result.code))
+        if len({e for e, _ in self._transients}) >= self.config.email.breaker:
+            self.summary.paused = (
+                f"{len(self._transients)} recipients in a row failed the same transient way "
+                f"({result.code}: {result.error}); sending paused, the notices wait for a later "
+                "run"
+            )
+
+    def _hold(self, failure: outbox.Outcome) -> list[outbox.Outcome]:
+        """Hold a permanent failure back; one of another kind ends the streak before it."""
+        if self._error is not None:  # the run is stopping: a failure in flight is not judged
+            return [
+                outbox.Outcome(
+                    failure.row,
+                    NoticeState.PENDING,
+                    error=failure.error,
+                    code=failure.code,
+                    untried=True,
+                )
+            ]
+        released = self._release() if self._streak and failure.code != self._streak[0].code else []
+        self._streak.append(failure)
+        return released
+
+    def _release(self) -> list[outbox.Outcome]:
+        """The held failures are the recipients' own: fail them and suppress the addresses."""
+        held, self._streak = self._streak, []
+        self.summary.failed += len(held)
+        return held
+
+    def _tripped(self) -> bool:
+        return len({o.row["email"] for o in self._streak}) >= self.config.email.breaker
+
+    def _trip(self, done: list[outbox.Outcome]) -> ProviderRejectedError:
+        """The same rejection for every recipient: the provider's problem. Nothing is
+        suppressed, the held notices go back to pending, and the run stops."""
+        held, self._streak = self._streak, []
+        first = held[0]
+        error = ProviderRejectedError(
+            self.config.email.provider,
+            f"{len(held)} different recipients in a row were rejected the same way "
+            f"({first.code}: {first.error}); this is taken as a problem with the provider, "
+            "the sender or the message, not with the addresses: nothing was suppressed and "
+            "the notices stay pending",
+            code=first.code,
+        )
+        done += [
+            outbox.Outcome(o.row, NoticeState.PENDING, error=o.error, code=o.code, untried=True)
+            for o in held
+        ]
+        return error
 
     # ------------------------------------------------------------------ rendering
 
@@ -379,13 +525,6 @@ def _accounts(store: Store, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
         )
     }
     return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
-
-
-def _untried(row: sqlite3.Row, why: ProviderConfigError | None = None) -> outbox.Outcome:
-    """Claimed but never handed over: back to pending, saying why when a provider said."""
-    if why is None:
-        return outbox.Outcome(row, NoticeState.PENDING, untried=True)
-    return outbox.Outcome(row, NoticeState.PENDING, error=str(why), code=why.code, untried=True)
 
 
 def previous_deadline(sm: StoredMigration) -> date | None:

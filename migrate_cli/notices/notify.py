@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from migrate_cli.config import Config
 from migrate_cli.definitions.model import Migration
 from migrate_cli.delivery.base import Provider
 from migrate_cli.delivery.registry import provider_class
-from migrate_cli.errors import InputError
+from migrate_cli.errors import InputError, SendingStoppedError
 from migrate_cli.lifecycle.enforcement import due_enforcements
 from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.notices.dispatch import Dispatcher, DispatchSummary
@@ -53,6 +55,7 @@ class NotifySummary:
             "retry_later": self.dispatch.retry_later,
             "by_kind": dict(sorted(self.by_kind.items())),
             "quota_reached": self.dispatch.quota_reached,
+            "paused": self.dispatch.paused,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class NotifySummary:
 
     @property
     def partial(self) -> bool:
-        return bool(self.dispatch.failed or self.in_doubt_total)
+        return bool(self.dispatch.failed or self.in_doubt_total or self.dispatch.retry_later)
 
     def add(self, report: outbox.EnqueueReport) -> None:
         self.planned += report.enqueued
@@ -179,8 +182,18 @@ def notify(
     progress.phase("sending", outbox.pending_count(store, only))
     try:
         dispatcher.run(only)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        # The store failed mid-send (a full disk): the sends recorded before it stay
+        # recorded; a notice claimed but not settled is marked in doubt by the next run.
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SendingStoppedError(
+            f"sending stopped: the store failed ({cause}); {dispatcher.summary.sent} "
+            "notice(s) sent before it are recorded, the rest stay pending (a notice in "
+            "flight becomes in_doubt on the next run)"
+        ) from None
     finally:
-        summary.in_doubt_total = outbox.counts(store)["in_doubt"]
+        with contextlib.suppress(sqlite3.DatabaseError):  # reading may fail as well
+            summary.in_doubt_total = outbox.counts(store)["in_doubt"]
     if report_due_enforcement:
         summary.note_enforcement_due(store, catalog, tz, only)
     return summary

@@ -14,7 +14,7 @@ from typing import Any
 from migrate_cli.config import Config
 from migrate_cli.definitions.model import Definitions, load_definitions
 from migrate_cli.delivery.base import ProviderConfigError
-from migrate_cli.errors import MigctlError
+from migrate_cli.errors import MigctlError, SendingStoppedError
 from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.enforcement import EnforceReport, apply_enforcements, due_enforcements
 from migrate_cli.notices.notify import (
@@ -161,9 +161,9 @@ def run(
             templates_checked=True,
             report_due_enforcement=False,
         )
-    except ProviderConfigError as exc:
+    except (ProviderConfigError, SendingStoppedError) as exc:
         summary.error = str(exc)
-        exc.run_summary = summary  # type: ignore[attr-defined]  # the CLI still reports it
+        exc.run_summary = summary  # type: ignore[union-attr]  # the CLI still reports it
         raise
     if not (stop and stop.is_set()):
         # Count once per cron run, so a `status` between runs reads cached figures. Only an

@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from migrate_cli.errors import StoreError
 from migrate_cli.files import make_private_dirs
+from migrate_cli.store.schema import known_migrations
 from migrate_cli.store.schema import migrations as schema_migrations
 
 BUSY_TIMEOUT_MS = 30_000
@@ -34,15 +35,61 @@ def parse_db_time(text: str) -> datetime:
 SORTER_THREADS = 2
 
 
+def check_store_file(path: Path) -> None:
+    """Refuse, before writing a byte, a file that is not a store this migctl can trust: an
+    empty or foreign file, or a store carrying a schema migration this version does not know
+    (written by a newer migctl)."""
+    try:
+        if path.stat().st_size == 0:
+            raise StoreError(
+                f"{path} is an empty file, not a migctl store; it was left untouched (remove "
+                "it, or point --db at the store)"
+            )
+        # Read-only: nothing is written, not even the journal mode, to a file we refuse.
+        ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master")}
+            applied = (
+                [
+                    r[0]
+                    for r in ro.execute(
+                        "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
+                        (schema_migrations.name,),
+                    )
+                ]
+                if schema_migrations.migrations_table in tables
+                else []
+            )
+        finally:
+            ro.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a migctl store ({exc}); it was left untouched") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read the store {path}: {exc.strerror}") from None
+    if not applied:
+        raise StoreError(f"{path} is not a migctl store (no migctl schema); it was left untouched")
+    unknown = sorted(set(applied) - known_migrations())
+    if unknown:
+        raise StoreError(
+            f"{path} was written by a newer migctl (schema {', '.join(unknown)} is unknown to "
+            "this version); upgrade migctl to use it. The store was left untouched"
+        )
+
+
 class Store:
     """One open store; every write goes through ``transaction()``."""
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
-        if str(path) != ":memory:" and not path.exists():
-            if not create:
-                raise StoreError(f"no store at {path}; run `migctl sync` first")
-            _create_private(path)
+        if str(path) != ":memory:":
+            if path.exists():
+                check_store_file(path)
+            elif not create:
+                raise StoreError(
+                    f"no store at {path}; `migctl sync` or `migctl accounts import` creates one"
+                )
+            else:
+                _create_private(path)
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
             # Explicit transactions only: no implicit BEGIN left open by a stray statement.
@@ -110,7 +157,10 @@ class Store:
             if counts and conn.total_changes != before:  # a no-op stays byte-for-byte a no-op
                 bump_data_version(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL: a full disk); a
+            # second ROLLBACK would raise and hide the real cause.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         else:
             conn.execute("COMMIT")

@@ -35,6 +35,9 @@ def store_lock(db_path: Path, *, timeout: float = 0.5, command: str = "migctl") 
     if str(db_path) == ":memory:":
         yield
         return
+    # One lock per store, however it is named: a symlink or a relative path locks the file
+    # it leads to.
+    db_path = Path(os.path.realpath(db_path))
     # Before the store exists: its folders must be created private here, not by filelock.
     make_private_dirs(db_path.parent)
     lock = FileLock(str(lock_path(db_path)), mode=0o600)

@@ -255,8 +255,9 @@ class Outcome:
     """What became of one claimed notice; ``settle`` records it.
 
     ``state`` is where the row goes: SENT; FAILED (``suppress``: also suppress the address,
-    with that source); IN_DOUBT; PENDING, either for a retry at ``retry_at`` or handed back
-    untried (``untried``: the attempt the claim counted is taken back).
+    with that source); IN_DOUBT; PENDING, either for a retry at ``retry_at`` after a transient
+    failure (``transient``: the row's `failing_since` starts now unless it already runs) or
+    handed back untried (``untried``: the attempt the claim counted is taken back).
     """
 
     row: sqlite3.Row
@@ -267,6 +268,7 @@ class Outcome:
     retry_at: datetime | None = None
     untried: bool = False
     suppress: str | None = None
+    transient: bool = False  # PENDING after a transient failure: starts its `failing_since`
 
 
 def claim(
@@ -278,13 +280,14 @@ def claim(
     now: datetime,
     settle_first: list[Outcome] | None = None,
     count_sends: bool = False,
+    exclude: set[int] | frozenset[int] = frozenset(),
 ) -> list[tuple[sqlite3.Row, int]]:
     """Mark the next due pending rows `sending`, before any of them is handed to a provider.
 
     Returns each claimed row with its attempt number. A kill after this commit leaves the rows
     in `sending`, which the next run marks in doubt: a notice is never sent twice.
     ``settle_first``: outcomes of the previous batch, recorded in the same transaction (one
-    commit per batch instead of two).
+    commit per batch instead of two). ``exclude``: row ids this run no longer tries.
     """
     stamp = db_time(now)
     sql = (
@@ -296,6 +299,7 @@ def claim(
     if only:
         sql += " AND migration_id = ?"
         params.append(only)
+    sql += _excluding(exclude, params)
     sql += " ORDER BY id LIMIT ?) RETURNING *"
     params.append(limit)
     with store.transaction(counts=_suppresses(settle_first)) as conn:
@@ -336,12 +340,16 @@ def _settle_in(
             conn.execute(
                 "UPDATE outbox SET state = 'pending', next_attempt_at = ?, "
                 "attempts = attempts - ?, last_error = coalesce(?, last_error), "
-                "error_code = coalesce(?, error_code), updated_at = ? WHERE id = ?",
+                "error_code = coalesce(?, error_code), updated_at = ?, "
+                "failing_since = CASE WHEN ? THEN coalesce(failing_since, ?) "
+                "ELSE failing_since END WHERE id = ?",
                 (
                     db_time(o.retry_at) if o.retry_at else None,
                     1 if o.untried else 0,
                     o.error,
                     o.code,
+                    stamp,
+                    o.transient,
                     stamp,
                     row_id,
                 ),
@@ -358,7 +366,8 @@ def _settle_in(
             raise ValueError(f"internal error: a send cannot leave a notice {o.state}")
     conn.executemany(
         "UPDATE outbox SET state = 'sent', provider_message_id = ?, sent_at = ?, "
-        "updated_at = ?, last_error = NULL, error_code = NULL WHERE id = ?",
+        "updated_at = ?, last_error = NULL, error_code = NULL, next_attempt_at = NULL, "
+        "failing_since = NULL WHERE id = ?",
         sent,
     )
 
@@ -378,8 +387,17 @@ def _suppress(conn: sqlite3.Connection, o: Outcome, now: datetime, stamp: str) -
     )
 
 
-def next_retry_at(store: Store, only: str | None) -> datetime | None:
-    """The earliest next attempt of a pending notice waiting for one."""
+def _excluding(ids: set[int] | frozenset[int], params: list[Any]) -> str:
+    if not ids:
+        return ""
+    params.append(json.dumps(sorted(ids)))
+    return " AND id NOT IN (SELECT value FROM json_each(?))"
+
+
+def next_retry_at(
+    store: Store, only: str | None, *, exclude: set[int] | frozenset[int] = frozenset()
+) -> datetime | None:
+    """The earliest next attempt of a pending notice waiting for one (not in ``exclude``)."""
     sql = (
         "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' "
         "AND next_attempt_at IS NOT NULL"
@@ -388,6 +406,7 @@ def next_retry_at(store: Store, only: str | None) -> datetime | None:
     if only:
         sql += " AND migration_id = ?"
         params.append(only)
+    sql += _excluding(exclude, params)
     nxt = store.scalar(sql, params)
     return parse_db_time(nxt) if nxt else None
 
@@ -477,6 +496,8 @@ def row_json(r: sqlite3.Row) -> dict[str, Any]:
         "created_at",
         "updated_at",
         "sent_at",
+        "next_attempt_at",
+        "failing_since",
         "accounts_count",
         "deadline",
         "why",
@@ -489,7 +510,7 @@ def retry_failed(store: Store, *, now: datetime, actor: str, ids: list[int] | No
     with store.transaction(counts=False) as conn:
         sql = (
             "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = NULL, "
-            "updated_at = ? WHERE state = 'failed'"
+            "failing_since = NULL, updated_at = ? WHERE state = 'failed'"
         )
         params: list[Any] = [db_time(now)]
         if ids:
@@ -517,8 +538,8 @@ def resolve(store: Store, row_id: int, *, sent: bool, now: datetime, actor: str)
             )
         else:
             conn.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_at = NULL, updated_at = ? "
-                "WHERE id = ?",
+                "UPDATE outbox SET state = 'pending', next_attempt_at = NULL, "
+                "failing_since = NULL, updated_at = ? WHERE id = ?",
                 (db_time(now), row_id),
             )
         audit(

@@ -8,6 +8,12 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("migctl")
 
 
+def known_migrations() -> set[str]:
+    """The names of the schema migrations this version of migctl knows (all of them are
+    pending on an empty database)."""
+    return {m.name for m in migrations.pending(Database(memory=True))}
+
+
 @migrations()
 def m001_core(db: Database) -> None:
     """Definitions, accounts, administrators, enrollments and the audit log."""
@@ -208,6 +214,16 @@ def m006_dates_recorded(db: Database) -> None:
     period start, as at a migration's first sync.
     """
     db.execute("ALTER TABLE migrations ADD COLUMN dates_recorded TEXT")
+
+
+@migrations()
+def m007_outbox_failing_since(db: Database) -> None:
+    """When a notice's current run of transient failures began (retries by time, across runs).
+
+    A notice is failed only once it has kept failing for `retry_for` since then; a send, an
+    `outbox retry` or a `resolve --not-sent` clears it.
+    """
+    db.execute("ALTER TABLE outbox ADD COLUMN failing_since TEXT")
 
 
 @migrations()
