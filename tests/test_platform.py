@@ -104,9 +104,12 @@ def test_every_change_reaches_the_platform_as_recorded(tmp_path: Path) -> None:
             "asked",
         )
         in_process(tmp_path, "--now", "2016-04-11", "opt-out", "mail", "--account", "acc-00002")
+        # One account gets its own date (rule 3b): an event of its own, its state unchanged.
+        extend = ["extend", "mail", "--account", "acc-00004", "--until", "2016-06-01"]
+        in_process(tmp_path, "--now", "2016-04-12", *extend, "--reason", "asked for June")
         # The dated enforcement of 2,000 accounts, an immediate one, and late accounts.
         run = json_out(ok(migctl(tmp_path, "--now", "2016-05-12", "run", "--json", env=env)))
-        assert run["enforced"] == {"mail": 1998}
+        assert run["enforced"] == {"mail": 1997}
         assert run["platform"]["pending"] == 0 and run["platform"]["delivered"] == 2005
         ok(
             migctl(
@@ -155,6 +158,10 @@ def test_every_change_reaches_the_platform_as_recorded(tmp_path: Path) -> None:
         assert server.flags[("mail", "late-1")] == ("enforced", 1)
         assert server.refused == 0
         assert_server_equals_export(server, export(tmp_path, env))
+        assert server.flags[("mail", "acc-00004")] == ("pending", 1)
+        extended = next(e for e in server.events if e["account"] == "acc-00004")
+        assert extended["previous_state"] == "pending"
+        assert extended["reason"] == "extended until 2016-06-01: asked for June"
         # The opted-out account went pending -> opted_in -> pending -> enforced, in order.
         assert server.flags[("mail", "acc-00002")] == ("enforced", 3)
         assert server.flags[("mail", "acc-00001")] == ("opted_in", 1)
@@ -177,6 +184,11 @@ def test_every_change_reaches_the_platform_as_recorded(tmp_path: Path) -> None:
             == len(server.events)
             == len(stored_events(tmp_path))
         )
+        # The extended account is switched by the first run on its own date.
+        run = json_out(ok(migctl(tmp_path, "--now", "2016-06-01", "run", "--json", env=env)))
+        assert run["enforced"] == {"mail": 1}
+        assert server.flags[("mail", "acc-00004")] == ("enforced", 2)
+        assert_server_equals_export(server, export(tmp_path, env))
         # The receiver's own view (CSV) matches: exit 0; a flipped account: exit 3, listed.
         view = tmp_path / "view.csv"
         view.write_text(

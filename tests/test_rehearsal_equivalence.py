@@ -10,14 +10,14 @@ opt-ins; suppressed addresses; notices queued, sent or left pending before the r
 (also at its very instant, or after it); a moved date (schedule changes); a retired migration; an
 enforcement already done; dates already past when it starts; a date moved into the past (held by
 min_notice); an immediate enforcement followed by
-an account imported late (rule 3).
+an account imported late (rule 3); accounts extended to dates of their own (rule 3b).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,13 @@ from hypothesis import strategies as st
 from migrate_cli.accounts.records import import_accounts
 from migrate_cli.accounts.suppressions import add as suppress
 from migrate_cli.definitions.model import load_definitions
-from migrate_cli.errors import RuleError
+from migrate_cli.errors import NotFoundError, RuleError
 from migrate_cli.lifecycle.enforcement import (
     apply_enforcements,
     due_enforcements,
     immediate_enforcement,
 )
+from migrate_cli.lifecycle.extensions import extend
 from migrate_cli.lifecycle.opting import switch
 from migrate_cli.lifecycle.planning import plan_all
 from migrate_cli.lifecycle.rehearsal import simulate
@@ -48,6 +49,7 @@ PLANS = ["free", "developer", "enterprise", "startup"]
 MIGRATIONS = ["dated", "per-plan", "tbd"]
 START = datetime(2016, 3, 25, tzinfo=UTC)
 DATES = ["2016-04-12", "2016-04-25", "2016-05-11", "2016-06-01"]
+EXTENDED = ["2016-04-20", "2016-05-11", "2016-05-30", "2016-06-15"]  # some refused: not later
 
 cadence_st = st.fixed_dictionaries(
     {
@@ -133,6 +135,37 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     rewind=False,
     immediate=None,
     late_plan=None,
+    extended=[],
+)
+# Two accounts of one administrator extended past their plan's date, to different dates.
+@example(
+    accounts=[
+        ("free", "2015-01-01", "active", [0]),
+        ("free", "2015-01-01", "active", [0, 1]),
+        ("free", "2015-01-01", "active", [1]),
+    ],
+    dated="2016-04-12",
+    per_plan={"free": "2016-04-12"},
+    cadence={"dated": _QUIET, "per-plan": _QUIET, "tbd": _QUIET},
+    suppressed=set(),
+    opted=[],
+    earlier=None,
+    sent_every=1,
+    moved=None,
+    retire=False,
+    enforce_at=None,
+    later=0,
+    queued_at_start=False,
+    days=80,
+    hour=13,
+    rewind=False,
+    immediate=None,
+    late_plan=None,
+    extended=[
+        ("per-plan", 1, "2016-05-11"),
+        ("per-plan", 2, "2016-05-30"),
+        ("dated", 0, "2016-04-20"),
+    ],
 )
 # An immediate enforcement of a TBD migration, then an account imported late (rule 3).
 @example(
@@ -154,6 +187,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     rewind=False,
     immediate="tbd",
     late_plan="developer",
+    extended=[],
 )
 @given(
     accounts=accounts_st,
@@ -176,6 +210,10 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     rewind=st.booleans(),
     immediate=st.sampled_from([None, "tbd", "per-plan"]),
     late_plan=st.none() | st.sampled_from(PLANS),
+    extended=st.lists(
+        st.tuples(st.sampled_from(MIGRATIONS), st.integers(0, 13), st.sampled_from(EXTENDED)),
+        max_size=4,
+    ),
 )
 def test_the_rehearsal_equals_the_day_by_day_simulation(
     tmp_path_factory: Any,
@@ -197,6 +235,7 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
     rewind: bool,
     immediate: str | None,
     late_plan: str | None,
+    extended: list[tuple[str, int, str]],
 ) -> None:
     fuzz_settings.count("rehearsal equivalence")
     folder = tmp_path_factory.mktemp("rehearsal")
@@ -229,6 +268,19 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
                     now=datetime(2016, 4, 11, tzinfo=UTC),
                     actor="t",
                     reason=None,
+                )
+        for mid, i, until in extended:
+            # refused: closed, outside the audience, switched, TBD, not later than its date
+            with contextlib.suppress(RuleError, NotFoundError):
+                extend(
+                    store,
+                    get_migration(store, mid),
+                    tz,
+                    f"acc-{i % len(accounts):02d}",
+                    until=date.fromisoformat(until),
+                    reason="asked",
+                    now=datetime(2016, 4, 11, 6, tzinfo=UTC),
+                    actor="t",
                 )
         if earlier is not None:
             when = START + timedelta(days=earlier, hours=9)

@@ -293,8 +293,17 @@ def accounts_show(
     )
     emit_table(
         "Enrollments",
-        ["Migration", "State", "Changed", "Actor"],
-        [[x["migration"], x["state"], x["changed_at"], x["actor"]] for x in account["enrollments"]],
+        ["Migration", "State", "Changed", "Actor", "Extended until"],
+        [
+            [
+                x["migration"],
+                x["state"],
+                x["changed_at"],
+                x["actor"],
+                x["extension"]["until"] if x["extension"] else None,
+            ]
+            for x in account["enrollments"]
+        ],
     )
 
 
@@ -408,3 +417,53 @@ def opt_out(
     Example: migctl opt-out email-delivery-changes --account acme-prod --reason "rollback"
     """
     _switch(ctx, migration, account, from_file, actor, reason, json_out, opt_in=False)
+
+
+@app.command("extend")
+@handle_errors
+def extend_cmd(
+    ctx: typer.Context,
+    migration: Annotated[str, typer.Argument(help="Migration id.")],
+    account: Annotated[str, typer.Option("--account", "-a", help="Account id.")],
+    until: Annotated[
+        str, typer.Option("--until", help="The account's own date (YYYY-MM-DD), later.")
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Give one pending account a later mandatory date of its own (rule 3b).
+
+    Example: migctl extend email-delivery-changes --account acme-prod --until 2016-07-01 --reason "SES move in June"
+    """
+    from migrate_cli.lifecycle.extensions import extend
+    from migrate_cli.store.lock import store_lock
+    from migrate_cli.store.stored_migrations import get_migration, store_timezone
+    from migrate_cli.timeutil import parse_date
+
+    try:
+        day = parse_date(until)
+    except ValueError as exc:
+        raise UsageError(f"--until: {exc}") from None
+    e = env(ctx)
+    with store_lock(e.db_path, command="extend"):
+        store = e.store(create=False)
+        done = extend(
+            store,
+            get_migration(store, migration),
+            store_timezone(store),
+            account,
+            until=day,
+            reason=reason,
+            now=e.now(store),
+            actor=actor or default_actor(),
+        )
+    if json_out:
+        emit_json(done.to_json())
+        return
+    emit_lines(
+        [
+            f"{migration}: {account} extended from {done.previous.isoformat()} "
+            f"until {done.until.isoformat()}"
+        ]
+    )

@@ -122,6 +122,13 @@ def status(
     for m in report["migrations"]:
         warnings += [held_line(m["id"], h) for h in m["held"]]
     emit_lines([f"warning: {w}" for w in warnings])
+    emit_lines(
+        [
+            extended_line(m["id"], m["extended"])
+            for m in report["migrations"]
+            if m["extended"]["accounts"]
+        ]
+    )
     if migration is not None:
         m = report["migrations"][0]
         lines = [f"title: {m['title']}", f"total accounts in audience: {m['accounts']['total']}"]
@@ -133,6 +140,12 @@ def status(
                 f"days left {p['days_left'] if p['days_left'] is not None else '-'}"
             )
         emit_lines(lines)
+
+
+def extended_line(migration_id: str, extended: dict[str, Any]) -> str:
+    """How many pending accounts have a date of their own (rule 3b), and which dates."""
+    dates = ", ".join(f"{n} until {until}" for until, n in extended["until"].items())
+    return f"{migration_id}: {extended['accounts']} account(s) extended ({dates})"
 
 
 def held_line(migration_id: str, hold: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ def iter_notices(
         for sm in catalog
         if sm.status == "active"
         and now >= sm.migration.grace_start_instant(tz)
-        and "*" not in sm.enforced_scopes
+        and not sm.enforced_immediately
     ]
     if not active:
         return

@@ -75,11 +75,22 @@ class EnforceReport:
         return out
 
 
-def _scope_sql(sm: StoredMigration, tz: tzinfo, scope: str) -> tuple[str, list[Any]]:
+def _scope_sql(
+    sm: StoredMigration, tz: tzinfo, scope: str, now: datetime | None
+) -> tuple[str, list[Any]]:
+    """The pending accounts of a scope that are due at `now` (None: immediately, everyone)."""
     sql, params = pending_accounts_sql(sm.migration, tz)
     if scope != ALL_SCOPE:
         sql += " AND a.plan = ?"
         params = [*params, scope]
+    if now is not None:
+        # An extended account waits for its own date (rule 3b); once that passes, the scope's
+        # next run switches it as a late batch.
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM extensions x WHERE x.migration_id = ? "
+            "AND x.account_id = a.id AND x.until > ?)"
+        )
+        params = [*params, sm.id, now.astimezone(tz).date().isoformat()]
     return sql, params
 
 
@@ -119,13 +130,13 @@ def due_enforcements(
             continue
         # Enforced at once for everyone: an account that joins the audience later (imported,
         # re-opened, moved to another plan, TBD or not) is due at once, as a late batch.
-        after_immediate = sm.immediate_reason is not None and ALL_SCOPE in sm.enforced_scopes
+        after_immediate = sm.enforced_immediately
         candidates = [(ALL_SCOPE, None)] if after_immediate else scopes(sm.migration)
         for scope, deadline in candidates:
             if not after_immediate and (deadline is None or now < mandatory_instant(deadline, tz)):
                 continue  # never a second early
             immediate = after_immediate or sm.migration.immediate_by_definition
-            sql, params = _scope_sql(sm, tz, scope)
+            sql, params = _scope_sql(sm, tz, scope, None if after_immediate else now)
             first_time = scope not in sm.enforced_scopes and ALL_SCOPE not in sm.enforced_scopes
             n: int | None = None
             admins: int | None = None
@@ -142,7 +153,7 @@ def due_enforcements(
 
 
 def immediate_enforcement(store: Store, sm: StoredMigration, tz: tzinfo) -> Enforcement:
-    n, admins = _count(store, *_scope_sql(sm, tz, ALL_SCOPE), True)
+    n, admins = _count(store, *_scope_sql(sm, tz, ALL_SCOPE, None), True)
     return Enforcement(sm.id, ALL_SCOPE, None, n, admins, immediate=True)
 
 
@@ -173,7 +184,7 @@ def apply_enforcements(
                     b.deadline is None or now < mandatory_instant(b.deadline, tz)
                 ):
                     raise RuleError(f"internal check: {b.migration_id}/{b.scope} is not due")
-                sql, params = _scope_sql(sm, tz, b.scope)
+                sql, params = _scope_sql(sm, tz, b.scope, None if b.immediate else now)
                 # One audit event per account switched, written from the same pending set as the
                 # switch itself (same transaction). Selecting the audit rows back from
                 # `enrollments` by (batch, changed_at) would re-audit the accounts of an earlier

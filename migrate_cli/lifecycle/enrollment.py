@@ -46,7 +46,21 @@ def state_sql(
 
 
 def deadline_sql(m: Migration, alias: str = "a") -> tuple[str, list[Any]]:
-    """SQL expression of the account's mandatory date (NULL = TBD)."""
+    """SQL expression of the account's own mandatory date (NULL = TBD): its plan's date, or
+    its extension when that is later (rule 3b; a plan that became TBD has no date at all)."""
+    plan, params = plan_deadline_sql(m, alias)
+    if plan == "NULL":
+        return plan, params
+    # max() of two strings is NULL when the plan's date is; ISO dates compare as text.
+    return (
+        f"max({plan}, COALESCE((SELECT x.until FROM extensions x "
+        f"WHERE x.migration_id = ? AND x.account_id = {alias}.id), ''))",
+        [*params, m.id],
+    )
+
+
+def plan_deadline_sql(m: Migration, alias: str = "a") -> tuple[str, list[Any]]:
+    """SQL expression of the mandatory date of the account's plan, extensions aside."""
     if isinstance(m.mandatory_opt_in, dict):
         if not m.mandatory_opt_in:
             return "NULL", []
@@ -95,12 +109,17 @@ def account_enrollments(
             "SELECT changed_at, actor, reason FROM enrollments WHERE migration_id = ? AND account_id = ?",
             (sm.id, account_id),
         )
+        extension = store.query(
+            "SELECT until, reason, actor, at FROM extensions WHERE migration_id = ? AND account_id = ?",
+            (sm.id, account_id),
+        )
         out.append(
             {
                 "migration": sm.id,
                 "state": state or "not_in_audience",
                 "changed_at": row[0]["changed_at"] if row else None,
                 "actor": row[0]["actor"] if row else None,
+                "extension": dict(extension[0]) if extension else None,
             }
         )
     return out

@@ -166,7 +166,7 @@ def _plannable(sm: StoredMigration, tz: tzinfo, now: datetime) -> bool:
     return (
         sm.status == "active"
         and now >= sm.migration.grace_start_instant(tz)
-        and "*" not in sm.enforced_scopes
+        and not sm.enforced_immediately
     )
 
 

@@ -62,19 +62,22 @@ class _Migration:
     """One active migration as the rehearsal steps it."""
 
     sm: StoredMigration
-    dates: dict[str, date]  # scope -> its mandatory date (TBD scopes left out)
-    pending: dict[str, int]  # scope -> pending accounts (with or without administrators)
+    # Batch key -> its date: a scope (TBD ones left out) for its plan's date, and
+    # "<scope>@<date>" for the accounts of that scope extended to that date (rule 3b).
+    dates: dict[str, date]
+    base: dict[str, str]  # batch key -> its scope
+    pending: dict[str, int]  # batch key -> pending accounts (with or without administrators)
     groups: list[_Group]
     plannable: bool  # not enforced immediately for everyone (then no notice is planned)
-    # Enforced for everyone ('*'): no group is read; the pending accounts that joined since
-    # (switched as a late batch) and their unsuppressed administrators (told of it).
+    # Enforced immediately for everyone: no group is read; the pending accounts that joined
+    # since (switched as a late batch) and their unsuppressed administrators (told of it).
     late: int = 0
     late_admins: int = 0
 
     @property
     def immediate(self) -> bool:
         """Enforced at once by an operator: late accounts are due whatever their date."""
-        return not self.plannable and self.sm.immediate_reason is not None
+        return not self.plannable
 
 
 def _deadline(
@@ -94,30 +97,44 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
     """Group one migration's administrators by their verdict inputs, in one SQL pass, and
     count its pending accounts per enforcement scope."""
     m = sm.migration
-    dates = {scope: d for scope, d in scopes(m) if d is not None}
-    order = sorted(dates)
+    plan_dates = {scope: d for scope, d in scopes(m) if d is not None}
+    order = sorted(plan_dates)
     pending_sql, params = pending_accounts_sql(m, tz)
-    # The scope of a pending account with a date: its plan, or '*' for one date for everyone.
+    # The batch key of a pending account with a date: its scope (its plan, or '*' for one
+    # date for everyone) and its own date, as "<scope index>@<date>" (no commas: joinable).
     if order == [ALL_SCOPE]:
-        scope_sql: str = "CASE WHEN p.deadline IS NULL THEN NULL ELSE 0 END"
+        scope_sql: str = "CASE WHEN p.deadline IS NULL THEN NULL ELSE '0@' || p.deadline END"
         scope_params: list[Any] = []
     elif order:
         scope_sql = (
             "CASE WHEN p.deadline IS NULL THEN NULL ELSE CASE p.plan "
             + " ".join("WHEN ? THEN ?" for _ in order)
-            + " END END"
+            + " END || '@' || p.deadline END"
         )
-        scope_params = [v for i, scope in enumerate(order) for v in (scope, i)]
+        scope_params = [v for i, scope in enumerate(order) for v in (scope, str(i))]
     else:
         scope_sql, scope_params = "NULL", []
+    dates = dict(plan_dates)
+    base = {scope: scope for scope in order}
+
+    def key_of(raw: str) -> str:
+        """The scope itself for its plan's date; "<scope>@<date>" for an extension's."""
+        index, own = raw.split("@")
+        scope = order[int(index)]
+        if own == plan_dates[scope].isoformat():
+            return scope
+        key = f"{scope}@{own}"
+        dates[key], base[key] = date.fromisoformat(own), scope
+        return key
+
     pending = dict.fromkeys(order, 0)
-    for index, n in store.conn.execute(
+    for raw, n in store.conn.execute(
         f"SELECT {scope_sql} AS scope, count(*) FROM ({pending_sql}) p GROUP BY 1",
         [*scope_params, *params],
     ):
-        if index is not None:
-            pending[order[index]] = n
-    plannable = ALL_SCOPE not in sm.enforced_scopes
+        if raw is not None:
+            pending[key_of(raw)] = n
+    plannable = not sm.enforced_immediately
     found: dict[tuple[frozenset[str], bool, str | None, int | None], int] = {}
     if plannable:
         # Suppressed administrators are left out: their notices are queued as `suppressed`,
@@ -139,7 +156,7 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
         ):
             # group_concat's order is unspecified: the same set may come in two orders.
             key = (
-                frozenset(order[int(i)] for i in str(joined).split(",")) if joined else frozenset(),
+                frozenset(key_of(raw) for raw in str(joined).split(",")) if joined else frozenset(),
                 bool(has_tbd),
                 last_raw,
                 sv,
@@ -158,7 +175,7 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
             "(SELECT 1 FROM suppressions s WHERE s.email = x.email))",
             params,
         ).fetchone()
-    return _Migration(sm, dates, pending, groups, plannable, late, late_admins)
+    return _Migration(sm, dates, base, pending, groups, plannable, late, late_admins)
 
 
 def _enforce(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
@@ -174,17 +191,22 @@ def _enforce(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
         for scope in r.pending:
             r.pending[scope] = 0
         return
-    for scope in sorted(r.dates):
-        if now < mandatory_instant(r.dates[scope], tz) or not r.pending[scope]:
-            continue
-        day.enforced[sm.id] = day.enforced.get(sm.id, 0) + r.pending[scope]
-        r.pending[scope] = 0
+    # A run switches every due account of a scope in one batch (its plan's date passed, or
+    # its own extension's): each administrator is told once per scope and run.
+    due: dict[str, list[str]] = {}
+    for key in sorted(r.dates):
+        if now >= mandatory_instant(r.dates[key], tz) and r.pending[key]:
+            due.setdefault(r.base[key], []).append(key)
+    for keys in due.values():
+        day.enforced[sm.id] = day.enforced.get(sm.id, 0) + sum(r.pending[k] for k in keys)
+        for k in keys:
+            r.pending[k] = 0
         told = 0 if r.plannable else r.late_admins
         r.late_admins = 0
         for g in r.groups:
-            if scope in g.scopes:
+            if g.scopes & set(keys):
                 told += g.admins
-                g.scopes = g.scopes - {scope}
+                g.scopes = g.scopes - set(keys)
                 g.notified(now, sm.schedule_version)
         if told:
             kinds = day.notices.setdefault(sm.id, {})

@@ -130,6 +130,9 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
         else frozenset()
     )
     migrations = [migration_status(sm, now, tz, figures[sm.id], plans) for sm in catalog]
+    for sm, entry in zip(catalog, migrations, strict=True):
+        until = status_figures.extended(store, sm.migration)
+        entry["extended"] = {"accounts": sum(until.values()), "until": until}
     return {
         "now": iso(now),
         "timezone": store.meta("timezone") or "UTC",

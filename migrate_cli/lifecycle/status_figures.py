@@ -27,6 +27,7 @@ from migrate_cli.lifecycle.enrollment import (
     STATES,
     audience_sql,
     pending_accounts_sql,
+    plan_deadline_sql,
 )
 from migrate_cli.store.db import BUSY_TIMEOUT_MS, Store, bump_data_version, db_time
 from migrate_cli.store.stored_migrations import load_catalog, store_timezone
@@ -42,6 +43,23 @@ def migration_key(m: Migration) -> str:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def extended(store: Store, m: Migration) -> dict[str, int]:
+    """Pending accounts of the audience whose own date is an extension (rule 3b), per date.
+
+    Counted live, not cached: it walks the extensions, a handful of rows, never the accounts.
+    """
+    where, wparams = audience_sql(m)
+    plan, pparams = plan_deadline_sql(m)
+    rows = store.conn.execute(
+        "SELECT x.until, count(*) FROM extensions x JOIN accounts a ON a.id = x.account_id "
+        f"WHERE x.migration_id = ? AND {where} AND x.until > {plan} AND NOT EXISTS "
+        "(SELECT 1 FROM enrollments e WHERE e.migration_id = x.migration_id "
+        "AND e.account_id = x.account_id) GROUP BY x.until ORDER BY x.until",
+        [m.id, *wparams, *pparams],
+    )
+    return {until: n for until, n in rows}
 
 
 def current(

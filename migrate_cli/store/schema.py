@@ -224,3 +224,24 @@ def m007_outbox_failing_since(db: Database) -> None:
     `outbox retry` or a `resolve --not-sent` clears it.
     """
     db.execute("ALTER TABLE outbox ADD COLUMN failing_since TEXT")
+
+
+@migrations()
+def m008_extensions(db: Database) -> None:
+    """One account's own deadline in one migration (rule 3b): the latest extension granted.
+
+    Earlier extensions of the same account stay in the audit log; this row is what counts.
+    """
+    db.executescript(
+        """
+        CREATE TABLE extensions (
+            migration_id TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            until TEXT NOT NULL,             -- ISO date; enforced from its local midnight
+            reason TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (migration_id, account_id)
+        ) WITHOUT ROWID;
+        """
+    )

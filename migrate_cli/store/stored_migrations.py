@@ -129,6 +129,12 @@ class StoredMigration:
     def id(self) -> str:
         return self.migration.id
 
+    @property
+    def enforced_immediately(self) -> bool:
+        """Switched for everyone by an operator's `--immediately`: no date is left to tell of.
+        A dated enforcement for everyone leaves the extended accounts pending (rule 3b)."""
+        return self.immediate_reason is not None and ALL_SCOPE in self.enforced_scopes
+
 
 def store_timezone(store: Store) -> tzinfo:
     return get_timezone(store.meta("timezone") or "UTC")
