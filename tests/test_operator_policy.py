@@ -514,7 +514,7 @@ def test_preview_says_whether_it_shows_the_store_or_sample_data_and_why(runner: 
     assert "Old deadline: 15 March 2024" in sample.stdout
 
 
-# --- acceptance (without extensions, not built): plan --until vs run, day by day -----------------
+# --- acceptance: plan --until vs run, day by day ----------------------------------------------
 
 
 def test_rehearsal_of_a_per_plan_date_moved_into_the_past_matches_the_runs(runner: RunCli) -> None:
@@ -538,3 +538,46 @@ def test_rehearsal_of_a_per_plan_date_moved_into_the_past_matches_the_runs(runne
     ran = _run_days(runner, "2024-02-20", "2024-06-02")
     assert ran == planned
     assert enforced_by_run == enforced
+
+
+def test_rehearsal_with_an_extension_and_a_date_moved_into_the_past_matches_the_runs(
+    runner: RunCli,
+) -> None:
+    """The acceptance of issue 13: a per-plan migration, one account extended and one plan's
+    date moved into the past; `plan --until` and `run` day by day agree on every notice and on
+    the enforcement days."""
+    operator_folder(accounts=SMALL)
+    setup_and_sync(runner)
+    assert runner("--now", "2024-02-01", "run").exit_code == 0
+    text = Path("migrations.yaml").read_text()
+    Path("migrations.yaml").write_text(text.replace("free: 2024-04-01", "free: 2024-02-10"))
+    assert runner("--now", "2024-02-20", "sync").exit_code == 0
+    # a2 (enterprise, due 06-01) gets two more weeks of its own
+    extended = runner(
+        "--now",
+        "2024-02-20",
+        "extend",
+        "tiered-rollout",
+        "--account",
+        "a2",
+        "--until",
+        "2024-06-15",
+        "--reason",
+        "migration planned with the customer",
+    )
+    assert extended.exit_code == 0, extended.stderr
+    plan = json.loads(
+        runner("--now", "2024-02-20", "plan", "--until", "2024-06-16", "--json").stdout
+    )
+    planned = {d["date"]: d["notices"] for d in plan["days"] if d["notices"]}
+    enforced = {d["date"]: d["enforced"] for d in plan["days"] if d["enforced"]}
+    assert enforced == {
+        "2024-03-05": {"tiered-rollout": 1},  # a1 (free), held from 02-10
+        "2024-04-01": {"strict-cors": 3},
+        "2024-06-15": {"tiered-rollout": 1},  # a2 (enterprise) on its own date, not 06-01
+    }
+    ran = _run_days(runner, "2024-02-20", "2024-06-16")
+    assert ran == planned
+    assert enforced_by_run == enforced
+    told = [m for m in emls("enforced", "tiered-rollout") if str(m["To"]) == "one@x.test"]
+    assert any("Beta" in text_of(m) for m in told)
