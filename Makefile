@@ -64,4 +64,4 @@ fuzz: $(VENV)/.installed-test
 	MIGCTL_FUZZ=1 timeout 900 $(BIN)/python -m pytest tests/test_fuzz_loaders.py tests/test_injection.py -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -279,12 +279,15 @@ class RecordingProvider(Provider[OutgoingEmail]):
     delivery_errors = (MailboxUnavailable,)
     sent: ClassVar[list[str]] = []
     config_error_after: ClassVar[int | None] = None
+    interrupt_after: ClassVar[int | None] = None
     permanent_for: ClassVar[set[str]] = set()
 
     def build(self, email: OutgoingEmail) -> OutgoingEmail:
         return email
 
     def deliver(self, message: OutgoingEmail, email: OutgoingEmail) -> str:
+        if self.interrupt_after is not None and len(self.sent) >= self.interrupt_after:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a send
         if self.config_error_after is not None and len(self.sent) >= self.config_error_after:
             raise ProviderConfigError(self.name, "invalid API key (test provider)", code="auth")
         if email.to in self.permanent_for:
@@ -299,4 +302,5 @@ class RecordingProvider(Provider[OutgoingEmail]):
     def reset(cls) -> None:
         cls.sent = []
         cls.config_error_after = None
+        cls.interrupt_after = None
         cls.permanent_for = set()

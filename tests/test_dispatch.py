@@ -116,6 +116,13 @@ def test_the_daily_quota_leaves_the_rest_pending(runner: RunCli, server: FakeSen
     assert len(server.requests) == 2
 
 
+def test_a_quota_used_up_exactly_holds_nothing_back(runner: RunCli, server: FakeSendgrid) -> None:
+    _admins(3)
+    _config(server, daily_quota=3)
+    doc = _notify(runner)
+    assert (doc["notices"]["sent"], doc["notices"]["quota_reached"]) == (3, False)  # type: ignore[index]
+
+
 def test_test_to_sends_one_sample_and_records_no_notice(
     runner: RunCli, server: FakeSendgrid
 ) -> None:

@@ -159,49 +159,19 @@ class Dispatcher:
         self._error = None
         try:
             with pool:
-                while True:
-                    claimed = []
-                    if not self._halted():
-                        room = self._budget(window - len(in_flight), len(in_flight))
-                        claimed = self._claim(only, room, done)
-                        done = []
-                        try:
-                            emails = [self._render(row) for row, _ in claimed]
-                        except BaseException:  # nothing of this batch was handed over
-                            done += [self._untried(row) for row, _ in claimed]
-                            raise
-                        for i, ((row, attempt), email) in enumerate(
-                            zip(claimed, emails, strict=True)
-                        ):
-                            if self._halted():
-                                done += [self._untried(r) for r, _ in claimed[i:]]
-                                break
-                            future = pool.submit(send, email)
-                            if future.done():  # sent inline: its outcome may stop the batch
-                                done += self._finish(row, attempt, future)
-                            else:
-                                in_flight[future] = (row, attempt)
-                    if not in_flight:
-                        if self._halted():
-                            break
-                        if claimed:  # all sent inline: claim the next batch
-                            continue
-                        self._settle(done)  # the retry times must be in the outbox first
-                        done = []
-                        if not self._wait_for_retry(only):
-                            break
-                        continue
-                    finished, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        row, attempt = in_flight.pop(future)
-                        done += self._finish(row, attempt, future)
+                try:
+                    self._loop(only, pool, send, window, in_flight, done)
+                except BaseException:
+                    # The pool's exit would still send what is queued: hand those back.
+                    done += [self._untried(row) for row in _cancel_queued(in_flight)]
+                    raise
         finally:
-            # After an error, what was in flight has finished (the pool waited for it on exit):
-            # record each real outcome.
+            # What was in flight has finished (the pool waited for it on exit): record each real
+            # outcome; what never started goes back to pending.
             for future, (row, attempt) in in_flight.items():
-                if future.done():
+                if future.done() and not future.cancelled():
                     done += self._finish(row, attempt, future)
-                else:  # never started
+                else:
                     done.append(self._untried(row))
             done += self._release()
             self.summary.retry_later = len(self._waiting)
@@ -213,6 +183,62 @@ class Dispatcher:
             self.summary.stopped = str(self._error)
             raise self._error
         return self.summary
+
+    def _loop(
+        self,
+        only: str | None,
+        pool: ThreadPoolExecutor | _Inline,
+        send: Callable[[OutgoingEmail], SendResult],
+        window: int,
+        in_flight: dict[Future[SendResult], tuple[sqlite3.Row, int]],
+        done: list[outbox.Outcome],
+    ) -> None:
+        """Claim, send and record until nothing is due (``in_flight`` and ``done`` are the
+        caller's, so that what this leaves behind on an error is still recorded)."""
+        while True:
+            claimed = []
+            if self._halted():
+                # Queued behind the workers but not started: never hand them over.
+                for row in _cancel_queued(in_flight):
+                    done.append(self._untried(row))
+            if not self._halted():
+                room = self._budget(window - len(in_flight), len(in_flight))
+                claimed = self._claim(only, room, done)
+                done.clear()
+                try:
+                    emails = [self._render(row) for row, _ in claimed]
+                except BaseException:  # nothing of this batch was handed over
+                    done += [self._untried(row) for row, _ in claimed]
+                    raise
+                for i, ((row, attempt), email) in enumerate(zip(claimed, emails, strict=True)):
+                    if self._halted():
+                        done += [self._untried(r) for r, _ in claimed[i:]]
+                        break
+                    try:
+                        future = pool.submit(send, email)
+                    except BaseException:  # e.g. Ctrl-C inside an inline send
+                        # This row may have been handed over: it stays `sending` (in
+                        # doubt next run); the rest of the batch was not.
+                        done += [self._untried(r) for r, _ in claimed[i + 1 :]]
+                        raise
+                    if future.done():  # sent inline: its outcome may stop the batch
+                        done += self._finish(row, attempt, future)
+                    else:
+                        in_flight[future] = (row, attempt)
+            if not in_flight:
+                if self._halted():
+                    break
+                if claimed:  # all sent inline: claim the next batch
+                    continue
+                self._settle(done)  # the retry times must be in the outbox first
+                done.clear()
+                if not self._wait_for_retry(only):
+                    break
+                continue
+            finished, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in finished:
+                row, attempt = in_flight.pop(future)
+                done += self._finish(row, attempt, future)
 
     # ------------------------------------------------------------------ outbox
 
@@ -247,7 +273,7 @@ class Dispatcher:
         if self._quota_left is None or want <= 0:
             return max(0, want)
         left = self._quota_left - self.summary.sent - in_flight
-        if left <= 0:
+        if left <= 0 and outbox.pending_count(self.store) > 0:  # something is really held back
             self.summary.quota_reached = True
         return max(0, min(want, left))
 
@@ -541,3 +567,13 @@ def previous_deadline(sm: StoredMigration) -> date | None:
     if isinstance(value, dict) and value:
         return min(date.fromisoformat(v) for v in value.values())
     return None
+
+
+def _cancel_queued(
+    in_flight: dict[Future[SendResult], tuple[sqlite3.Row, int]],
+) -> list[sqlite3.Row]:
+    """Cancel the sends queued behind the workers that have not started; return their rows."""
+    rows = []
+    for future in [f for f in in_flight if f.cancel()]:
+        rows.append(in_flight.pop(future)[0])
+    return rows

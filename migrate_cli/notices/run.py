@@ -138,16 +138,17 @@ def run(
         work.close()
         return summary
     summary.notify = NotifySummary(now=now, dry_run=False)
+    # Enforced notices were queued by enforcement: this run planned them, whether they go out
+    # now or wait for the platform.
+    summary.notify.planned += summary.enforce.notices
+    summary.notify.suppressed += summary.enforce.suppressed
+    if summary.enforce.notices:
+        summary.notify.by_kind["enforced"] = summary.enforce.notices
     if config.platform is not None:
         # Rule 4a: the platform hears of every switch before any administrator is told.
         summary.platform = push(store, config, now, honour_backoff=True, stop=stop)
         if summary.platform.partial:
             return summary  # the notices wait for the next run (exit 3)
-    # Enforced notices were queued by enforcement; count them as planned by this run.
-    summary.notify.planned += summary.enforce.notices
-    summary.notify.suppressed += summary.enforce.suppressed
-    if summary.enforce.notices:
-        summary.notify.by_kind["enforced"] = summary.enforce.notices
     try:
         notify(
             store,
