@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -26,7 +25,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from migrate_cli.errors import InputError, Problem
+from migrate_cli.errors import InputError, Problem, did_you_mean
 from migrate_cli.timeutil import parse_duration
 from migrate_cli.tomlkeys import KeyPath, key_lines, line_of
 from migrate_cli.vocabulary import AlertEvent
@@ -73,7 +72,7 @@ def _env_name(value: str) -> str:
 def _provider(value: str) -> str:
     known = provider_names()
     if value not in known:
-        hint = _closest(value, known)
+        hint = did_you_mean(value, known, cutoff=0.75)
         raise PydanticCustomError(
             "provider",
             "{value} is not a provider{hint}; choose one of {known}",
@@ -280,7 +279,7 @@ def _message(path: KeyPath, key: str, error: ErrorDetails) -> str:
         return f"expected a table ([{'.'.join(path)}]), got {_shown(key, value)}"
     if kind == "literal_error":
         choices = _choices(path)
-        hint = _closest(str(value), choices) if isinstance(value, str) else ""
+        hint = did_you_mean(str(value), choices, cutoff=0.75) if isinstance(value, str) else ""
         return f"{_shown(key, value)} is not one of {', '.join(choices)}{hint}"
     if kind in _WANTED:
         return f"expected {_WANTED[kind]}, got {_shown(key, value)}"
@@ -334,18 +333,13 @@ def _unknown_key(path: KeyPath) -> str:
             f"secrets are never written in migctl.toml; export it in an environment variable "
             f"and give that variable's name as {key}_env"
         )
-    hint = _closest(key, allowed)
+    hint = did_you_mean(key, allowed, cutoff=0.75)
     if not hint:
         elsewhere = [t for t in _tables_with(key) if t != table]
         if elsewhere:
             place = f"in [{'.'.join(elsewhere[0])}]" if elsewhere[0] else "at the top level"
             hint = f" (it belongs {place})"
     return f"unknown key {key!r}{hint}; allowed here: {', '.join(allowed)}"
-
-
-def _closest(word: str, choices: list[str]) -> str:
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
-    return f" (did you mean {found[0]!r}?)" if found else ""
 
 
 def _keys(model: type[BaseModel]) -> list[str]:

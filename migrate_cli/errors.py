@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Exit codes from SPEC section 4; the CLI maps errors to these and nothing else does.
@@ -83,7 +84,10 @@ class LockHeldError(MigctlError):
     exit_code = EXIT_LOCKED
 
 
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """' (did you mean 'x'?)' for the closest of ``choices``, or '' when none is close."""
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """' (did you mean 'x'?)' for the closest of ``choices``, or '' when none is close.
+
+    Key names in files use a stricter ``cutoff`` (0.75): a short key is close to many others.
+    """
+    found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=cutoff)
     return f" (did you mean {found[0]!r}?)" if found else ""

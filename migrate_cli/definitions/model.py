@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate_cli.definitions.yamlsafe import Located, load_yaml
-from migrate_cli.errors import InputError, Problem
+from migrate_cli.errors import InputError, Problem, did_you_mean
 from migrate_cli.timeutil import (
     format_duration,
     get_timezone,
@@ -213,8 +213,7 @@ class _Checker:
     ) -> None:
         for key in value:
             if key not in allowed:
-                hint = _closest(key, allowed)
-                extra = f" (did you mean {hint!r}?)" if hint else ""
+                extra = did_you_mean(key, allowed, cutoff=0.75)
                 self.add(
                     (*path, key),
                     f"unknown key {key!r}{extra}; allowed: {', '.join(sorted(allowed))}",
@@ -334,13 +333,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
-
-
-def _closest(key: str, allowed: set[str]) -> str | None:
-    import difflib
-
-    found = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.75)
-    return found[0] if found else None
 
 
 def _migration(
