@@ -203,6 +203,34 @@ class PlatformConfig(_Table):
         return parse_duration(self.retry_for)
 
 
+class FeedbackConfig(_Table):
+    """Where delivery events come from (docs/providers.md) and what a soft bounce costs."""
+
+    # Amazon SES events: configuration set -> SNS topic -> this SQS queue (`feedback pull`).
+    sqs_queue_url: Text | None = None
+    sqs_region: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")] | None = (
+        None  # None: the region of [email.ses]
+    )
+    endpoint_url: Text | None = None  # an SQS endpoint other than AWS's (tests, VPC endpoints)
+    wait_seconds: Annotated[int, Field(ge=0, le=20)] = 20  # SQS long polling, per receive
+    max_seconds: Seconds = 300.0  # one pull stops after this long even if events keep coming
+    # SendGrid's signed Event Webhook (`feedback serve`): the public key, by variable name.
+    sendgrid_verification_key_env: EnvName = "MIGCTL_SENDGRID_WEBHOOK_KEY"
+    max_age: Duration = "10m"  # a signed request older (or newer) than this is refused
+    max_body_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 5_000_000
+    # Soft bounces suppress an address only after this many within the window.
+    soft_bounce_limit: Annotated[int, Field(ge=1)] = 3
+    soft_bounce_window: Duration = "7d"
+
+    @property
+    def max_age_window(self) -> timedelta:
+        return parse_duration(self.max_age)
+
+    @property
+    def soft_bounce_span(self) -> timedelta:
+        return parse_duration(self.soft_bounce_window)
+
+
 class Config(_Table):
     """The whole configuration; defaults make a safe development setup."""
 
@@ -214,6 +242,7 @@ class Config(_Table):
     email: EmailConfig = _table()
     alerts: AlertsConfig = _table()
     platform: PlatformConfig | None = None  # absent: events are recorded, not pushed
+    feedback: FeedbackConfig = _table()
 
     def secret(self, env_name: str | None) -> str | None:
         """Read a secret from the environment variable the config names (never from the file)."""

@@ -69,3 +69,18 @@ class AlertEvent(enum.StrEnum):
     FAILED = "failed"  # notices failed for good
     IN_DOUBT = "in_doubt"  # notices may or may not have reached the provider
     PROVIDER_STOPPED = "provider_stopped"  # the provider stopped the run
+
+
+class DeliveryOutcome(enum.StrEnum):
+    """What the provider reported about a notice after accepting it (`feedback`)."""
+
+    DELIVERED = "delivered"  # the recipient's server accepted it
+    DEFERRED = "deferred"  # the recipient's server delays it; the provider keeps trying
+    BOUNCED = "bounced"  # refused: hard (permanent) or soft (transient), see BounceType
+    COMPLAINED = "complained"  # the recipient marked it as spam
+    REJECTED = "rejected"  # the provider refused to send it at all (e.g. a virus, a suppression)
+
+
+class BounceType(enum.StrEnum):
+    HARD = "hard"  # the address does not exist or refuses for good: suppressed at once
+    SOFT = "soft"  # mailbox full, greylisted, too large: suppressed after a few in a window

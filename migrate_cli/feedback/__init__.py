@@ -1,0 +1,1 @@
+"""Delivery events from the providers (bounces, complaints, deliveries) and what they do."""
