@@ -118,7 +118,8 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
             )
             raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
 
-    figures, reach = status_figures.current(store, (sm.migration for sm in catalog), tz)
+    # Under --now in the past, only the accounts that existed then are counted.
+    figures, reach = status_figures.current(store, (sm.migration for sm in catalog), tz, now)
     plans = (
         frozenset(
             r[0]
@@ -131,7 +132,7 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
     )
     migrations = [migration_status(sm, now, tz, figures[sm.id], plans) for sm in catalog]
     for sm, entry in zip(catalog, migrations, strict=True):
-        until = status_figures.extended(store, sm.migration)
+        until = status_figures.extended(store, sm.migration, exists_at=now)
         entry["extended"] = {"accounts": sum(until.values()), "until": until}
     return {
         "now": iso(now),
