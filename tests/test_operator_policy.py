@@ -631,3 +631,28 @@ def test_plan_under_now_tells_an_account_from_the_day_it_matters(runner: RunCli)
     assert day["notices"]["strict-cors"] == {"announcement": 2}
     runs = _run_days(runner, "2024-01-15", "2024-02-01")
     assert runs == {"2024-02-01": {k: v for k, v in day["notices"].items()}}
+
+
+def test_a_retired_migration_holds_nothing(runner: RunCli) -> None:
+    """A held date of a migration then removed from the file (retired) warns nowhere."""
+    operator_folder(dated="2024-03-15", accounts=SMALL)
+    setup_and_sync(runner)
+    text = Path("migrations.yaml").read_text()
+    Path("migrations.yaml").write_text(text.replace("2024-03-15", "2024-02-20"))
+    assert "held until" in runner("--now", "2024-02-25", "sync").stderr
+    start, end = text.index("  - id: strict-cors"), text.index("  - id: tiered-rollout")
+    Path("migrations.yaml").write_text(text[:start] + text[end:])
+    synced = runner("--now", "2024-02-26", "sync", "--json")
+    assert synced.exit_code == 0, synced.stderr
+    assert "held" not in synced.stderr and json.loads(synced.stdout)["held"] == []
+    doc = json.loads(runner("--now", "2024-02-26", "status", "strict-cors", "--json").stdout)
+    (entry,) = doc["migrations"]
+    assert (entry["phase"], entry["held"]) == ("retired", [])
+    run = json.loads(runner("--now", "2024-02-26", "run", "--json").stdout)
+    assert run["held"] == [] and run["enforced"] == {}
+    plan = json.loads(
+        runner("--now", "2024-02-26", "plan", "--until", "2024-03-12", "--json").stdout
+    )
+    assert plan["held"] == []
+    dry = runner("--now", "2024-02-26", "enforce", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["held"] == []

@@ -71,7 +71,7 @@ def migration_status(
         "admins_pending": figures["admins_pending"],
         "status": sm.status,
     }
-    holds = {h.scope: h for h in sm.active_holds(now)} if sm.status == "active" else {}
+    holds = {h.scope: h for h in sm.active_holds(now)}
     # Held past its written date: the operator must see it is not simply in grace.
     overdue = {s for s, h in holds.items() if now >= start_of_day(h.written, tz)}
     if overdue:
