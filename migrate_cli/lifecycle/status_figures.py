@@ -96,7 +96,11 @@ def current(
 
 
 def created_after(store: Store, now: datetime) -> bool:
-    """Whether some account was created after ``now`` (one index lookup)."""
+    """Whether some account was created after ``now``.
+
+    A scan of the accounts (0.15 s at a million): an index on `created_at` would make it one
+    lookup, but SQLite then drives the counting queries' `created_at < ?` through it, row by
+    row, and the import's counting took 13 s more at a million accounts."""
     latest = store.scalar("SELECT max(created_at) FROM accounts")
     return latest is not None and str(latest) > db_time(now)
 
