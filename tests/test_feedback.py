@@ -137,6 +137,19 @@ def test_import_of_a_mixed_file(tmp_path: Path) -> None:
         "rates": {"delivered": 0.2857, "bounced": 0.2857, "complained": 0.1429, "rejected": 0.0},
     }
     assert status["delivery_orphans"] == 1
+    listed = json.loads(ok(migctl(tmp_path, "outbox", "list", "--json")).stdout)["rows"]
+    delivery = {r["email"]: r["delivery"] for r in listed}
+    assert delivery["a@x.test"]["outcome"] == "bounced"
+    assert delivery["a@x.test"]["detail"] == "550 5.1.1 user unknown"
+    assert delivery["e@x.test"]["bounce_type"] == "soft"
+    assert delivery["f@x.test"] is None
+    assert (
+        'delivery="complained 2016-04-20T10:05"'
+        in ok(migctl(tmp_path, "outbox", "list", "--email", "c@x.test")).stdout
+    )
+    shown = json.loads(ok(migctl(tmp_path, "admins", "show", "c@x.test", "--json")).stdout)
+    assert shown["suppressed"]["reason"] == "complaint: abuse"
+    assert [n["delivery"]["outcome"] for n in shown["notices"]] == ["complained"]
 
     # The next notices skip the suppressed addresses, as for any suppression.
     ok(migctl(tmp_path, "--now", "2016-05-04", "notify"))
@@ -204,9 +217,20 @@ def test_a_bounce_for_several_recipients_applies_to_each(tmp_path: Path) -> None
         ["a@x.test", "Shared@X.test"],
         notification=True,
     )
+    before = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
+    assert (before["accounts_all_admins_suppressed"], before["unreachable_accounts"]) == (0, [])
     doc = import_json(tmp_path, write_lines(tmp_path / "e.json", [event]))
     assert (doc["received"], doc["recorded"]) == (2, 2)
     assert sorted(doc["suppressed"]) == ["a@x.test", "shared@x.test"]
+    # ent-1's administrators are a@ and shared@: nobody left to tell (the cached figures know).
+    after = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
+    assert (after["accounts_all_admins_suppressed"], after["unreachable_accounts"]) == (
+        1,
+        ["ent-1"],
+    )
+    text = ok(migctl(tmp_path, "--now", "2016-04-21", "status")).stdout
+    assert "every administrator suppressed, nobody is being told about them: ent-1 " in text
+    assert 'migration=mail sent=7 delivered="0 (0.0%)" bounced="1 (14.3%)" hard=1 soft=0' in text
 
 
 def test_hostile_payloads_are_counted_never_a_traceback(tmp_path: Path) -> None:
