@@ -73,7 +73,7 @@ def migration_status(
         "admins_pending": figures["admins_pending"],
         "status": sm.status,
     }
-    holds = {h.scope: h for h in sm.active_holds(now)} if sm.status == "active" else {}
+    holds = {h.scope: h for h in sm.active_holds(now)}
     # Held past its written date: the operator must see it is not simply in grace.
     overdue = {s for s, h in holds.items() if now >= start_of_day(h.written, tz)}
     if overdue:
@@ -120,7 +120,8 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
             )
             raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
 
-    figures, reach = status_figures.current(store, (sm.migration for sm in catalog), tz)
+    # Under --now in the past, only the accounts that existed then are counted.
+    figures, reach = status_figures.current(store, (sm.migration for sm in catalog), tz, now)
     plans = (
         frozenset(
             r[0]
@@ -135,7 +136,7 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
     # Counted live (events arrive between runs; status_figures' cache is for the accounts).
     delivery = deliveries.figures(store)
     for sm, entry in zip(catalog, migrations, strict=True):
-        until = status_figures.extended(store, sm.migration)
+        until = status_figures.extended(store, sm.migration, exists_at=now)
         entry["extended"] = {"accounts": sum(until.values()), "until": until}
         entry["delivery"] = delivery.get(sm.id) or deliveries.empty_figures()
     return {
@@ -147,7 +148,9 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
         # Accounts nobody can be told about: every administrator suppressed, or none at all.
         "accounts_all_admins_suppressed": reach["all_admins_suppressed"],
         "accounts_without_admins": reach["without_admins"],
-        "unreachable_accounts": status_figures.unreachable_account_ids(store, UNREACHABLE_SHOWN),
+        "unreachable_accounts": status_figures.unreachable_account_ids(
+            store, UNREACHABLE_SHOWN, exists_at=now
+        ),
         "delivery_orphans": deliveries.orphans(store),
     }
 
