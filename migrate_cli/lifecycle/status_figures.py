@@ -360,19 +360,30 @@ def count_reachability(store: Store, *, exists_at: datetime | None = None) -> Fi
 
 
 def unreachable_accounts(store: Store, *, exists_at: datetime | None = None) -> int:
-    """Active accounts whose every administrator is suppressed: nobody can be told.
+    """Active accounts whose every administrator is suppressed: nobody can be told (only
+    those created by ``exists_at``, when given)."""
+    sql, params = _unreachable(exists_at)
+    return int(store.scalar(f"SELECT count(*) FROM ({sql})", params) or 0)
 
-    Driven from the suppressed addresses (a few) rather than from every account (a second at a
-    million accounts)."""
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM (SELECT DISTINCT x.account_id AS id FROM suppressions s "
-            "CROSS JOIN account_admins x ON x.email = s.email) c "
-            "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
-            "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
-            "AND y.email NOT IN (SELECT email FROM suppressions))"
-            + ("" if exists_at is None else " AND a.created_at <= ?"),
-            [] if exists_at is None else [db_time(exists_at)],
-        )
-        or 0
+
+def unreachable_account_ids(
+    store: Store, limit: int, *, exists_at: datetime | None = None
+) -> list[str]:
+    """The first ``limit`` of those accounts, by id (counted live: suppressions are few)."""
+    sql, params = _unreachable(exists_at)
+    return [r[0] for r in store.conn.execute(f"{sql} ORDER BY c.id LIMIT ?", [*params, limit])]
+
+
+def _unreachable(exists_at: datetime | None) -> tuple[str, list[Any]]:
+    """Driven from the suppressed addresses (a few) rather than from every account (a second
+    at a million accounts)."""
+    sql = (
+        "SELECT c.id FROM (SELECT DISTINCT x.account_id AS id FROM suppressions s "
+        "CROSS JOIN account_admins x ON x.email = s.email) c "
+        "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
+        "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
+        "AND y.email NOT IN (SELECT email FROM suppressions))"
     )
+    if exists_at is None:
+        return sql, []
+    return sql + " AND a.created_at <= ?", [db_time(exists_at)]
