@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.request import urlopen
 
+import boto3
 from moto.server import ThreadedMotoServer
 
 from tests.fakes.common import free_port
@@ -155,3 +156,46 @@ class FakeSes:
                     pass  # the client gave up (timeout tests): nothing to answer
 
         return Handler
+
+
+def ses_event_queue(
+    endpoint: str, *, name: str = "migctl-ses-events", visibility_timeout: int = 30
+) -> tuple[str, str]:
+    """The SES event wiring of docs/providers.md in moto: an SNS topic and an SQS queue
+    subscribed to it with raw message delivery off. Returns (topic ARN, queue URL)."""
+    sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+    topic_arn: str = sns.create_topic(Name=f"{name}-topic")["TopicArn"]
+    url: str = sqs.create_queue(
+        QueueName=name, Attributes={"VisibilityTimeout": str(visibility_timeout)}
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "false"},
+    )
+    return topic_arn, url
+
+
+def publish_events(endpoint: str, topic_arn: str, *events: dict[str, Any]) -> None:
+    """Publish each SES event to the topic, as SES event publishing does."""
+    sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
+    for event in events:
+        sns.publish(TopicArn=topic_arn, Message=json.dumps(event))
+
+
+def queue_depth(endpoint: str, url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of the queue."""
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
