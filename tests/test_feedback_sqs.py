@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,7 @@ from tests.fakes.ses_server import (
 )
 from tests.fakes.sqs_server import FakeSqs, SqsReply
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 GRACE = "2016-04-04T12:00:00"  # the announcement is due (helpers_notices.ONE_MIGRATION)
 ADMINS = ["gone@customer.example", "angry@customer.example", "happy@customer.example"]
 
@@ -188,6 +192,118 @@ def test_a_body_that_is_not_json_is_counted_and_deleted(runner: Any, moto: str) 
     assert (doc["messages"], doc["malformed"], doc["recorded"], doc["deleted"]) == (2, 2, 0, 2)
     assert len(doc["problems"]) == 2
     assert queue_depth(moto, url) == (0, 0)
+
+
+KILL_AFTER_RECORD = """\
+import os, sys
+from migrate_cli.feedback import sqs
+
+recorded = sqs.record_batch
+
+
+def record_then_die(*args, **kwargs):
+    recorded(*args, **kwargs)  # committed
+    os._exit(137)  # killed before the delete, as by SIGKILL: no cleanup, no finally
+
+
+sqs.record_batch = record_then_die
+from migrate_cli.cli.app import main
+
+sys.argv = ["migctl", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_kill_between_commit_and_delete_redelivers_and_changes_nothing_twice(
+    runner: Any, moto: str, tmp_path: Path
+) -> None:
+    # Visibility timeout 0: a message received by the killed pull is visible again at once.
+    topic, url = new_queue(moto, visibility_timeout=0)
+    operator_folder(moto, url)
+    publish_events(moto, topic, *events_for(send_announcements(runner)))
+    audit_before = audit_count()
+
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AFTER_RECORD,
+            "--now",
+            "2016-04-04T13:00:00",
+            "feedback",
+            "pull",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert killed.returncode == 137, killed.stderr
+    recorded_once = audit_count()
+    assert recorded_once > audit_before  # the batch was committed before the kill
+    with Store(DB) as store:
+        suppressed_once = sorted(r["email"] for r in store.db["suppressions"].rows)
+    assert suppressed_once == ["angry@customer.example", "gone@customer.example"]
+    assert queue_depth(moto, url) == (3, 0)  # nothing was deleted: the queue has them again
+
+    doc = pull_json(runner)
+    assert (doc["messages"], doc["received"], doc["recorded"], doc["duplicates"]) == (3, 3, 0, 3)
+    assert doc["suppressed"] == [] and doc["deleted"] == 3
+    assert audit_count() == recorded_once  # nothing changed twice
+    assert queue_depth(moto, url) == (0, 0)
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def test_run_pulls_first_so_its_notices_skip_the_bounced(runner: Any, moto: str) -> None:
+    topic, url = new_queue(moto)
+    operator_folder(moto, url)
+    publish_events(moto, topic, *events_for(send_announcements(runner)))
+
+    # 2016-04-11: the 30-day escalation reminder is due for every administrator.
+    result = runner("--now", "2016-04-11T12:00:00", "run", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["feedback"]["recorded"] == 3 and doc["feedback"]["deleted"] == 3
+    reminders = {r["email"]: r["state"] for r in outbox("kind = 'reminder'")}
+    assert reminders.get("happy@customer.example") == "sent"
+    assert "gone@customer.example" not in {e for e, s in reminders.items() if s == "sent"}
+    assert "angry@customer.example" not in {e for e, s in reminders.items() if s == "sent"}
+    assert queue_depth(moto, url) == (0, 0)
+
+
+def test_run_without_a_queue_reports_no_feedback(runner: Any, moto: str) -> None:
+    operator_folder(moto, None)
+    result = runner("--now", "2016-04-04T12:00:00", "run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["feedback"] is None
+
+
+def test_a_dry_run_leaves_the_queue_alone(runner: Any, moto: str) -> None:
+    _, url = new_queue(moto)
+    operator_folder(moto, url)
+    send_raw(moto, url, json.dumps({"note": 1}))
+    result = runner("--now", "2016-04-04T12:00:00", "run", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["feedback"] is None
+    assert queue_depth(moto, url) == (1, 0)
+
+
+def test_a_queue_outage_does_not_stop_enforcement_or_notices(runner: Any, moto: str) -> None:
+    with FakeSqs() as fake:
+        url = f"{fake.url}/123456789012/migctl-events"
+        operator_folder(moto, url, sqs_endpoint=fake.url)
+        fake.script(SqsReply(503, "ServiceUnavailable", "ServiceUnavailable", "later"))
+        # The mandatory date: every account is enforced and each administrator told.
+        result = runner("--now", "2016-05-11T12:00:00", "run", "--json")
+    assert result.exit_code == 3, result.output  # partial: the pull waits for the next run
+    doc = json.loads(result.stdout)
+    assert "HTTP 503" in doc["feedback"]["error"]
+    assert doc["enforced"] == {"email-delivery-changes": 3}
+    assert doc["notices"]["sent"] == doc["notices"]["planned"] > 0
+    assert "warning: feedback pull failed, the run went on without it" in result.stderr
 
 
 # -- stopping -------------------------------------------------------------------------------
