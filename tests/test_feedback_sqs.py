@@ -168,8 +168,11 @@ def test_plain_output_names_the_counts_and_the_suppressed(runner: Any, moto: str
     publish_events(moto, topic, *events_for(send_announcements(runner))[:1])
     result = runner("--now", "2016-04-04T13:00:00", "feedback", "pull")
     assert result.exit_code == 0, result.output
-    assert "1 message(s) from the queue, 1 event(s) recorded" in result.stdout
-    assert "suppressed: gone@customer.example" in result.stdout
+    assert result.stdout.splitlines() == [
+        "feedback: 1 message(s) from the SQS queue, 1 deleted (stopped: empty)",
+        "1 events read: 1 recorded, 0 duplicates, 0 orphans, 0 ignored, 0 malformed",
+        "suppressed gone@customer.example",
+    ]
     assert result.stderr == ""
 
 
@@ -184,13 +187,17 @@ def test_empty_queue_exits_after_one_long_poll(runner: Any, moto: str) -> None:
     assert 0.9 <= elapsed < 5, elapsed
 
 
-def test_a_body_that_is_not_json_is_counted_and_deleted(runner: Any, moto: str) -> None:
+def test_bodies_that_are_not_events_are_counted_and_deleted(runner: Any, moto: str) -> None:
     _, url = new_queue(moto)
     operator_folder(moto, url)
-    send_raw(moto, url, "this is not JSON", "[" * 100_000)
+    send_raw(moto, url, "this is not JSON", "[" * 100_000, json.dumps({"eventType": 42}))
     doc = pull_json(runner)
-    assert (doc["messages"], doc["malformed"], doc["recorded"], doc["deleted"]) == (2, 2, 0, 2)
-    assert len(doc["problems"]) == 2
+    assert (doc["messages"], doc["malformed"], doc["recorded"], doc["deleted"]) == (3, 3, 0, 3)
+    # Each problem names the SQS message it came from (the queue has forgotten it by now).
+    assert len(doc["problems"]) == 3
+    assert all(p.startswith("SQS message ") for p in doc["problems"]), doc["problems"]
+    assert sum("not JSON" in p for p in doc["problems"]) == 1
+    assert sum("nested too deeply" in p for p in doc["problems"]) == 1
     assert queue_depth(moto, url) == (0, 0)
 
 
@@ -489,13 +496,3 @@ def test_connection_refused_exits_1_and_changes_nothing(runner: Any, moto: str) 
     assert result.exit_code == 1
     assert "could not be reached" in result.stderr and "nothing was lost" in result.stderr
     assert files_digest(DB) == before
-
-
-@pytest.fixture(autouse=True)
-def _until_feedback_merged(monkeypatch: pytest.MonkeyPatch) -> None:  # TEMPORARY
-    from migrate_cli.feedback.record import FeedbackSummary
-
-    def fake(store: Any, payloads: Any, **_: Any) -> FeedbackSummary:
-        return FeedbackSummary(received=len(payloads), recorded=len(payloads))
-
-    monkeypatch.setattr(sqs, "record_batch", fake)

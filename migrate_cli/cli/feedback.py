@@ -1,9 +1,10 @@
-"""The feedback commands: delivery events from the providers (pull from SES's SQS queue)."""
+"""The `feedback` group: delivery events from the providers (import, pull; serve joins it)."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +20,10 @@ from migrate_cli.cli.common import (
 from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import emit_json, emit_lines, emit_warnings
 
+if TYPE_CHECKING:
+    from migrate_cli.feedback.record import FeedbackSummary
+    from migrate_cli.feedback.sqs import PullSummary
+
 feedback_app = typer.Typer(
     help="Delivery events from the providers: bounces, complaints, deliveries.",
     no_args_is_help=True,
@@ -26,9 +31,66 @@ feedback_app = typer.Typer(
 app.add_typer(
     feedback_app,
     name="feedback",
-    help="Delivery events from the providers: bounces, complaints, deliveries; suppression "
-    "follows.\n\nExample: migctl feedback pull",
+    help="Delivery events from the providers: bounces, complaints, deliveries.\n\n"
+    "Example: migctl feedback import ses-events.jsonl",
 )
+
+SHOWN = 20  # orphans and problems listed in human output; --json lists them all
+
+
+@feedback_app.command("import")
+@handle_errors
+def feedback_import(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON (an event, an SNS envelope, a list) or JSON Lines (one per line).",
+            dir_okay=True,  # a folder is refused with a located message, exit 1
+        ),
+    ],
+    json_out: JsonOpt = False,
+    actor: ActorOpt = None,
+) -> None:
+    """Record delivery events saved in a file (SES events from SQS, S3 or Firehose; SendGrid
+    Event Webhook batches). Hard bounces and complaints suppress the address at once.
+
+    Example: migctl feedback import examples/feedback/ses-bounce.json
+    """
+    from migrate_cli.feedback.importing import import_file
+
+    e = env(ctx)
+    # No run lock: the batch is one transaction, like `feedback pull` and `serve` beside cron.
+    store = e.store(create=False)
+    summary = import_file(
+        store,
+        file,
+        config=e.config.feedback,
+        now=e.now(store),
+        actor=actor or default_actor(),
+    )
+    if json_out:
+        emit_json(summary.to_json())
+        return
+    emit_summary(summary)
+
+
+def emit_summary(summary: FeedbackSummary) -> None:
+    """What a batch of events did, as `feedback import`, `pull` and `run` print it."""
+    emit_lines(
+        [
+            f"{summary.received} events read: {summary.recorded} recorded, "
+            f"{summary.duplicates} duplicates, {summary.orphans} orphans, "
+            f"{summary.ignored} ignored, {summary.malformed} malformed",
+            *(f"suppressed {address}" for address in summary.suppressed),
+            *(f"orphan (no notice in this store): {o}" for o in summary.orphaned[:SHOWN]),
+        ]
+    )
+    if len(summary.orphaned) > SHOWN:
+        emit_lines([f"... and {len(summary.orphaned) - SHOWN} more orphans (--json lists all)"])
+    emit_warnings(summary.problems[:SHOWN])
+    if len(summary.problems) > SHOWN:
+        emit_warnings([f"... and {len(summary.problems) - SHOWN} more problems (--json)"])
 
 
 @feedback_app.command("pull")
@@ -50,48 +112,42 @@ def pull_cmd(
     """Read Amazon SES events from the SQS queue [feedback] sqs_queue_url names, record them,
     then delete them from the queue. Stops when the queue is empty.
 
-    Exit codes: 0 ok, 1 the queue could not be read (nothing lost) or a configuration error,
-    75 another run holds the lock.
+    Exit codes: 0 ok, 1 the queue could not be read (nothing lost) or a configuration error.
+
     Example (crontab): */5 * * * * cd /srv/migctl && migctl feedback pull --json >> pull.log
     """
     from migrate_cli.feedback.sqs import pull, queue_url
-    from migrate_cli.store.lock import store_lock
 
     e = env(ctx)
-    queue_url(e.config)  # a missing key is an error before the lock or the store is touched
-    with store_lock(e.db_path, command="feedback pull"), graceful_stop() as stop:
-        store = e.store(create=False)
-        with progress_reporter() as progress:
-            summary = pull(
-                store,
-                e.config,
-                now=e.now(store),
-                clock=time.monotonic,
-                max_seconds=max_seconds,
-                actor=actor or default_actor(),
-                progress=progress,
-                stop=stop,
-            )
+    queue_url(e.config)  # a missing key is an error before the store is touched
+    # No run lock, like `import` and `serve`: each batch is one transaction, and `run` pulls
+    # under its own lock.
+    store = e.store(create=False)
+    with graceful_stop() as stop, progress_reporter() as progress:
+        summary = pull(
+            store,
+            e.config,
+            now=e.now(store),
+            clock=time.monotonic,
+            max_seconds=max_seconds,
+            actor=actor or default_actor(),
+            progress=progress,
+            stop=stop,
+        )
     if json_out:
         emit_json(summary.to_json())
-    else:
-        emit_lines(pull_lines(summary.to_json()))
+        emit_warnings(summary.delete_errors)
+        return
+    emit_pull(summary)
+
+
+def emit_pull(summary: PullSummary) -> None:
+    """A pull as plain lines (also `run`'s): the queue, then what its events did."""
+    emit_lines(
+        [
+            f"feedback: {summary.messages} message(s) from the SQS queue, {summary.deleted} "
+            f"deleted (stopped: {summary.stopped_by})"
+        ]
+    )
+    emit_summary(summary)
     emit_warnings(summary.delete_errors)
-
-
-def pull_lines(doc: dict[str, object]) -> list[str]:
-    """A pull's summary as plain lines (also `run`'s feedback line)."""
-    lines = [
-        f"feedback: {doc['messages']} message(s) from the queue, {doc['recorded']} event(s) "
-        f"recorded, {doc['duplicates']} duplicate(s), {doc['orphans']} orphan(s), "
-        f"{doc['malformed']} malformed, {doc['ignored']} ignored; {doc['deleted']} deleted "
-        f"from the queue (stopped: {doc['stopped_by']})"
-    ]
-    suppressed = doc.get("suppressed") or []
-    assert isinstance(suppressed, list)
-    if suppressed:
-        lines.append(f"suppressed: {', '.join(str(a) for a in suppressed)}")
-    problems = doc.get("problems") or []
-    assert isinstance(problems, list)
-    lines += [f"problem: {p}" for p in problems]
-    return lines

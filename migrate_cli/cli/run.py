@@ -19,7 +19,7 @@ from migrate_cli.cli.common import (
     progress_reporter,
 )
 from migrate_cli.cli.context import default_actor
-from migrate_cli.cli.feedback import pull_lines
+from migrate_cli.cli.feedback import emit_pull
 from migrate_cli.cli.notices import notices_lines
 from migrate_cli.cli.output import (
     emit_json,
@@ -93,15 +93,13 @@ def run_cmd(
     doc = summary.to_json()
     if summary.feedback_error:
         emit_warnings(
-            [
-                f"feedback pull failed, the run went on without it: {summary.feedback_error}",
-            ]
+            [f"feedback pull failed, the run went on without it: {summary.feedback_error}"]
         )
-    elif summary.feedback is not None:
-        emit_warnings(summary.feedback.delete_errors)
     _alert(e.config, doc)
     if json_out:
         sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")  # one line for log files
+        if summary.feedback is not None:
+            emit_warnings(summary.feedback.delete_errors)
     else:
         lines = [
             f"run at {doc['now']}" + (" (dry run: nothing written or sent)" if dry_run else "")
@@ -127,8 +125,6 @@ def run_cmd(
             )
         )
         lines += [f"held: {held_line(h['migration'], h)}" for h in doc["held"]]
-        if summary.feedback is not None:
-            lines += pull_lines(doc["feedback"])
         if summary.platform is not None:
             p = summary.platform
             lines.append(
@@ -138,6 +134,8 @@ def run_cmd(
             )
         lines += notices_lines(doc)
         emit_lines(lines)
+        if summary.feedback is not None:
+            emit_pull(summary.feedback)
     if summary.partial:
         raise typer.Exit(EXIT_PARTIAL)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,10 @@ from migrate_cli.config import Config
 # Importing the SES provider also redacts botocore's debug log (credentials never reach a log).
 from migrate_cli.delivery.ses import CREDENTIAL_CODES
 from migrate_cli.errors import ConfigError, MigctlError
+
+# One reading of "is this JSON" for a file's lines and a queue's bodies (same wording).
+from migrate_cli.feedback.importing import _decode as decode_json
+from migrate_cli.feedback.importing import _NotJson as NotJson
 from migrate_cli.feedback.record import FeedbackSummary, record_batch
 from migrate_cli.progress import NO_PROGRESS, Progress
 from migrate_cli.store.db import Store
@@ -60,7 +63,7 @@ class PullSummary(FeedbackSummary):
     delete_errors: list[str] = field(default_factory=list)  # one line per refused delete
     stopped_by: str = ""  # "empty", "max_seconds" or "stop" (Ctrl-C, SIGTERM)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "queue_url": self.queue_url,
             "messages": self.messages,
@@ -68,14 +71,7 @@ class PullSummary(FeedbackSummary):
             "not_deleted": self.not_deleted,
             "delete_errors": self.delete_errors,
             "stopped_by": self.stopped_by,
-            "received": self.received,
-            "recorded": self.recorded,
-            "duplicates": self.duplicates,
-            "orphans": self.orphans,
-            "malformed": self.malformed,
-            "ignored": self.ignored,
-            "suppressed": self.suppressed,
-            "problems": self.problems,
+            **super().to_json(),
         }
 
 
@@ -168,11 +164,9 @@ def pull(
                 summary.stopped_by = "empty"
                 break
             summary.messages += len(messages)
-            payloads = _decode(messages, summary)
+            payloads, labels = _decode(messages, summary)
             summary.add(
-                record_batch(store, payloads, config=settings, now=now, actor=actor)
-                if payloads
-                else FeedbackSummary()
+                record_batch(store, payloads, config=settings, now=now, actor=actor, labels=labels)
             )
             _delete(config, client, url, messages, summary)
             progress.advance(len(messages))
@@ -181,18 +175,23 @@ def pull(
     return summary
 
 
-def _decode(messages: list[dict[str, Any]], summary: PullSummary) -> list[object]:
-    """Each body as JSON (an SNS envelope); a body that is not JSON is counted here."""
+def _decode(messages: list[dict[str, Any]], summary: PullSummary) -> tuple[list[object], list[str]]:
+    """Each body as JSON (an SNS envelope) with the label its problems carry; a body that is
+    not JSON is counted here, as `feedback import` counts a line that is not (and deleted: it
+    would never read better)."""
     payloads: list[object] = []
+    labels: list[str] = []
     for message in messages:
-        try:
-            payloads.append(json.loads(message.get("Body") or ""))
-        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        label = f"SQS message {message.get('MessageId')}"
+        value = decode_json(message.get("Body") or "")
+        if isinstance(value, NotJson):
             summary.received += 1
             summary.malformed += 1
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
-            summary.problems.append(f"SQS message {message.get('MessageId')}: the body is {reason}")
-    return payloads
+            summary.problems.append(f"{label}: {value.reason}")
+        else:
+            payloads.append(value)
+            labels.append(label)
+    return payloads, labels
 
 
 def _delete(
