@@ -20,7 +20,7 @@ from migrate_cli.config import load_config
 from migrate_cli.feedback import sqs
 from migrate_cli.store.db import Store
 from tests.fakes.common import free_port
-from tests.fakes.ses_events import SENDER, bounce, complaint, delivery
+from tests.fakes.ses_events import SENDER, bounce, complaint, delivery, identity_notification
 from tests.fakes.ses_server import (
     DUMMY_AWS_ENV,
     moto_server,
@@ -162,6 +162,37 @@ def test_pull_records_events_suppresses_and_empties_the_queue(runner: Any, moto:
     assert suppressed == {"angry@customer.example", "gone@customer.example"}
 
 
+def test_identity_notifications_match_by_message_id_and_strangers_are_orphans(
+    runner: Any, moto: str
+) -> None:
+    topic, url = new_queue(moto)
+    operator_folder(moto, url)
+    rows = send_announcements(runner)
+    gone = rows["gone@customer.example"]
+    publish_events(
+        moto,
+        topic,
+        identity_notification(
+            bounce(message_id=gone["provider_message_id"], to=gone["email"], key=None)
+        ),
+        # Sent by some other tool through the same configuration set: no notice of ours.
+        delivery(message_id="0100018c-other-tool", to="someone@else.example", key=None),
+    )
+    doc = pull_json(runner)
+    assert (doc["received"], doc["recorded"], doc["orphans"], doc["malformed"]) == (2, 1, 1, 0)
+    assert doc["suppressed"] == ["gone@customer.example"]
+    assert "someone@else.example" in doc["orphaned"][0]
+    assert queue_depth(moto, url) == (0, 0)
+
+
+def test_max_seconds_must_not_be_negative(runner: Any, moto: str) -> None:
+    _, url = new_queue(moto)
+    operator_folder(moto, url)
+    result = runner("feedback", "pull", "--max-seconds", "-1")
+    assert result.exit_code == 2
+    assert "--max-seconds" in result.stderr
+
+
 def test_plain_output_names_the_counts_and_the_suppressed(runner: Any, moto: str) -> None:
     topic, url = new_queue(moto)
     operator_folder(moto, url)
@@ -279,6 +310,18 @@ def test_run_pulls_first_so_its_notices_skip_the_bounced(runner: Any, moto: str)
     assert "gone@customer.example" not in {e for e, s in reminders.items() if s == "sent"}
     assert "angry@customer.example" not in {e for e, s in reminders.items() if s == "sent"}
     assert queue_depth(moto, url) == (0, 0)
+
+
+def test_run_plain_output_shows_the_pull(runner: Any, moto: str) -> None:
+    topic, url = new_queue(moto)
+    operator_folder(moto, url)
+    publish_events(moto, topic, *events_for(send_announcements(runner))[:1])
+    result = runner("--now", "2016-04-05T12:00:00", "run")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "feedback: 1 message(s) from the SQS queue, 1 deleted (stopped: empty)" in lines
+    assert "suppressed gone@customer.example" in lines
+    assert result.stderr == ""
 
 
 def test_run_without_a_queue_reports_no_feedback(runner: Any, moto: str) -> None:

@@ -102,3 +102,12 @@ def delivery(
             "reportingMTA": "mta-out.example.com",
         },
     }
+
+
+def identity_notification(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event as an identity's feedback notification sends it (no configuration set):
+    ``notificationType`` instead of ``eventType``, and no tags."""
+    notification = {k: v for k, v in event.items() if k != "eventType"}
+    notification = {"notificationType": event["eventType"], **notification}
+    notification["mail"] = {k: v for k, v in event["mail"].items() if k != "tags"}
+    return notification
