@@ -22,13 +22,15 @@ from migrate_cli.store.db import Store
 from tests.fakes.common import free_port
 from tests.fakes.ses_events import SENDER, bounce, complaint, delivery, identity_notification
 from tests.fakes.ses_server import (
-    DUMMY_AWS_ENV,
-    moto_server,
+    FakeSes,
+    SesReply,
+    isolate_aws,
+    moto_with_dummy_credentials,
     publish_events,
     queue_depth,
     ses_event_queue,
+    sqs_error,
 )
-from tests.fakes.sqs_server import FakeSqs, SqsReply
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GRACE = "2016-04-04T12:00:00"  # the announcement is due (helpers_notices.ONE_MIGRATION)
@@ -37,24 +39,16 @@ ADMINS = ["gone@customer.example", "angry@customer.example", "happy@customer.exa
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key, value in DUMMY_AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    # Never let a developer's real AWS profile or config take part in a test.
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    isolate_aws(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in DUMMY_AWS_ENV.items():
-            mp.setenv(key, value)
-        with moto_server() as endpoint:
-            boto3.client(
-                "sesv2", region_name="us-east-1", endpoint_url=endpoint
-            ).create_email_identity(EmailIdentity=SENDER)
-            yield endpoint
+    with moto_with_dummy_credentials() as endpoint:
+        boto3.client("sesv2", region_name="us-east-1", endpoint_url=endpoint).create_email_identity(
+            EmailIdentity=SENDER
+        )
+        yield endpoint
 
 
 _queues = iter(range(1_000_000))
@@ -342,10 +336,10 @@ def test_a_dry_run_leaves_the_queue_alone(runner: Any, moto: str) -> None:
 
 
 def test_a_queue_outage_does_not_stop_enforcement_or_notices(runner: Any, moto: str) -> None:
-    with FakeSqs() as fake:
+    with FakeSes() as fake:
         url = f"{fake.url}/123456789012/migctl-events"
         operator_folder(moto, url, sqs_endpoint=fake.url)
-        fake.script(SqsReply(503, "ServiceUnavailable", "ServiceUnavailable", "later"))
+        fake.script(sqs_error(503, "ServiceUnavailable", "later"))
         # The mandatory date: every account is enforced and each administrator told.
         result = runner("--now", "2016-05-11T12:00:00", "run", "--json")
     assert result.exit_code == 3, result.output  # partial: the pull waits for the next run
@@ -475,27 +469,25 @@ def test_a_missing_queue_is_a_configuration_error_naming_it(runner: Any, moto: s
     ("reply", "expected"),
     [
         (
-            SqsReply(
-                400, "com.amazon.coral.service#AccessDeniedException", "AccessDenied", "denied"
-            ),
+            sqs_error(400, "AccessDenied", "denied"),
             "may not use the SQS queue",
         ),
         (
-            SqsReply(400, "com.amazonaws.sqs#KmsAccessDenied", "KmsAccessDenied", "kms"),
+            sqs_error(400, "KmsAccessDenied", "kms"),
             "KMS key",
         ),
         (
-            SqsReply(400, "ThrottlingException", "RequestThrottled", "Rate exceeded"),
+            sqs_error(400, "RequestThrottled", "Rate exceeded"),
             "throttled",
         ),
-        (SqsReply(500, "InternalError", "InternalError", "oops"), "HTTP 500"),
-        (SqsReply(503, "ServiceUnavailable", "ServiceUnavailable", "later"), "HTTP 503"),
+        (sqs_error(500, "InternalError", "oops"), "HTTP 500"),
+        (sqs_error(503, "ServiceUnavailable", "later"), "HTTP 503"),
     ],
 )
 def test_aws_errors_exit_1_with_a_clear_message(
-    runner: Any, moto: str, reply: SqsReply, expected: str
+    runner: Any, moto: str, reply: SesReply, expected: str
 ) -> None:
-    with FakeSqs() as fake:
+    with FakeSes() as fake:
         url = f"{fake.url}/123456789012/migctl-events"
         operator_folder(moto, url, sqs_endpoint=fake.url)
         before = files_digest(DB)
@@ -504,7 +496,8 @@ def test_aws_errors_exit_1_with_a_clear_message(
     assert result.exit_code == 1, result.output
     assert expected in result.stderr and url in result.stderr
     assert "Traceback" not in result.output
-    assert fake.actions == ["AmazonSQS.ReceiveMessage"]  # one request: no SDK retries
+    # One request: no SDK retries.
+    assert [r.headers["X-Amz-Target"] for r in fake.requests] == ["AmazonSQS.ReceiveMessage"]
     assert files_digest(DB) == before
 
 
@@ -513,13 +506,12 @@ def test_credentials_are_never_printed(
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAVERYSECRETKEYID")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very/secret+access/key")
-    with FakeSqs() as fake:
+    with FakeSes() as fake:
         url = f"{fake.url}/123456789012/migctl-events"
         operator_folder(fake.url, url)
         fake.script(
-            SqsReply(
+            sqs_error(
                 403,
-                "com.amazon.coral.service#SignatureDoesNotMatch",
                 "SignatureDoesNotMatch",
                 "The request signature we calculated does not match. The canonical string "
                 "was Credential=AKIAVERYSECRETKEYID/20161201/us-east-1/sqs",
