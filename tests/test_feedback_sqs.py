@@ -444,6 +444,42 @@ def test_a_refused_delete_is_reported_not_fatal(
     assert queue_depth(moto, url) == (0, 1)  # in flight; it comes back and counts as duplicate
 
 
+def test_a_delete_that_cannot_reach_sqs_exits_1_and_the_next_pull_changes_nothing(
+    runner: Any, moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network drops between the store commit and the delete: exit 1, and the recorded
+    batch comes back as duplicates (visibility timeout 0: at once)."""
+    from botocore.exceptions import EndpointConnectionError
+
+    topic, url = new_queue(moto, visibility_timeout=0)
+    operator_folder(moto, url)
+    publish_events(moto, topic, *events_for(send_announcements(runner)))
+    before = audit_count()
+    make = sqs.sqs_client
+
+    def drop(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url=moto)
+
+    def client(config: Any) -> Any:
+        made = make(config)
+        made.meta.events.register("before-call.sqs.DeleteMessageBatch", drop)
+        return made
+
+    with monkeypatch.context() as mp:
+        mp.setattr(sqs, "sqs_client", client)
+        failed = runner("--now", "2016-04-04T13:00:00", "feedback", "pull")
+    assert failed.exit_code == 1
+    assert "could not be reached (delete_message_batch" in failed.stderr
+    assert "nothing was lost" in failed.stderr
+    recorded = audit_count()
+    assert recorded > before  # the batch was committed before the delete failed
+
+    doc = pull_json(runner)
+    assert (doc["messages"], doc["recorded"], doc["duplicates"], doc["deleted"]) == (3, 0, 3, 3)
+    assert audit_count() == recorded
+    assert queue_depth(moto, url) == (0, 0)
+
+
 def test_no_queue_configured_says_which_key_to_set(runner: Any, moto: str) -> None:
     operator_folder(moto, None)
     before = files_digest(DB)
