@@ -161,7 +161,8 @@ def pull(
             )
             messages = response.get("Messages") or []
             if not messages:
-                summary.stopped_by = "empty"
+                # A poll the budget shortened proves less than a full long poll.
+                summary.stopped_by = "empty" if wait == settings.wait_seconds else "max_seconds"
                 break
             summary.messages += len(messages)
             payloads, labels = _decode(messages, summary)
