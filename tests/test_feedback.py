@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +331,38 @@ def test_human_output_lists_counts_suppressions_and_orphans(tmp_path: Path) -> N
         f"orphan (no notice in this store): {path}[2]: sendgrid rejection for q@x.test",
     ]
     assert r.stderr == f"warning: {path}[3]: field 'timestamp': expected a Unix time in seconds\n"
+
+
+def test_the_demo_s_feedback_step_suppresses_the_bounced_address(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    """`make demo` step 5, on the demo's own set-up: the shipped SNS notification matches the
+    announcement the demo's notify sent to bill@initech.test (by its SES tag)."""
+    makefile = (repo_root / "Makefile").read_text()
+    step = "$(MIGCTL) --now 2016-04-21 feedback import examples/feedback/ses-bounce.json"
+    assert step in makefile
+    (tmp_path / "migctl.toml").write_text(
+        'templates_dir = "email_templates"\n' + (repo_root / "examples" / "migctl.toml").read_text()
+    )
+    shutil.copytree(repo_root / "email_templates", tmp_path / "email_templates")
+    shutil.copytree(
+        repo_root / "examples" / "email-delivery-changes",
+        tmp_path / "email_templates" / "email-delivery-changes",
+    )
+    ok(
+        migctl(
+            tmp_path, "--now", "2016-04-20", "sync", "--file", str(repo_root / "migrations.yaml")
+        )
+    )
+    ok(migctl(tmp_path, "accounts", "import", str(repo_root / "examples" / "accounts.csv")))
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    sample = repo_root / "examples" / "feedback" / "ses-bounce.json"
+    r = ok(migctl(tmp_path, "--now", "2016-04-21", "feedback", "import", str(sample)))
+    assert r.stdout.splitlines() == [
+        "1 events read: 1 recorded, 0 duplicates, 0 orphans, 0 ignored, 0 malformed",
+        "suppressed bill@initech.test",
+    ]
+    listed = ok(migctl(tmp_path, "suppress", "list")).stdout
+    assert "email=bill@initech.test" in listed and "source=feedback:ses" in listed
+    status = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
+    assert status["unreachable_accounts"] == ["initech"]  # bill is its only administrator
