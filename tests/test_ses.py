@@ -15,7 +15,14 @@ from migrate_cli.delivery.base import ProviderConfigError, SendStatus
 from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.delivery.ses import TAG_NAME, SesProvider, ses_tag_value
 from tests.fakes.common import bodies, free_port, make_config, make_email, parse
-from tests.fakes.ses_server import DUMMY_AWS_ENV, FakeSes, SesReply, moto_server, sent_raw_messages
+from tests.fakes.ses_server import (
+    DUMMY_AWS_ENV,
+    FakeSes,
+    SesReply,
+    isolate_aws,
+    moto_with_dummy_credentials,
+    sent_raw_messages,
+)
 
 SENDER = "notices@platform.example"
 TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -23,23 +30,13 @@ TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key, value in DUMMY_AWS_ENV.items():
-        monkeypatch.setenv(key, value)
-    # Never let a developer's real AWS profile or config take part in a test.
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
-    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    isolate_aws(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in DUMMY_AWS_ENV.items():
-            mp.setenv(key, value)
-        with moto_server() as endpoint:
-            yield endpoint
+    with moto_with_dummy_credentials() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -1,15 +1,28 @@
-"""The `feedback` group: delivery events from the providers (import; pull and serve join it)."""
+"""The `feedback` group: delivery events from the providers (import, pull; serve joins it)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from migrate_cli.cli.common import ActorOpt, JsonOpt, app, env, handle_errors
+from migrate_cli.cli.common import (
+    ActorOpt,
+    JsonOpt,
+    app,
+    env,
+    graceful_stop,
+    handle_errors,
+    progress_reporter,
+)
 from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import emit_json, emit_lines, emit_warnings
+
+if TYPE_CHECKING:
+    from migrate_cli.feedback.record import FeedbackSummary
+    from migrate_cli.feedback.sqs import PullSummary
 
 feedback_app = typer.Typer(
     help="Delivery events from the providers: bounces, complaints, deliveries.",
@@ -59,6 +72,11 @@ def feedback_import(
     if json_out:
         emit_json(summary.to_json())
         return
+    emit_summary(summary)
+
+
+def emit_summary(summary: FeedbackSummary) -> None:
+    """What a batch of events did, as `feedback import`, `pull` and `run` print it."""
     emit_lines(
         [
             f"{summary.received} events read: {summary.recorded} recorded, "
@@ -73,3 +91,63 @@ def feedback_import(
     emit_warnings(summary.problems[:SHOWN])
     if len(summary.problems) > SHOWN:
         emit_warnings([f"... and {len(summary.problems) - SHOWN} more problems (--json)"])
+
+
+@feedback_app.command("pull")
+@handle_errors
+def pull_cmd(
+    ctx: typer.Context,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-seconds",
+            min=0,
+            help="Stop after this long even if events keep coming (default: [feedback] "
+            "max_seconds).",
+        ),
+    ] = None,
+    actor: ActorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read Amazon SES events from the SQS queue [feedback] sqs_queue_url names, record them,
+    then delete them from the queue. Stops when the queue is empty.
+
+    Exit codes: 0 ok, 1 the queue could not be read (nothing lost) or a configuration error.
+
+    Example (crontab): */5 * * * * cd /srv/migctl && migctl feedback pull --json >> pull.log
+    """
+    from migrate_cli.feedback.sqs import pull, queue_url
+
+    e = env(ctx)
+    queue_url(e.config)  # a missing key is an error before the store is touched
+    # No run lock, like `import` and `serve`: each batch is one transaction, and `run` pulls
+    # under its own lock.
+    store = e.store(create=False)
+    with graceful_stop() as stop, progress_reporter() as progress:
+        summary = pull(
+            store,
+            e.config,
+            now=e.now(store),
+            clock=time.monotonic,
+            max_seconds=max_seconds,
+            actor=actor or default_actor(),
+            progress=progress,
+            stop=stop,
+        )
+    if json_out:
+        emit_json(summary.to_json())
+        emit_warnings(summary.delete_errors)
+        return
+    emit_pull(summary)
+
+
+def emit_pull(summary: PullSummary) -> None:
+    """A pull as plain lines (also `run`'s): the queue, then what its events did."""
+    emit_lines(
+        [
+            f"feedback: {summary.messages} message(s) from the SQS queue, {summary.deleted} "
+            f"deleted (stopped: {summary.stopped_by})"
+        ]
+    )
+    emit_summary(summary)
+    emit_warnings(summary.delete_errors)

@@ -19,11 +19,13 @@ from migrate_cli.cli.common import (
     progress_reporter,
 )
 from migrate_cli.cli.context import default_actor
+from migrate_cli.cli.feedback import emit_pull
 from migrate_cli.cli.notices import notices_lines
 from migrate_cli.cli.output import (
     emit_json,
     emit_lines,
     emit_table,
+    emit_warnings,
 )
 from migrate_cli.cli.status import held_line
 
@@ -50,9 +52,12 @@ def run_cmd(
     actor: ActorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The cron entry point: sync when migrations.yaml changed, enforce, then send notices.
+    """The cron entry point: pull delivery events ([feedback] sqs_queue_url), sync when
+    migrations.yaml changed, enforce, then send notices.
 
-    Exit codes: 0 ok, 1 error, 3 some notices failed or are in doubt, 75 another run holds the lock.
+    Exit codes: 0 ok, 1 error, 3 some notices failed or are in doubt or the feedback pull
+    failed (the run went on), 75 another run holds the lock.
+
     Example (crontab): */15 * * * * cd /srv/migctl && migctl run --json >> run.log
     """
     from migrate_cli.delivery.base import ProviderConfigError
@@ -86,9 +91,15 @@ def run_cmd(
                 _alert(e.config, doc)
                 raise
     doc = summary.to_json()
+    if summary.feedback_error:
+        emit_warnings(
+            [f"feedback pull failed, the run went on without it: {summary.feedback_error}"]
+        )
     _alert(e.config, doc)
     if json_out:
         sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")  # one line for log files
+        if summary.feedback is not None:
+            emit_warnings(summary.feedback.delete_errors)
     else:
         lines = [
             f"run at {doc['now']}" + (" (dry run: nothing written or sent)" if dry_run else "")
@@ -123,6 +134,8 @@ def run_cmd(
             )
         lines += notices_lines(doc)
         emit_lines(lines)
+        if summary.feedback is not None:
+            emit_pull(summary.feedback)
     if summary.partial:
         raise typer.Exit(EXIT_PARTIAL)
 

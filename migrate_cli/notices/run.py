@@ -1,10 +1,11 @@
-"""run: the cron entry point — sync when the file changed, enforce, then notify."""
+"""run: the cron entry point — pull delivery events, sync when the file changed, enforce, notify."""
 
 from __future__ import annotations
 
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,8 @@ from typing import Any
 from migrate_cli.config import Config
 from migrate_cli.definitions.model import Definitions, load_definitions
 from migrate_cli.delivery.base import ProviderConfigError
-from migrate_cli.errors import MigctlError, SendingStoppedError
+from migrate_cli.errors import ConfigError, MigctlError, SendingStoppedError
+from migrate_cli.feedback.sqs import PullSummary, QueueUnavailableError, pull
 from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.enforcement import EnforceReport, apply_enforcements, due_enforcements
 from migrate_cli.notices.notify import (
@@ -41,6 +43,8 @@ class RunSummary:
     enforce: EnforceReport = field(default_factory=EnforceReport)
     notify: NotifySummary | None = None
     platform: PushReport | None = None  # None: no [platform] configured, or a dry run
+    feedback: PullSummary | None = None  # None: no [feedback] queue, a dry run, or it failed
+    feedback_error: str | None = None  # the pull failed; the run went on without it
     held: list[dict[str, Any]] = field(default_factory=list)  # due, but min_notice holds it
     error: str | None = None
 
@@ -52,6 +56,13 @@ class RunSummary:
             self.notify or NotifySummary(now=self.now, dry_run=self.dry_run)
         ).notices_json()
         doc["platform"] = self.platform.to_json() if self.platform else None
+        doc["feedback"] = (
+            {"error": self.feedback_error}
+            if self.feedback_error
+            else self.feedback.to_json()
+            if self.feedback
+            else None
+        )
         doc["held"] = self.held
         if self.error:
             doc["error"] = self.error
@@ -59,8 +70,10 @@ class RunSummary:
 
     @property
     def partial(self) -> bool:
-        return bool(self.notify and self.notify.partial) or bool(
-            self.platform and self.platform.partial
+        return (
+            bool(self.notify and self.notify.partial)
+            or bool(self.platform and self.platform.partial)
+            or self.feedback_error is not None
         )
 
 
@@ -90,6 +103,7 @@ def run(
     definitions_file: Path | None = None,
     stop: threading.Event | None = None,
     progress: Progress = NO_PROGRESS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RunSummary:
     """One cron run. The caller holds the lock. Dry runs work on an in-memory copy."""
     path = definitions_file or config.migrations_file
@@ -98,6 +112,16 @@ def run(
     work = Store.in_memory_copy(store) if dry_run else store
     now = now_for(work)
     summary = RunSummary(now=now, dry_run=dry_run)
+    if config.feedback.sqs_queue_url and not dry_run:
+        # First, so this run's notices skip the addresses that bounced or complained since the
+        # last one. A queue that cannot be read must not hold back the mandatory-date
+        # enforcement or the notices: the run goes on and says so (exit 3, `feedback.error`).
+        try:
+            summary.feedback = pull(
+                store, config, now=now, clock=clock, actor=actor, progress=progress, stop=stop
+            )
+        except (ConfigError, QueueUnavailableError) as exc:
+            summary.feedback_error = str(exc)
     if (
         work.meta("definitions_hash") != defs.source_hash
         or work.meta("timezone") != defs.timezone_name

@@ -1,4 +1,5 @@
-"""SES stand-ins: moto's server mode for real sends, and a tiny scriptable SES v2 endpoint."""
+"""AWS stand-ins: moto's server mode for real sends and SNS -> SQS, and a tiny scriptable endpoint
+for the failures moto does not produce (SES v2, or SQS through sqs_error)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
+import boto3
+import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.fakes.common import free_port
@@ -24,6 +28,26 @@ DUMMY_AWS_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def isolate_aws(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Dummy credentials, and never a developer's real AWS profile, config or retry settings."""
+    for key, value in DUMMY_AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-credentials"))
+    for name in ("AWS_PROFILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@contextmanager
+def moto_with_dummy_credentials() -> Iterator[str]:
+    """moto_server() for a module-scoped fixture (where the monkeypatch fixture cannot go)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in DUMMY_AWS_ENV.items():
+            mp.setenv(key, value)
+        with moto_server() as endpoint:
+            yield endpoint
 
 
 @contextmanager
@@ -57,6 +81,12 @@ class SesReply:
     error_code: str | None = None
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def sqs_error(status: int, code: str, message: str = "") -> SesReply:
+    """An SQS error as AWS's JSON protocol answers it: botocore takes the code from the
+    query-compatible header (FakeSes answers any POST, so it stands in for SQS as well)."""
+    return SesReply(status, code, message, headers={"x-amzn-query-error": f"{code};Sender"})
 
 
 @dataclass
@@ -155,3 +185,46 @@ class FakeSes:
                     pass  # the client gave up (timeout tests): nothing to answer
 
         return Handler
+
+
+def ses_event_queue(
+    endpoint: str, *, name: str = "migctl-ses-events", visibility_timeout: int = 30
+) -> tuple[str, str]:
+    """The SES event wiring of docs/providers.md in moto: an SNS topic and an SQS queue
+    subscribed to it with raw message delivery off. Returns (topic ARN, queue URL)."""
+    sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+    topic_arn: str = sns.create_topic(Name=f"{name}-topic")["TopicArn"]
+    url: str = sqs.create_queue(
+        QueueName=name, Attributes={"VisibilityTimeout": str(visibility_timeout)}
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "false"},
+    )
+    return topic_arn, url
+
+
+def publish_events(endpoint: str, topic_arn: str, *events: dict[str, Any]) -> None:
+    """Publish each SES event to the topic, as SES event publishing does."""
+    sns = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
+    for event in events:
+        sns.publish(TopicArn=topic_arn, Message=json.dumps(event))
+
+
+def queue_depth(endpoint: str, url: str) -> tuple[int, int]:
+    """(visible, in flight) messages of the queue."""
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
