@@ -8,6 +8,7 @@ from migrate_cli.cli import (  # noqa: F401 - importing a module registers its c
     dashboard,
     definitions,
     enforce,
+    feedback,
     flags,
     notices,
     outbox,
