@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -20,20 +21,37 @@ def _address(email: str) -> str:
 def add(store: Store, email: str, *, reason: str, source: str, now: datetime, actor: str) -> str:
     address = _address(email)
     with store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) VALUES (?, ?, ?, ?)",
-            (address, reason, source, db_time(now)),
-        )
-        if not cur.rowcount:
+        if not add_in(conn, address, reason=reason, source=source, now=now, actor=actor):
             return "already suppressed"
-        audit(
-            conn,
-            at=now,
-            actor=actor,
-            action="suppression.added",
-            detail={"email": address, "reason": reason, "source": source},
-        )
     return "suppressed"
+
+
+def add_in(
+    conn: sqlite3.Connection,
+    address: str,
+    *,
+    reason: str,
+    source: str,
+    now: datetime,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """Suppress a normalised address inside the caller's transaction, with its audit entry
+    (``detail``: more to record, e.g. the delivery event). False if it already was."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO suppressions(email, reason, source, created_at) VALUES (?, ?, ?, ?)",
+        (address, reason, source, db_time(now)),
+    )
+    if not cur.rowcount:
+        return False
+    audit(
+        conn,
+        at=now,
+        actor=actor,
+        action="suppression.added",
+        detail={**(detail or {}), "email": address, "reason": reason, "source": source},
+    )
+    return True
 
 
 def remove(store: Store, email: str, *, now: datetime, actor: str) -> None:

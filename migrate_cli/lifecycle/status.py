@@ -8,12 +8,14 @@ from typing import Any
 from migrate_cli.errors import NotFoundError
 from migrate_cli.lifecycle import status_figures
 from migrate_cli.lifecycle.phases import ALL_SCOPE, overall_phase, phases
-from migrate_cli.store import events
+from migrate_cli.store import deliveries, events
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import counts as outbox_counts
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import iso, start_of_day
 from migrate_cli.vocabulary import Phase
+
+UNREACHABLE_SHOWN = 20  # account ids listed; the count covers them all
 
 
 def migration_status(
@@ -130,9 +132,12 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
         else frozenset()
     )
     migrations = [migration_status(sm, now, tz, figures[sm.id], plans) for sm in catalog]
+    # Counted live (events arrive between runs; status_figures' cache is for the accounts).
+    delivery = deliveries.figures(store)
     for sm, entry in zip(catalog, migrations, strict=True):
         until = status_figures.extended(store, sm.migration)
         entry["extended"] = {"accounts": sum(until.values()), "until": until}
+        entry["delivery"] = delivery.get(sm.id) or deliveries.empty_figures()
     return {
         "now": iso(now),
         "timezone": store.meta("timezone") or "UTC",
@@ -142,6 +147,8 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
         # Accounts nobody can be told about: every administrator suppressed, or none at all.
         "accounts_all_admins_suppressed": reach["all_admins_suppressed"],
         "accounts_without_admins": reach["without_admins"],
+        "unreachable_accounts": status_figures.unreachable_account_ids(store, UNREACHABLE_SHOWN),
+        "delivery_orphans": deliveries.orphans(store),
     }
 
 

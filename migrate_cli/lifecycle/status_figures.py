@@ -329,17 +329,21 @@ def count_reachability(store: Store) -> Figures:
 
 
 def unreachable_accounts(store: Store) -> int:
-    """Active accounts whose every administrator is suppressed: nobody can be told.
+    """Active accounts whose every administrator is suppressed: nobody can be told."""
+    return int(store.scalar(f"SELECT count(*) FROM ({_UNREACHABLE})") or 0)
 
-    Driven from the suppressed addresses (a few) rather than from every account (a second at a
-    million accounts)."""
-    return int(
-        store.scalar(
-            "SELECT count(*) FROM (SELECT DISTINCT x.account_id AS id FROM suppressions s "
-            "CROSS JOIN account_admins x ON x.email = s.email) c "
-            "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
-            "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
-            "AND y.email NOT IN (SELECT email FROM suppressions))"
-        )
-        or 0
-    )
+
+def unreachable_account_ids(store: Store, limit: int) -> list[str]:
+    """The first ``limit`` of those accounts, by id (counted live: suppressions are few)."""
+    return [r[0] for r in store.conn.execute(f"{_UNREACHABLE} ORDER BY c.id LIMIT ?", (limit,))]
+
+
+# Driven from the suppressed addresses (a few) rather than from every account (a second at a
+# million accounts).
+_UNREACHABLE = (
+    "SELECT c.id FROM (SELECT DISTINCT x.account_id AS id FROM suppressions s "
+    "CROSS JOIN account_admins x ON x.email = s.email) c "
+    "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
+    "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
+    "AND y.email NOT IN (SELECT email FROM suppressions))"
+)

@@ -245,3 +245,38 @@ def m008_extensions(db: Database) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+@migrations()
+def m009_delivery_events(db: Database) -> None:
+    """Delivery events reported by the providers after they accepted a notice (`feedback`).
+
+    One row per event and recipient, keyed for idempotency (`event_key`); `notice_key` is NULL
+    for an orphan (no notice of this store matched). A notice's delivery outcome is derived
+    from its events, never stored on the outbox row: see `store/deliveries.py`. The two outbox
+    indexes match events to notices by the provider's message id and by our Message-ID; both
+    are partial, so queuing a million pending notices does not maintain them.
+    """
+    db.executescript(
+        """
+        CREATE TABLE delivery_events (
+            id INTEGER PRIMARY KEY,
+            event_key TEXT NOT NULL UNIQUE,  -- provider:event id (or a hash):recipient
+            provider TEXT NOT NULL,          -- 'ses' or 'sendgrid'
+            notice_key TEXT,                 -- outbox.key, NULL for an orphan
+            email TEXT NOT NULL,             -- the recipient the event is about
+            outcome TEXT NOT NULL CHECK (outcome IN
+                ('delivered', 'deferred', 'bounced', 'complained', 'rejected')),
+            bounce_type TEXT CHECK (bounce_type IN ('hard', 'soft')),
+            detail TEXT,                     -- the provider's diagnostic or reason, truncated
+            event_at TEXT NOT NULL,          -- when the provider says it happened
+            recorded_at TEXT NOT NULL
+        );
+        CREATE INDEX delivery_events_notice ON delivery_events(notice_key, event_at)
+            WHERE notice_key IS NOT NULL;
+        CREATE INDEX delivery_events_email ON delivery_events(email, outcome, event_at);
+        CREATE INDEX outbox_provider_message ON outbox(provider_message_id)
+            WHERE provider_message_id IS NOT NULL;
+        CREATE INDEX outbox_message_id ON outbox(message_id) WHERE state != 'pending';
+        """
+    )
