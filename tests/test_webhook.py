@@ -23,7 +23,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from migrate_cli.config import FeedbackConfig
 from migrate_cli.feedback.record import FeedbackSummary
 from migrate_cli.feedback.webhook import PATH, Receiver, load_verifier
-from tests.helpers_enforce import MAIL, base_env, command, dump, setup_store
+from migrate_cli.store.lock import store_lock
+from tests.fakes.sendgrid_server import FakeSendgrid
+from tests.feedback_events import sendgrid
+from tests.helpers_enforce import (
+    MAIL,
+    base_env,
+    command,
+    dump,
+    json_out,
+    migctl,
+    ok,
+    setup_store,
+)
 
 KEY_ENV = "MIGCTL_SENDGRID_WEBHOOK_KEY"
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -87,9 +99,10 @@ def raw_exchange(url: str, head: bytes) -> bytes:
 class Serving:
     """`migctl feedback serve --port 0` as the operator runs it, in its own process."""
 
-    def __init__(self, folder: Path, env: dict[str, str], *args: str) -> None:
+    def __init__(self, folder: Path, env: dict[str, str], *args: str, now: str = "") -> None:
+        at = ["--now", now] if now else []
         self.proc = subprocess.Popen(
-            command(folder, "feedback", "serve", "--port", "0", *args),
+            command(folder, *at, "feedback", "serve", "--port", "0", *args),
             cwd=folder,
             env=base_env(env),
             stdin=subprocess.DEVNULL,
@@ -353,3 +366,70 @@ def test_batches_are_recorded_by_the_serving_thread_only(signer: Signer) -> None
     assert results == [200] * 12
     assert len(writers) == 12 and set(writers) == {server.thread.ident}
     assert server.receiver.summary.feedback.recorded == 12
+
+
+# --------------------------------------------------------------------------- end to end
+
+SG_KEY = "SG.test-webhook-key"
+
+
+def test_signed_batches_of_real_sends_are_recorded_once_and_suppress(
+    tmp_path: Path, signer: Signer
+) -> None:
+    """Notices sent through the sendgrid provider to the local SendGrid server; SendGrid's
+    events for them come back signed; the bounce suppresses, `status --json` shows the rates."""
+    operator_folder(tmp_path)
+    with FakeSendgrid(api_key=SG_KEY) as sendgrid_server:
+        toml = (
+            (tmp_path / "migctl.toml")
+            .read_text()
+            .replace('provider = "file"', 'provider = "sendgrid"')
+        )
+        toml += f'\n[email.sendgrid]\napi_key_env = "SG_KEY"\nhost = "{sendgrid_server.url}"\n'
+        (tmp_path / "migctl.toml").write_text(toml)
+        ok(migctl(tmp_path, "--now", "2016-04-20", "notify", env={"SG_KEY": SG_KEY}))
+        sent = {
+            p["personalizations"][0]["to"][0]["email"]: p["custom_args"]["migctl_notice"]
+            for p in sendgrid_server.requests
+        }
+    assert {"a@x.test", "b@x.test", "c@x.test", "d@x.test"} <= set(sent)
+    batch = [
+        sendgrid("delivered", "a@x.test", key=sent["a@x.test"], sg_event_id="ev-a"),
+        sendgrid(
+            "bounce", "b@x.test", key=sent["b@x.test"], sg_event_id="ev-b", type="bounce",
+            status="5.1.1", reason="550 5.1.1 The email account does not exist",
+        ),
+        sendgrid("deferred", "c@x.test", key=sent["c@x.test"], sg_event_id="ev-c"),
+        sendgrid("processed", "d@x.test", key=sent["d@x.test"], sg_event_id="ev-d"),
+        sendgrid("delivered", "nobody@x.test", key="unknown-key", sg_event_id="ev-z"),
+    ]  # fmt: skip
+    body = json.dumps(batch).encode()
+    serve_env = {KEY_ENV: signer.public_key}
+    with Serving(tmp_path, serve_env, now="2016-04-21") as server:
+        first = post(server.url, body, signer.headers(body))
+        # SendGrid retries what it believes unanswered; the cron run holding its lock meanwhile
+        # does not stop serve (short transactions, no run lock).
+        with store_lock(tmp_path / "migctl.db", command="run"):
+            again = post(server.url, body, signer.headers(body))
+        code, out, log = server.stop(signal.SIGINT)
+    assert first == (200, {"received": 5, "recorded": 3})
+    assert again == (200, {"received": 5, "recorded": 0})
+    assert code == 0, log
+    assert out.strip() == (
+        "stopped after 2 request(s): 2 accepted, 0 refused, 0 failed; 10 event(s): "
+        "3 recorded, 4 duplicate(s), 1 orphan(s), 0 malformed, 2 ignored; "
+        "1 address(es) suppressed"
+    )
+    assert "recorded=3 duplicates=0 orphans=1" in log
+    assert "recorded=0 duplicates=4 orphans=0" in log
+    assert "b@x.test" not in log and signer.public_key not in log
+    suppressed = json_out(ok(migctl(tmp_path, "suppress", "list", "--json")))["suppressions"]
+    assert [(s["email"], s["source"]) for s in suppressed] == [("b@x.test", "feedback:sendgrid")]
+    assert "550 5.1.1" in suppressed[0]["reason"]
+    status = json_out(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")))
+    delivery = status["migrations"][0]["delivery"]
+    n = len(sent)
+    assert delivery["sent"] == n
+    assert (delivery["delivered"], delivery["bounced_hard"], delivery["deferred"]) == (1, 1, 1)
+    assert delivery["rates"]["delivered"] == round(1 / n, 4)
+    assert delivery["rates"]["bounced"] == round(1 / n, 4)
