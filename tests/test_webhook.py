@@ -84,12 +84,15 @@ def post(url: str, body: bytes, headers: dict[str, str], method: str = "POST") -
         conn.close()
 
 
-def raw_exchange(url: str, head: bytes) -> bytes:
-    """Send only these bytes (request line and headers) and read the whole answer."""
+def raw_exchange(url: str, head: bytes, *, hang_up: bool = False) -> bytes:
+    """Send only these bytes and read the whole answer; ``hang_up``: then stop sending (a
+    client that dies mid-body)."""
     parts = re.match(r"http://([^:/]+):(\d+)", url)
     assert parts
     with socket.create_connection((parts[1], int(parts[2])), timeout=30) as sock:
         sock.sendall(head)
+        if hang_up:
+            sock.shutdown(socket.SHUT_WR)
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -129,8 +132,10 @@ class Serving:
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
         self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=60)
-        self._reader.join(timeout=10)
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()  # stderr is the reader thread's alone
+        self.proc.wait(timeout=60)
+        self._reader.join(timeout=60)
         return self.proc.returncode, out, "".join(self.log)
 
     def __enter__(self) -> Serving:
@@ -190,6 +195,11 @@ def test_every_bad_request_is_refused_and_the_store_is_unchanged(
             url,
             f"POST {PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode(),
         )
+        short = raw_exchange(
+            url,
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[]".encode(),
+            hang_up=True,
+        )
         code, out, log = server.stop()
     statuses = {name: status for name, (status, _) in refused.items()}
     assert statuses == {
@@ -209,16 +219,17 @@ def test_every_bad_request_is_refused_and_the_store_is_unchanged(
     assert "stale" in refused["stale"][1]["error"]
     assert big.startswith(b"HTTP/1.0 413 ") and b"max_body_bytes" in big
     assert chunked.startswith(b"HTTP/1.0 411 ")
+    assert short.startswith(b"HTTP/1.0 400 ") and b"body ended after 2 of 100 bytes" in short
     assert dump(db) == before
     # A clean stop on SIGTERM with its summary; one log line per request, no body, no key.
     assert code == 0, log
     assert out.strip() == (
-        "stopped after 14 request(s): 0 accepted, 14 refused, 0 failed; 0 event(s): "
+        "stopped after 15 request(s): 0 accepted, 15 refused, 0 failed; 0 event(s): "
         "0 recorded, 0 duplicate(s), 0 orphan(s), 0 malformed, 0 ignored; "
         "0 address(es) suppressed"
     )
     lines = [line for line in log.splitlines() if f" {PATH} " in line or " /other " in line]
-    assert len(lines) == 14, log
+    assert len(lines) == 15, log
     assert "a@x.test" not in log and signer.public_key not in log
     assert "Traceback" not in log
 

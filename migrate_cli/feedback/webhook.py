@@ -8,6 +8,7 @@ import json
 import queue
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,9 @@ PATH = "/sendgrid"  # the one path that accepts events; docs/providers.md names 
 # A request's socket is given up after this long without progress, so a stalled client can
 # hold one handler thread (and delay a stop) for no longer.
 SOCKET_TIMEOUT = 15.0
+# Requests handled at once; more wait in the listen queue. Bounds memory: bodies are read
+# before their signature can be checked, so at most this many times max_body_bytes.
+MAX_IN_FLIGHT = 16
 
 # ASCII digits, few enough for int() (a 5,000-digit header would make it raise).
 _DIGITS = re.compile(r"[0-9]{1,15}\Z")
@@ -231,6 +235,29 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
     receiver: Receiver
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.slots.acquire()  # the accept loop waits for a free slot
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer: one log line, not socketserver's traceback.
+        error = sys.exc_info()[1]
+        self.receiver.log(f"{_stamp()} {client_address[0]} connection error: {error}")
 
 
 class _Refused(Exception):
