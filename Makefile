@@ -39,14 +39,17 @@ demo: $(VENV)/.installed
 	$(MIGCTL) --now 2016-04-20 notify
 	$(MIGCTL) --now 2016-04-20 opt-in email-delivery-changes --account acme-prod --reason "moved to SES"
 	@ls $(DEMO)/outbox | head -5; echo "... $$(ls $(DEMO)/outbox | wc -l) .eml files"
-	@echo "== 5. rehearsal: what cron will do until after the mandatory date (writes nothing)"
+	@echo "== 5. SES reports a bounce (a saved SNS notification): the address is suppressed"
+	$(MIGCTL) --now 2016-04-21 feedback import examples/feedback/ses-bounce.json
+	$(MIGCTL) suppress list
+	@echo "== 6. rehearsal: what cron will do until after the mandatory date (writes nothing)"
 	$(MIGCTL) --now 2016-04-21 plan --until 2016-05-20
-	@echo "== 6. cron runs the day before and the day of 2016-05-11"
+	@echo "== 7. cron runs the day before and the day of 2016-05-11"
 	$(MIGCTL) --now 2016-05-10 run
 	$(MIGCTL) --now 2016-05-11 run
 	$(MIGCTL) --now 2016-05-11 status email-delivery-changes
 	@echo "== enforced notices written:"; ls $(DEMO)/outbox | grep enforced
-	@echo "== 7. the adoption report: one offline HTML file with charts"
+	@echo "== 8. the adoption report: one offline HTML file with charts"
 	$(MIGCTL) --now 2016-05-12 report --out $(DEMO)/report.html
 
 test: $(VENV)/.installed-test

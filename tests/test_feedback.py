@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,19 @@ def test_import_of_a_mixed_file(tmp_path: Path) -> None:
         "rates": {"delivered": 0.2857, "bounced": 0.2857, "complained": 0.1429, "rejected": 0.0},
     }
     assert status["delivery_orphans"] == 1
+    listed = json.loads(ok(migctl(tmp_path, "outbox", "list", "--json")).stdout)["rows"]
+    delivery = {r["email"]: r["delivery"] for r in listed}
+    assert delivery["a@x.test"]["outcome"] == "bounced"
+    assert delivery["a@x.test"]["detail"] == "550 5.1.1 user unknown"
+    assert delivery["e@x.test"]["bounce_type"] == "soft"
+    assert delivery["f@x.test"] is None
+    assert (
+        'delivery="complained 2016-04-20T10:05"'
+        in ok(migctl(tmp_path, "outbox", "list", "--email", "c@x.test")).stdout
+    )
+    shown = json.loads(ok(migctl(tmp_path, "admins", "show", "c@x.test", "--json")).stdout)
+    assert shown["suppressed"]["reason"] == "complaint: abuse"
+    assert [n["delivery"]["outcome"] for n in shown["notices"]] == ["complained"]
 
     # The next notices skip the suppressed addresses, as for any suppression.
     ok(migctl(tmp_path, "--now", "2016-05-04", "notify"))
@@ -147,3 +161,208 @@ def test_import_of_a_mixed_file(tmp_path: Path) -> None:
     written = {p.name for p in (tmp_path / "outbox").iterdir()}
     assert eml_filename(by_email["b@x.test"]["key"]) in written
     assert eml_filename(by_email["a@x.test"]["key"]) not in written
+
+
+def test_soft_bounces_suppress_only_at_the_limit_within_the_window(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL)
+    (tmp_path / "migctl.toml").write_text(
+        (tmp_path / "migctl.toml").read_text()
+        + '\n[feedback]\nsoft_bounce_limit = 3\nsoft_bounce_window = "7d"\n'
+    )
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    e = sent_notices(db)["e@x.test"]
+    mail = ses_mail("e@x.test", notice_key=e["key"])
+
+    def soft(day: int) -> dict[str, Any]:
+        return sns(
+            ses_bounce(
+                mail,
+                ["e@x.test"],
+                bounce_type="Transient",
+                feedback_id=f"soft-{day}",
+                timestamp=f"2016-04-{day:02d}T09:00:00.000Z",
+                diagnostic=f"smtp; 452 4.2.2 mailbox full (day {day})",
+            )
+        )
+
+    def suppressed() -> dict[str, str]:
+        return {r["email"]: r["reason"] for r in query(db, "SELECT * FROM suppressions")}
+
+    # Days 20 and 28 are 8 days apart: never two within 7 days.
+    assert (
+        import_json(tmp_path, write_lines(tmp_path / "1.jsonl", [soft(20), soft(28)]))["suppressed"]
+        == []
+    )
+    # 28 and 29: two within 7 days, one short of the limit.
+    import_json(tmp_path, write_lines(tmp_path / "2.jsonl", [soft(29)]))
+    assert suppressed() == {}
+    # An undetermined bounce is soft too; 28, 29 and 30 make three within 7 days.
+    undetermined = soft(30)
+    inner = json.loads(undetermined["Message"])
+    inner["bounce"]["bounceType"] = "Undetermined"
+    undetermined["Message"] = json.dumps(inner)
+    doc = import_json(tmp_path, write_lines(tmp_path / "3.jsonl", [undetermined]))
+    assert doc["suppressed"] == ["e@x.test"]
+    assert suppressed() == {
+        "e@x.test": "3 soft bounces within 7d (last: 452 4.2.2 mailbox full (day 30))"
+    }
+
+
+def test_a_bounce_for_several_recipients_applies_to_each(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL)
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    rows = sent_notices(db)
+    # An identity notification matched by SES's MessageId, bouncing two addresses.
+    event = ses_bounce(
+        ses_mail("a@x.test", message_id=rows["a@x.test"]["provider_message_id"]),
+        ["a@x.test", "Shared@X.test"],
+        notification=True,
+    )
+    before = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
+    assert (before["accounts_all_admins_suppressed"], before["unreachable_accounts"]) == (0, [])
+    doc = import_json(tmp_path, write_lines(tmp_path / "e.json", [event]))
+    assert (doc["received"], doc["recorded"]) == (2, 2)
+    assert sorted(doc["suppressed"]) == ["a@x.test", "shared@x.test"]
+    # ent-1's administrators are a@ and shared@: nobody left to tell (the cached figures know).
+    after = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
+    assert (after["accounts_all_admins_suppressed"], after["unreachable_accounts"]) == (
+        1,
+        ["ent-1"],
+    )
+    text = ok(migctl(tmp_path, "--now", "2016-04-21", "status")).stdout
+    assert "every administrator suppressed, nobody is being told about them: ent-1 " in text
+    assert 'migration=mail sent=7 delivered="0 (0.0%)" bounced="1 (14.3%)" hard=1 soft=0' in text
+
+
+def test_hostile_payloads_are_counted_never_a_traceback(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL)
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    a = sent_notices(db)["a@x.test"]
+    deep_inside = sns(ses_bounce(ses_mail("a@x.test", notice_key=a["key"]), ["a@x.test"]))
+    deep_inside["Message"] = "[" * 100_000 + "]" * 100_000
+    huge = sendgrid("bounce", "x" * 5_000_000 + "@x.test", key=a["key"])
+    bad_time = sendgrid("delivered", "a@x.test", key=a["key"], timestamp="yesterday")
+    bad_tag = ses_bounce(ses_mail("a@x.test", notice_key=a["key"]), ["a@x.test"])
+    bad_tag["mail"]["tags"]["migctl-notice"] = [{"$ne": 1}]
+    lines: list[Any] = [
+        "[" * 200_000,  # deeper than any JSON parser recurses
+        deep_inside,
+        huge,
+        bad_time,
+        bad_tag,
+        None,
+        [1, "two", {"event": 3}],
+        "9" * 10_000,  # an integer longer than Python converts
+        {"Type": "Notification", "Message": 12},
+        {"eventType": "Bounce"},
+        sendgrid("delivered", "a@x.test", key=a["key"], sg_event_id="fine"),
+    ]
+    path = write_lines(tmp_path / "hostile.jsonl", lines)
+    r = ok(migctl(tmp_path, "--now", "2016-04-21", "feedback", "import", str(path), "--json"))
+    assert "Traceback" not in r.stderr
+    doc = json.loads(r.stdout)
+    assert (doc["received"], doc["recorded"], doc["malformed"]) == (13, 1, 12)
+    problems = "\n".join(doc["problems"])
+    for expected in (
+        f"{path}:1: nested too deeply",
+        f"{path}:2: nested too deeply",
+        f"{path}:3: field 'email': longer than 320 characters",
+        f"{path}:4: field 'timestamp': expected a Unix time in seconds",
+        f"{path}:5: field 'mail.tags.migctl-notice': expected a list with one tag value",
+        f"{path}:6: expected an event or an SNS envelope, got nothing",
+        f"{path}:7[1]: expected an event or an SNS envelope, got a number",
+        f"{path}:7[3]: field 'event': expected a string, got a number",
+        f"{path}:8: not JSON (Exceeds the limit",
+        f"{path}:9: field 'Message': expected a string, got a number",
+        f"{path}:10: field 'mail': expected a JSON object, got nothing",
+    ):
+        assert expected in problems, (expected, problems)
+    assert max(len(p) for p in doc["problems"]) < 300  # nothing of the payload echoed
+    assert query(db, "SELECT count(*) AS n FROM delivery_events")[0]["n"] == 1
+
+
+def test_a_file_that_is_not_json_changes_nothing(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL)
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    before = dump(db)
+    (tmp_path / "events.csv").write_text("email,event\na@x.test,bounce\n")
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "latin1.json").write_bytes(b'{"email": "caf\xe9"}')
+    (tmp_path / "folder").mkdir()
+    for name, message in (
+        ("events.csv", "events.csv:1: not JSON (Expecting value, column 1)"),
+        ("empty.json", "empty.json: the file is empty"),
+        ("latin1.json", "latin1.json: not UTF-8 text (byte 14)"),
+        ("missing.json", "missing.json: cannot read the file (No such file or directory)"),
+        ("folder", "folder: cannot read the file (Is a directory)"),
+    ):
+        r = migctl(tmp_path, "feedback", "import", str(tmp_path / name))
+        assert r.returncode == 1, (name, r.stdout, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
+    assert dump(db) == before
+
+
+def test_import_needs_an_existing_store(tmp_path: Path) -> None:
+    (tmp_path / "e.json").write_text("[]")
+    (tmp_path / "migctl.toml").write_text('environment = "development"\n')
+    r = migctl(tmp_path, "feedback", "import", str(tmp_path / "e.json"))
+    assert r.returncode == 1 and "no store" in r.stderr
+    assert not (tmp_path / "migctl.db").exists()
+
+
+def test_human_output_lists_counts_suppressions_and_orphans(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL)
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    a = sent_notices(db)["a@x.test"]
+    path = write_lines(
+        tmp_path / "sg.json",
+        [
+            [
+                sendgrid("spamreport", "a@x.test", key=a["key"], sg_event_id="s1"),
+                sendgrid("dropped", "q@x.test", sg_event_id="s2", reason="Bounced Address"),
+                {"event": "bounce"},
+            ]
+        ],
+    )
+    r = ok(migctl(tmp_path, "--now", "2016-04-21", "feedback", "import", str(path)))
+    assert r.stdout.splitlines() == [
+        "3 events read: 1 recorded, 0 duplicates, 1 orphans, 0 ignored, 1 malformed",
+        "suppressed a@x.test",
+        f"orphan (no notice in this store): {path}[2]: sendgrid rejection for q@x.test",
+    ]
+    assert r.stderr == f"warning: {path}[3]: field 'timestamp': expected a Unix time in seconds\n"
+
+
+def test_the_demo_s_feedback_step_suppresses_the_bounced_address(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    """`make demo` step 5, on the demo's own set-up: the shipped SNS notification matches the
+    announcement the demo's notify sent to bill@initech.test (by its SES tag)."""
+    makefile = (repo_root / "Makefile").read_text()
+    step = "$(MIGCTL) --now 2016-04-21 feedback import examples/feedback/ses-bounce.json"
+    assert step in makefile
+    (tmp_path / "migctl.toml").write_text(
+        'templates_dir = "email_templates"\n' + (repo_root / "examples" / "migctl.toml").read_text()
+    )
+    shutil.copytree(repo_root / "email_templates", tmp_path / "email_templates")
+    shutil.copytree(
+        repo_root / "examples" / "email-delivery-changes",
+        tmp_path / "email_templates" / "email-delivery-changes",
+    )
+    ok(
+        migctl(
+            tmp_path, "--now", "2016-04-20", "sync", "--file", str(repo_root / "migrations.yaml")
+        )
+    )
+    ok(migctl(tmp_path, "accounts", "import", str(repo_root / "examples" / "accounts.csv")))
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    sample = repo_root / "examples" / "feedback" / "ses-bounce.json"
+    r = ok(migctl(tmp_path, "--now", "2016-04-21", "feedback", "import", str(sample)))
+    assert r.stdout.splitlines() == [
+        "1 events read: 1 recorded, 0 duplicates, 0 orphans, 0 ignored, 0 malformed",
+        "suppressed bill@initech.test",
+    ]
+    listed = ok(migctl(tmp_path, "suppress", "list")).stdout
+    assert "email=bill@initech.test" in listed and "source=feedback:ses" in listed
+    status = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
+    assert status["unreachable_accounts"] == ["initech"]  # bill is its only administrator

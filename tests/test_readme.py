@@ -71,5 +71,6 @@ def test_make_demo_runs_end_to_end() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "enforced: email-delivery-changes" in result.stdout
+    assert "suppressed bill@initech.test" in result.stdout  # the feedback step
     enforced = [p for p in (REPO / "demo" / "outbox").iterdir() if "_enforced_" in p.name]
     assert enforced, "the demo must write enforced notices as .eml files"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from migrate_cli.cli.common import JsonOpt, app, env, handle_errors
-from migrate_cli.cli.output import emit_json, emit_lines, emit_table
+from migrate_cli.cli.output import delivery_cell, emit_json, emit_lines, emit_table
 
 admins_app = typer.Typer(
     help="Account administrators: what they administer and what they were told.",
@@ -66,7 +66,7 @@ def admins_show(
     )
     emit_table(
         "Notices (newest first; `migctl outbox show ID` shows one as sent)",
-        ["Id", "Migration", "Kind", "State", "Queued", "Sent", "Attempts", "Why"],
+        ["Id", "Migration", "Kind", "State", "Queued", "Sent", "Delivery", "Attempts", "Why"],
         [
             [
                 n["id"],
@@ -75,6 +75,7 @@ def admins_show(
                 n["state"],
                 n["created_at"],
                 n["sent_at"] or "-",
+                delivery_cell(n["delivery"]) or "-",
                 n["attempts"],
                 n["why"] + (f" — {n['last_error']}" if n["last_error"] else ""),
             ]

@@ -16,6 +16,7 @@ from migrate_cli.cli.common import (
 )
 from migrate_cli.cli.context import default_actor
 from migrate_cli.cli.output import (
+    delivery_cell,
     emit_json,
     emit_lines,
     emit_table,
@@ -59,7 +60,17 @@ def outbox_list(
         return
     emit_table(
         "Outbox",
-        ["Id", "State", "Kind", "Migration", "Administrator", "Attempts", "Next attempt", "Error"],
+        [
+            "Id",
+            "State",
+            "Kind",
+            "Migration",
+            "Administrator",
+            "Attempts",
+            "Next attempt",
+            "Delivery",
+            "Error",
+        ],
         [
             [
                 r["id"],
@@ -69,6 +80,7 @@ def outbox_list(
                 r["email"],
                 r["attempts"],
                 r["next_attempt_at"] or "" if r["state"] == "pending" else "",
+                delivery_cell(r["delivery"]),
                 r["last_error"] or "",
             ]
             for r in rows

@@ -119,3 +119,13 @@ def progress_bar(share: float | None, width: int = 20) -> str:
         return ""
     filled = round(share * width)
     return "█" * filled + "░" * (width - filled) + f" {share:.0%}"
+
+
+def delivery_cell(delivery: dict[str, Any] | None) -> str:
+    """A notice's delivery outcome in a table cell: `bounced (hard) 2016-04-20T10:01`."""
+    if not delivery:
+        return ""
+    word = delivery["outcome"] + (
+        f" ({delivery['bounce_type']})" if delivery["bounce_type"] else ""
+    )
+    return f"{word} {delivery['at'][:16]}"

@@ -91,6 +91,23 @@ def status(
         ],
         rows,
     )
+    delivered = [m for m in report["migrations"] if m["delivery"]["sent"]]
+    if delivered:
+        emit_table(
+            "Delivery (provider feedback; rates over notices sent)",
+            ["Migration", "Sent", "Delivered", "Bounced", "Hard", "Soft", "Complained", "Rejected"],
+            [
+                [
+                    m["id"],
+                    m["delivery"]["sent"],
+                    *(_rated(m["delivery"], k) for k in ("delivered", "bounced")),
+                    m["delivery"]["bounced_hard"],
+                    m["delivery"]["bounced_soft"],
+                    *(_rated(m["delivery"], k) for k in ("complained", "rejected")),
+                ]
+                for m in delivered
+            ],
+        )
     warnings = []
     if report["outbox"]["in_doubt"]:
         warnings.append(
@@ -110,7 +127,7 @@ def status(
         n = report["accounts_all_admins_suppressed"]
         warnings.append(
             f"{n} active account(s) have every administrator suppressed, nobody is being told "
-            f"about them: {_examples(store, n, unreachable=True)} — see "
+            f"about them: {_listed(report['unreachable_accounts'][:3], n)} — see "
             "`migctl accounts list --unreachable` and `migctl suppress list`"
         )
     if report["accounts_without_admins"]:
@@ -214,19 +231,22 @@ def audit_cmd(
     )
 
 
-def _examples(
-    store: Store, count: int, *, no_admin: bool = False, unreachable: bool = False
-) -> str:
+def _examples(store: Store, count: int, *, no_admin: bool = False) -> str:
     """The first few ids a warning counts, so the operator sees which accounts it means."""
     from migrate_cli.accounts.records import AccountFilter, iter_accounts
 
-    ids = [
-        r["id"]
-        for r in iter_accounts(
-            store, AccountFilter(no_admin=no_admin, unreachable=unreachable), limit=3
-        )
-    ]
+    ids = [r["id"] for r in iter_accounts(store, AccountFilter(no_admin=no_admin), limit=3)]
+    return _listed(ids, count)
+
+
+def _listed(ids: list[str], count: int) -> str:
     return ", ".join(ids) + (", …" if count > len(ids) else "")
+
+
+def _rated(delivery: dict[str, Any], key: str) -> str:
+    """`3 (1.2%)`: a count with its rate over the notices sent."""
+    rate = delivery["rates"][key]
+    return f"{delivery[key]}" + (f" ({rate:.1%})" if rate is not None else "")
 
 
 def _short(detail: Any) -> str:

@@ -87,7 +87,9 @@ def _item(value: object, where: str) -> Item:
 
 
 def _parse(value: object) -> list[DeliveryEvent] | None:
-    obj = _object(value, None)
+    if not isinstance(value, dict):
+        raise Malformed(None, f"expected an event or an SNS envelope, got {_kind(value)}")
+    obj: dict[str, Any] = value
     if "Type" in obj:
         return _sns(obj)
     if "eventType" in obj or "notificationType" in obj:

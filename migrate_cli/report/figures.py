@@ -63,6 +63,10 @@ def report_figures(
         "now": iso(now),
         "timezone": status["timezone"],
         "outbox": status["outbox"],
+        # Accounts nobody can be told about (every administrator suppressed): count, first ids.
+        "accounts_all_admins_suppressed": status["accounts_all_admins_suppressed"],
+        "unreachable_accounts": status["unreachable_accounts"],
+        "delivery_orphans": status["delivery_orphans"],
         "migrations": migrations,
     }
 

@@ -86,6 +86,24 @@ def notices_chart(m: dict[str, Any]) -> Markup | None:
     return _svg(chart)
 
 
+DELIVERY_COLOURS = ("#2b8a3e", "#f08c00", "#e03131", "#c2255c", "#868e96")
+DELIVERY_BARS = ("delivered", "deferred", "bounced", "complained", "rejected")
+
+
+def delivery_chart(m: dict[str, Any]) -> Markup | None:
+    d = m["delivery"]
+    if not any(d[key] for key in DELIVERY_BARS):
+        return None  # no feedback yet (or none wired): the table says so
+    chart = pygal.Bar(
+        title=f"Provider feedback on the {d['sent']} notices sent",
+        **{**_chart_config(DELIVERY_COLOURS), "height": 260},
+    )
+    chart.x_labels = ["notices"]
+    for key in DELIVERY_BARS:
+        chart.add(key, [d[key]])
+    return _svg(chart)
+
+
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -102,6 +120,7 @@ figure.chart { margin: 1em 0; } figure.chart svg { max-width: 100%; height: auto
 <h1>Adoption report</h1>
 <p class="muted">As of {{ doc.now }} ({{ doc.timezone }}). Outbox:
 {% for state, n in doc.outbox.items() %}{{ state }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>
+{% if doc.accounts_all_admins_suppressed %}<p class="unreachable"><strong>{{ doc.accounts_all_admins_suppressed }} active account(s) have every administrator suppressed</strong> (bounced, complained or removed by hand): nobody is told about them. {{ doc.unreachable_accounts|join(", ") }}{% if doc.accounts_all_admins_suppressed > doc.unreachable_accounts|length %}, …{% endif %}</p>{% endif %}
 {% for m in doc.migrations %}
 <section class="migration" id="{{ m.id }}">
 <h2>{{ m.title }} <span class="muted">({{ m.id }})</span></h2>
@@ -126,6 +145,11 @@ figure.chart { margin: 1em 0; } figure.chart svg { max-width: 100%; height: auto
 {% if charts[m.id].notices %}<figure class="chart">{{ charts[m.id].notices }}</figure>{% else %}<p>No notices yet.</p>{% endif %}
 <table><tr><th>Kind</th>{% for s in states %}<th>{{ s }}</th>{% endfor %}</tr>
 {% for kind, by_state in m.notices.items() %}<tr><td>{{ kind }}</td>{% for s in states %}<td class="n">{{ by_state[s] }}</td>{% endfor %}</tr>{% endfor %}</table>
+<h3>Delivery</h3>
+{% if m.delivery.sent %}{% if charts[m.id].delivery %}<figure class="chart">{{ charts[m.id].delivery }}</figure>{% endif %}
+<table class="delivery"><tr><th>Sent</th><th>Delivered</th><th>Bounced (hard / soft)</th><th>Complained</th><th>Rejected</th></tr>
+{% set d = m.delivery %}<tr><td class="n">{{ d.sent }}</td>{% for k in ("delivered", "bounced", "complained", "rejected") %}<td class="n">{{ d[k] }}{% if k == "bounced" %} ({{ d.bounced_hard }} / {{ d.bounced_soft }}){% endif %} — {{ "%.1f" % (100 * d.rates[k]) }}%</td>{% endfor %}</tr></table>
+{% else %}<p>No notices sent yet.</p>{% endif %}
 <h3>The {{ m.top_admins|length }} administrators with the most pending accounts</h3>
 <table><tr><th>Administrator</th><th>Pending accounts</th></tr>
 {% for a in m.top_admins %}<tr><td>{{ a.email }}</td><td class="n">{{ a.pending }}</td></tr>{% endfor %}</table>
@@ -145,6 +169,7 @@ def render_html(doc: dict[str, Any]) -> str:
             "adoption": adoption_chart(m),
             "plans": plans_chart(m),
             "notices": notices_chart(m),
+            "delivery": delivery_chart(m),
         }
         for m in doc["migrations"]
     }

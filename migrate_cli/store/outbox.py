@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from migrate_cli.errors import NotFoundError, RuleError
+from migrate_cli.store import deliveries
 from migrate_cli.store.db import Store, audit, db_time, parse_db_time
 from migrate_cli.vocabulary import NoticeState, choices
 
@@ -469,7 +470,12 @@ def list_rows(
         params.append(email.strip().lower())
     sql = "SELECT * FROM outbox" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY id DESC LIMIT ?"
-    return [row_json(r) for r in store.query(sql, [*params, limit])]
+    rows = [row_json(r) for r in store.query(sql, [*params, limit])]
+    # What the provider reported after accepting each (`feedback`): derived from its events.
+    delivery = deliveries.outcomes(store, [r["key"] for r in rows])
+    for r in rows:
+        r["delivery"] = delivery.get(r["key"])
+    return rows
 
 
 def get_row(store: Store, row_id: int) -> sqlite3.Row:

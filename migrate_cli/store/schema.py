@@ -253,9 +253,10 @@ def m009_delivery_events(db: Database) -> None:
 
     One row per event and recipient, keyed for idempotency (`event_key`); `notice_key` is NULL
     for an orphan (no notice of this store matched). A notice's delivery outcome is derived
-    from its events, never stored on the outbox row: see `store/deliveries.py`. The two outbox
-    indexes match events to notices by the provider's message id and by our Message-ID; both
-    are partial, so queuing a million pending notices does not maintain them.
+    from its events, never stored on the outbox row: see `store/deliveries.py`. Two outbox
+    indexes match events to notices by the provider's message id and by our Message-ID, a third
+    counts the sent notices per migration; all are partial, so queuing a million pending
+    notices does not maintain them.
     """
     db.executescript(
         """
@@ -264,6 +265,7 @@ def m009_delivery_events(db: Database) -> None:
             event_key TEXT NOT NULL UNIQUE,  -- provider:event id (or a hash):recipient
             provider TEXT NOT NULL,          -- 'ses' or 'sendgrid'
             notice_key TEXT,                 -- outbox.key, NULL for an orphan
+            migration_id TEXT,               -- the notice's (the rates count without a join)
             email TEXT NOT NULL,             -- the recipient the event is about
             outcome TEXT NOT NULL CHECK (outcome IN
                 ('delivered', 'deferred', 'bounced', 'complained', 'rejected')),
@@ -275,6 +277,10 @@ def m009_delivery_events(db: Database) -> None:
         CREATE INDEX delivery_events_notice ON delivery_events(notice_key, event_at)
             WHERE notice_key IS NOT NULL;
         CREATE INDEX delivery_events_email ON delivery_events(email, outcome, event_at);
+        CREATE INDEX delivery_events_rates ON delivery_events(
+            migration_id, outcome, bounce_type, notice_key) WHERE migration_id IS NOT NULL;
+        -- The rates' denominator per migration: an index of the sent notices only.
+        CREATE INDEX outbox_sent ON outbox(migration_id) WHERE state = 'sent';
         CREATE INDEX outbox_provider_message ON outbox(provider_message_id)
             WHERE provider_message_id IS NOT NULL;
         CREATE INDEX outbox_message_id ON outbox(message_id) WHERE state != 'pending';
