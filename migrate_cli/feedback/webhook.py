@@ -47,9 +47,9 @@ def load_verifier(key_text: str | None, env_name: str) -> EventWebhook:
     (never its value)."""
     if not key_text or not key_text.strip():
         raise ConfigError(
-            f"the SendGrid verification key is not set: put the key SendGrid shows under Mail "
-            f"Settings > Signed Event Webhook Requests into the environment variable {env_name} "
-            "([feedback] sendgrid_verification_key_env)"
+            f"the SendGrid verification key is not set: put the Verification Key SendGrid shows "
+            f"when you enable signature verification on the Event Webhook into the environment "
+            f"variable {env_name} ([feedback] sendgrid_verification_key_env; docs/providers.md)"
         )
     # SendGrid shows bare base64 (DER); an operator may paste it as PEM. The helper adds the
     # PEM armour itself, so it gets the base64 body only.
@@ -97,7 +97,7 @@ class ServeSummary:
 
     requests: int = 0
     accepted: int = 0  # answered 2xx: recorded (or already known)
-    refused: int = 0  # answered 4xx: never recorded, SendGrid gives up or retries
+    refused: int = 0  # answered 4xx: not recorded (forged, stale, oversized, not a batch)
     failed: int = 0  # answered 5xx: not recorded, SendGrid retries
     feedback: FeedbackSummary = field(default_factory=FeedbackSummary)
 
