@@ -353,6 +353,27 @@ def test_a_store_error_answers_500_so_sendgrid_retries(signer: Signer) -> None:
     assert "database is locked" in server.log[0] and " 500 " in server.log[0]
 
 
+def test_hostile_bodies_are_refused_before_recording(signer: Signer) -> None:
+    """Signed, yet no batch: JSON nested past the parser's depth, a bare string, nothing."""
+    recorded: list[Any] = []
+
+    def record(events: list[Any]) -> FeedbackSummary:
+        recorded.append(events)
+        return FeedbackSummary(received=len(events))
+
+    bodies = {
+        b"[" * 200_000 + b"]" * 200_000: 400,
+        b'"[]"': 400,
+        b"": 400,
+        b"[]": 200,  # an empty batch is a batch: nothing to record, nothing to retry
+    }
+    with ThreadServing(signer, record) as server:
+        answers = {body: post(server.url, body, signer.headers(body))[0] for body in bodies}
+    assert answers == bodies
+    assert recorded == [[]]
+    assert "Traceback" not in "".join(server.log)
+
+
 def test_batches_are_recorded_by_the_serving_thread_only(signer: Signer) -> None:
     """Requests arrive on many threads; one writer (the thread in `serve`) records them."""
     writers: list[int] = []
@@ -422,13 +443,16 @@ def test_signed_batches_of_real_sends_are_recorded_once_and_suppress(
         # does not stop serve (short transactions, no run lock).
         with store_lock(tmp_path / "migctl.db", command="run"):
             again = post(server.url, body, signer.headers(body))
+        wrong = json.dumps([1, None, {"event": "bounce", "email": ["b@x.test"]}]).encode()
+        odd = post(server.url, wrong, signer.headers(wrong))
         code, out, log = server.stop(signal.SIGINT)
     assert first == (200, {"received": 5, "recorded": 3})
     assert again == (200, {"received": 5, "recorded": 0})
+    assert odd == (200, {"received": 3, "recorded": 0})  # counted malformed, nothing to retry
     assert code == 0, log
     assert out.strip() == (
-        "stopped after 2 request(s): 2 accepted, 0 refused, 0 failed; 10 event(s): "
-        "3 recorded, 4 duplicate(s), 1 orphan(s), 0 malformed, 2 ignored; "
+        "stopped after 3 request(s): 3 accepted, 0 refused, 0 failed; 13 event(s): "
+        "3 recorded, 4 duplicate(s), 1 orphan(s), 3 malformed, 2 ignored; "
         "1 address(es) suppressed"
     )
     assert "recorded=3 duplicates=0 orphans=1" in log
