@@ -12,8 +12,10 @@ from tests.feedback_events import (
     sendgrid,
     ses_bounce,
     ses_complaint,
+    ses_delay,
     ses_delivery,
     ses_mail,
+    ses_reject,
     sns,
 )
 from tests.helpers_enforce import MAIL, dump, migctl, ok, query, setup_store
@@ -366,3 +368,42 @@ def test_the_demo_s_feedback_step_suppresses_the_bounced_address(
     assert "email=bill@initech.test" in listed and "source=feedback:ses" in listed
     status = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
     assert status["unreachable_accounts"] == ["initech"]  # bill is its only administrator
+
+
+def test_delays_rejections_and_provider_message_ids(tmp_path: Path) -> None:
+    db = setup_store(tmp_path, MAIL)
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    rows = sent_notices(db)
+    a, b, d = rows["a@x.test"], rows["b@x.test"], rows["d@x.test"]
+    events = [
+        sns(ses_delay(ses_mail("a@x.test", notice_key=a["key"]), "a@x.test")),
+        ses_reject(ses_mail("b@x.test", message_id="x", header_message_id=b["message_id"])),
+        # No custom arg: matched by sg_message_id, the X-Message-Id stored at the send plus
+        # SendGrid's `.filter…` suffix.
+        sendgrid(
+            "bounce",
+            "d@x.test",
+            sg_message_id=d["provider_message_id"] + ".filterdrecv-5bd8.1.5F5FC76C.0",
+            type="bounce",
+            status="5.0.0",
+            reason="550 unknown recipient",
+        ),
+    ]
+    doc = import_json(tmp_path, write_lines(tmp_path / "e.jsonl", events))
+    assert (doc["recorded"], doc["orphans"], doc["suppressed"]) == (3, 0, ["d@x.test"])
+    stored = {
+        r["email"]: (r["notice_key"], r["outcome"], r["bounce_type"], r["detail"])
+        for r in query(db, "SELECT * FROM delivery_events")
+    }
+    assert stored == {
+        "a@x.test": (
+            a["key"],
+            "deferred",
+            None,
+            "421 4.4.1 Unable to connect to remote host",
+        ),
+        "b@x.test": (b["key"], "rejected", None, "Bad content"),
+        "d@x.test": (d["key"], "bounced", "hard", "5.0.0 550 unknown recipient"),
+    }
+    reasons = {r["email"]: r["reason"] for r in query(db, "SELECT * FROM suppressions")}
+    assert reasons == {"d@x.test": "hard bounce: 5.0.0 550 unknown recipient"}

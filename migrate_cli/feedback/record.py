@@ -218,7 +218,6 @@ def _soft_bounces(
             reason = f"{len(window)} soft bounces within {format_duration(span)}" + (
                 f" (last: {last})" if last else ""
             )
-            event_at = at
             if suppress(
                 conn,
                 address,
@@ -229,7 +228,7 @@ def _soft_bounces(
                 detail={
                     "event": key,
                     "soft_bounces": len(window),
-                    "event_at": event_at.isoformat(),
+                    "event_at": at.isoformat(),
                 },
             ):
                 summary.suppressed.append(address)
