@@ -1,7 +1,8 @@
-"""The `feedback` group: delivery events from the providers (import, pull; serve joins it)."""
+"""The `feedback` group: delivery events from the providers (import, pull, serve)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -151,3 +152,47 @@ def emit_pull(summary: PullSummary) -> None:
     )
     emit_summary(summary)
     emit_warnings(summary.delete_errors)
+
+
+def _stderr_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+@feedback_app.command("serve")
+@handle_errors
+def serve_cmd(
+    ctx: typer.Context,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on; keep 127.0.0.1 behind your HTTPS proxy."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    ] = 8025,
+    actor: ActorOpt = None,
+) -> None:
+    """Receive SendGrid's signed Event Webhook on POST /sendgrid until Ctrl-C or SIGTERM.
+
+    Each batch is verified (signature, timestamp, size), recorded in one short transaction,
+    and only then answered 200; anything else gets an error status and SendGrid retries.
+    One line per request on stderr; a summary line on stdout when it stops.
+    Example: migctl feedback serve --host 127.0.0.1 --port 8025
+    """
+    from migrate_cli.feedback.webhook import PATH, Receiver, load_verifier, recorder
+
+    e = env(ctx)
+    config = e.config.feedback
+    key_env = config.sendgrid_verification_key_env
+    verifier = load_verifier(e.config.secret(key_env), key_env)  # before binding anything
+    store = e.store(create=False)
+    record = recorder(store, config, now=lambda: e.now(store), actor=actor or default_actor())
+    receiver = Receiver(config, verifier, record, log=_stderr_line)
+    with graceful_stop() as stop:
+        bound_host, bound_port = receiver.listen(host, port)
+        _stderr_line(f"listening on http://{bound_host}:{bound_port}{PATH} (Ctrl-C stops)")
+        summary = receiver.serve(stop)
+    emit_lines([summary.line()])
