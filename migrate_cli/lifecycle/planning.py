@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from migrate_cli.definitions.model import Migration, NoticeSettings
-from migrate_cli.lifecycle.enrollment import pending_accounts_sql
+from migrate_cli.lifecycle.enrollment import deadline_sql, pending_accounts_sql
 from migrate_cli.lifecycle.phases import mandatory_instant
 from migrate_cli.store.db import Store, parse_db_time
 from migrate_cli.store.outbox import PlannedNotice, notice_key
@@ -103,8 +103,13 @@ def decide(
     last_at: datetime | None,
     seen_version: int | None,
     schedule_version: int,
+    date_changed: bool = True,
 ) -> tuple[str, str, str] | None:
-    """(kind, slot, why) due for one administrator now, or None. Pure: no store access."""
+    """(kind, slot, why) due for one administrator now, or None. Pure: no store access.
+
+    ``date_changed``: one of their pending accounts has a new own date since the schedule's
+    previous version; a schedule change is only for them (SPEC §3).
+    """
     start = m.grace_start_instant(tz)
     if now < start:
         return None
@@ -115,11 +120,11 @@ def decide(
         return NoticeKind.ANNOUNCEMENT, "announcement", _started(m.grace_period_start)
     if now - last_at < settings.min_gap:
         return None
-    if seen_version is not None and schedule_version > seen_version:
+    if seen_version is not None and schedule_version > seen_version and date_changed:
         return (
             NoticeKind.SCHEDULE_CHANGE,
             f"schedule-v{schedule_version}",
-            "the mandatory date was set or moved",
+            "the mandatory date of their accounts was set or moved",
         )
     slot = latest_slot(
         settings, start, deadline_at, now, schedule_version, deadline=deadline, tz=tz
@@ -136,30 +141,49 @@ def _started(day: date) -> str:
     return f"grace period started {day.isoformat()}"
 
 
-def _plan_sql(m: Migration, tz: tzinfo, *, listed: bool) -> tuple[str, list[Any]]:
-    """The plan query: per administrator with a pending account, those accounts, their earliest
-    date and whether one is TBD, joined with the administrator's last notice and suppression.
+def previous_date_sql(sm: StoredMigration) -> tuple[str, list[Any]]:
+    """SQL expression, over the pending accounts' columns (alias ``p``), of an account's own
+    date before the latest schedule change (its own date itself when the schedule never
+    changed)."""
+    before = sm.before_last_change()
+    if before is None or before is sm.migration:
+        return "p.deadline", []
+    return deadline_sql(before, "p", until="p.extended_until")
 
-    ``listed``: also the accounts' names and plans as JSON, which the notice lists (a dry run
-    needs no names).
+
+def _plan_sql(sm: StoredMigration, tz: tzinfo, *, listed: bool) -> tuple[str, list[Any]]:
+    """The plan query: per administrator with a pending account, those accounts, their earliest
+    date, whether one is TBD and whether one's own date changed in the latest schedule change,
+    joined with the administrator's last notice and suppression.
+
+    ``listed``: also the accounts as JSON, with their own dates now and before the change,
+    which the notice lists (a dry run needs no names).
     """
+    m = sm.migration
     pending_sql, params = pending_accounts_sql(m, tz)
-    names = "json_group_array(json_array(p.id, p.name, p.plan))" if listed else "NULL"
+    previous, pparams = previous_date_sql(sm)
+    changed = f"max({previous} IS NOT p.deadline)"
+    names = (
+        f"json_group_array(json_array(p.id, p.name, p.plan, p.deadline, {previous}))"
+        if listed
+        else "NULL"
+    )
     sql = (
         f"WITH p AS ({pending_sql}), "
         "agg AS (SELECT x.email AS email, group_concat(p.id, char(31)) AS ids, "
         "min(p.deadline) AS deadline, max(p.deadline IS NULL) AS has_tbd, "
-        f"{names} AS listed "
+        f"{changed} AS changed, {names} AS listed "
         # CROSS JOIN keeps SQLite from driving the join from the administrators' side (one
         # lookup per link); the GROUP BY sorts once.
         "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
         "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
         "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
-        "SELECT agg.email, agg.ids, agg.deadline, agg.has_tbd, agg.listed, last.last_at, "
-        "last.sv, s.email IS NOT NULL FROM agg LEFT JOIN last ON last.email = agg.email "
+        "SELECT agg.email, agg.ids, agg.deadline, agg.has_tbd, agg.changed, agg.listed, "
+        "last.last_at, last.sv, s.email IS NOT NULL FROM agg LEFT JOIN last "
+        "ON last.email = agg.email "
         "LEFT JOIN suppressions s ON s.email = agg.email ORDER BY agg.email"
     )
-    return sql, [*params, m.id]
+    return sql, [*params, *pparams, *(pparams if listed else []), m.id]
 
 
 def _plannable(sm: StoredMigration, tz: tzinfo, now: datetime) -> bool:
@@ -177,7 +201,7 @@ def plan_migration(
     m = sm.migration
     if not _plannable(sm, tz, now):
         return
-    sql, params = _plan_sql(m, tz, listed=listed)
+    sql, params = _plan_sql(sm, tz, listed=listed)
     existing = _existing_keys_checker(store, m.id)
     today = local_date(now, tz)
     dates: dict[str, date] = {}  # a handful of distinct dates: parse each once
@@ -187,6 +211,7 @@ def plan_migration(
         joined_ids,
         raw,
         has_tbd,
+        changed,
         listed_json,
         last_raw,
         sv,
@@ -208,6 +233,7 @@ def plan_migration(
             last_at=parse_db_time(last_raw) if last_raw else None,
             seen_version=sv,
             schedule_version=sm.schedule_version,
+            date_changed=bool(changed),
         )
         if verdict is None:
             continue

@@ -11,13 +11,14 @@ from typing import Any
 
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
-from migrate_cli.lifecycle.planning import decide
+from migrate_cli.lifecycle.planning import decide, previous_date_sql
 from migrate_cli.store.db import Store, db_time, parse_db_time
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import local_date
 from migrate_cli.vocabulary import NoticeKind
 
 MAX_DAYS = 3_660
+CHANGED = "!"  # the end of a batch key whose accounts' own date moved in the latest change
 
 # (total steps, label) -> a context giving advance(n); the CLI passes a progress bar.
 Progress = Callable[[int, str], AbstractContextManager[Callable[[int], None]]]
@@ -45,8 +46,9 @@ class _Group:
     stay alike: each day decides the group once, with the rule the real run uses.
     """
 
-    scopes: frozenset[str]  # enforcement scopes (with a date) holding a pending account of theirs
+    scopes: frozenset[str]  # batch keys (with a date) holding a pending account of theirs
     has_tbd: bool  # a pending account without a date
+    tbd_changed: bool  # ... whose date the latest schedule change withdrew
     last_at: datetime | None  # their last notice of this migration (suppressed ones excluded)
     seen: int | None  # the highest schedule version among those notices
     admins: int
@@ -56,6 +58,12 @@ class _Group:
         self.last_at = now if self.last_at is None else max(self.last_at, now)
         self.seen = schedule_version if self.seen is None else max(self.seen, schedule_version)
 
+    @property
+    def date_changed(self) -> bool:
+        """A pending account of theirs has a new own date since the schedule's previous
+        version (a batch key marked CHANGED, or a withdrawn date)."""
+        return self.tbd_changed or any(k.endswith(CHANGED) for k in self.scopes)
+
 
 @dataclass
 class _Migration:
@@ -63,7 +71,8 @@ class _Migration:
 
     sm: StoredMigration
     # Batch key -> its date: a scope (TBD ones left out) for its plan's date, and
-    # "<scope>@<date>" for the accounts of that scope extended to that date (rule 3b).
+    # "<scope>@<date>" for the accounts of that scope extended to that date (rule 3b); either
+    # ends in CHANGED for the accounts whose own date the latest schedule change moved.
     dates: dict[str, date]
     base: dict[str, str]  # batch key -> its scope
     pending: dict[str, int]  # batch key -> pending accounts (with or without administrators)
@@ -100,31 +109,42 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
     plan_dates = {scope: d for scope, d in scopes(m) if d is not None}
     order = sorted(plan_dates)
     pending_sql, params = pending_accounts_sql(m, tz)
+    # Whether an account's own date moved in the latest schedule change, as the planner
+    # decides it.
+    previous, pparams = previous_date_sql(sm)
+    changed_sql = f"({previous} IS NOT p.deadline)"
     # The batch key of a pending account with a date: its scope (its plan, or '*' for one
-    # date for everyone) and its own date, as "<scope index>@<date>" (no commas: joinable).
+    # date for everyone) and its own date, as "<scope index>@<date>" (no commas: joinable),
+    # then CHANGED when that date moved.
+    mark = f"CASE WHEN {changed_sql} THEN '{CHANGED}' ELSE '' END"
     if order == [ALL_SCOPE]:
-        scope_sql: str = "CASE WHEN p.deadline IS NULL THEN NULL ELSE '0@' || p.deadline END"
-        scope_params: list[Any] = []
+        scope_sql: str = (
+            f"CASE WHEN p.deadline IS NULL THEN NULL ELSE '0@' || p.deadline || {mark} END"
+        )
+        scope_params: list[Any] = [*pparams]
     elif order:
         scope_sql = (
             "CASE WHEN p.deadline IS NULL THEN NULL ELSE CASE p.plan "
             + " ".join("WHEN ? THEN ?" for _ in order)
-            + " END || '@' || p.deadline END"
+            + f" END || '@' || p.deadline || {mark} END"
         )
         scope_params = [v for i, scope in enumerate(order) for v in (scope, str(i))]
+        scope_params += pparams
     else:
         scope_sql, scope_params = "NULL", []
     dates = dict(plan_dates)
     base = {scope: scope for scope in order}
 
     def key_of(raw: str) -> str:
-        """The scope itself for its plan's date; "<scope>@<date>" for an extension's."""
+        """The scope itself for its plan's date; "<scope>@<date>" for an extension's; either
+        followed by CHANGED for accounts whose date moved."""
         index, own = raw.split("@")
+        mark = CHANGED if own.endswith(CHANGED) else ""
+        own = own.removesuffix(CHANGED)
         scope = order[int(index)]
-        if own == plan_dates[scope].isoformat():
-            return scope
-        key = f"{scope}@{own}"
-        dates[key], base[key] = date.fromisoformat(own), scope
+        key = (scope if own == plan_dates[scope].isoformat() else f"{scope}@{own}") + mark
+        if key not in dates:
+            dates[key], base[key] = date.fromisoformat(own), scope
         return key
 
     pending = dict.fromkeys(order, 0)
@@ -135,36 +155,38 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
         if raw is not None:
             pending[key_of(raw)] = n
     plannable = not sm.enforced_immediately
-    found: dict[tuple[frozenset[str], bool, str | None, int | None], int] = {}
+    found: dict[tuple[frozenset[str], bool, bool, str | None, int | None], int] = {}
     if plannable:
         # Suppressed administrators are left out: their notices are queued as `suppressed`,
         # counted nowhere, and never seen by the planner's `last`.
         sql = (
             f"WITH p AS ({pending_sql}), "
             f"agg AS (SELECT x.email AS email, group_concat(DISTINCT {scope_sql}) AS scopes, "
-            "max(p.deadline IS NULL) AS has_tbd "
+            f"max(p.deadline IS NULL) AS has_tbd, max(p.deadline IS NULL AND {changed_sql}) "
+            "AS tbd_changed "
             "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
             "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
             "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
-            "SELECT agg.scopes, agg.has_tbd, last.last_at, last.sv, count(*) FROM agg "
-            "LEFT JOIN last ON last.email = agg.email "
+            "SELECT agg.scopes, agg.has_tbd, agg.tbd_changed, last.last_at, last.sv, count(*) "
+            "FROM agg LEFT JOIN last ON last.email = agg.email "
             "WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email = agg.email) "
-            "GROUP BY 1, 2, 3, 4"
+            "GROUP BY 1, 2, 3, 4, 5"
         )
-        for joined, has_tbd, last_raw, sv, n in store.conn.execute(
-            sql, [*params, *scope_params, m.id]
+        for joined, has_tbd, tbd_changed, last_raw, sv, n in store.conn.execute(
+            sql, [*params, *scope_params, *pparams, m.id]
         ):
             # group_concat's order is unspecified: the same set may come in two orders.
             key = (
                 frozenset(key_of(raw) for raw in str(joined).split(",")) if joined else frozenset(),
                 bool(has_tbd),
+                bool(tbd_changed),
                 last_raw,
                 sv,
             )
             found[key] = found.get(key, 0) + n
     groups = [
-        _Group(s, tbd, parse_db_time(last) if last else None, sv, n)
-        for (s, tbd, last, sv), n in found.items()
+        _Group(s, tbd, changed, parse_db_time(last) if last else None, sv, n)
+        for (s, tbd, changed, last, sv), n in found.items()
     ]
     late = late_admins = 0
     if not plannable:
@@ -232,6 +254,7 @@ def _plan(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
             last_at=g.last_at,
             seen_version=g.seen,
             schedule_version=sm.schedule_version,
+            date_changed=g.date_changed,
         )
         if verdict is None:
             continue

@@ -499,8 +499,11 @@ def render_row(
     """The notice an outbox row holds, as its administrator will read it: rendered in full
     (the send loop and `outbox show` both call this). ``sent_at``: its Date header."""
     kind = row["kind"]
-    listed, total = _accounts(store, row)
+    listed, total, differ = _accounts(store, row, sm)
     deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
+    previous = previous_deadline(sm)
+    if kind == NoticeKind.SCHEDULE_CHANGE:
+        deadline, previous = changed_dates(listed, deadline, previous)
     emergency = kind == NoticeKind.ENFORCED and row["slot"].endswith("-immediate")
     context = NoticeContext(
         migration=sm.migration,
@@ -513,9 +516,10 @@ def render_row(
         accounts=listed,
         accounts_total=total,
         today=local_date(now, tz),
-        previous_deadline=previous_deadline(sm),
+        previous_deadline=previous,
         emergency=emergency,
         reason=sm.immediate_reason if emergency else None,
+        deadlines_differ=differ,
     )
     rendered = renderer.render(kind, context)
     return OutgoingEmail(
@@ -532,14 +536,15 @@ def render_row(
     )
 
 
-def _accounts(store: Store, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
-    """The accounts a notice lists (its first MAX_LISTED_ACCOUNTS by id) and how many."""
+def _accounts(
+    store: Store, row: sqlite3.Row, sm: StoredMigration
+) -> tuple[list[AccountRef], int, bool | None]:
+    """The accounts a notice lists (its first MAX_LISTED_ACCOUNTS by id), how many, and
+    whether their own dates differ (None: not known)."""
     if row["listed"] is not None:
-        refs = sorted(
-            (AccountRef(i, name, plan) for i, name, plan in json.loads(row["listed"])),
-            key=lambda a: a.id,
-        )
-        return refs[:MAX_LISTED_ACCOUNTS], row["accounts_count"]
+        refs = sorted((_listed_account(sm, item) for item in json.loads(row["listed"])), key=_id)
+        differ = len({a.deadline for a in refs}) > 1 if all(a.dated for a in refs) else None
+        return refs[:MAX_LISTED_ACCOUNTS], row["accounts_count"], differ
     # An `enforced` notice is queued in SQL with its account ids only: look the names up.
     ids = json.loads(row["accounts"])
     shown = ids[:MAX_LISTED_ACCOUNTS]
@@ -550,7 +555,36 @@ def _accounts(store: Store, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
             (json.dumps(shown),),
         )
     }
-    return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
+    return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids), None
+
+
+def _id(account: AccountRef) -> str:
+    return account.id
+
+
+def _listed_account(sm: StoredMigration, item: list[Any]) -> AccountRef:
+    """One account of a notice's `listed` JSON: [id, name, plan, own date, own date before the
+    latest schedule change]; rows queued by an earlier migctl hold the first three only."""
+    if len(item) < 5:
+        return AccountRef(item[0], item[1], item[2])
+    own = date.fromisoformat(item[3]) if item[3] else None
+    before = date.fromisoformat(item[4]) if item[4] else None
+    plan_date = sm.migration.deadline_for(item[2])
+    extended = own is not None and plan_date is not None and own > plan_date
+    return AccountRef(item[0], item[1], item[2], True, own, before, extended)
+
+
+def changed_dates(
+    accounts: list[AccountRef], deadline: date | None, previous: date | None
+) -> tuple[date | None, date | None]:
+    """A schedule change's headline dates: the earliest new and the earliest old own date of
+    the accounts whose date moved (the given ones when no account says)."""
+    moved = [a for a in accounts if a.dated and a.deadline != a.previous_deadline]
+    if not moved:
+        return deadline, previous
+    new = [a.deadline for a in moved if a.deadline]
+    old = [a.previous_deadline for a in moved if a.previous_deadline]
+    return (min(new) if new else None), (min(old) if old else None)
 
 
 def previous_deadline(sm: StoredMigration) -> date | None:

@@ -15,7 +15,9 @@ from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.files import write_private
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
-from migrate_cli.notices.dispatch import previous_deadline
+from migrate_cli.definitions.model import Migration
+from migrate_cli.lifecycle.planning import previous_date_sql
+from migrate_cli.notices.dispatch import changed_dates, previous_deadline
 from migrate_cli.notices.notify import make_renderer, provider_factory
 from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
 from migrate_cli.store.db import Store
@@ -61,12 +63,15 @@ def build_preview(
     today = local_date(now, tz)
     context: NoticeContext | None = None
     sql, params = pending_accounts_sql(m, tz)
+    before, bparams = previous_date_sql(sm)
+    # Each account with its own date now and before the latest schedule change.
+    mine = (
+        f"SELECT p.*, {before} AS previous FROM ({sql}) p JOIN account_admins x "
+        "ON x.account_id = p.id AND x.email = ? ORDER BY p.id"
+    )
     if admin is not None:
         admin = admin.strip().lower()
-        rows = store.query(
-            f"SELECT p.* FROM ({sql}) p JOIN account_admins x ON x.account_id = p.id AND x.email = ? ORDER BY p.id",
-            [*params, admin],
-        )
+        rows = store.query(mine, [*bparams, *params, admin])
         if not rows:
             raise NotFoundError(f"{admin} has no pending account in {m.id}")
     else:
@@ -77,24 +82,25 @@ def build_preview(
         rows = []
         if first:
             admin = first[0]["email"]
-            rows = store.query(
-                f"SELECT p.* FROM ({sql}) p JOIN account_admins x ON x.account_id = p.id AND x.email = ? "
-                "ORDER BY p.id",
-                [*params, admin],
-            )
+            rows = store.query(mine, [*bparams, *params, admin])
     if rows:
-        deadlines = [date.fromisoformat(r["deadline"]) for r in rows if r["deadline"]]
+        accounts = [_account(m, r) for r in rows]
+        deadlines = [a.deadline for a in accounts if a.deadline]
         deadline = min(deadlines) if deadlines else None
+        previous = previous_deadline(sm)
+        if kind == NoticeKind.SCHEDULE_CHANGE:
+            deadline, previous = changed_dates(accounts, deadline, previous)
         context = NoticeContext(
             migration=m,
             kind=kind,
             admin_email=admin or "",
             deadline=deadline,
             days_left=days_until(deadline, now, tz) if deadline else None,
-            accounts=[AccountRef(r["id"], r["name"], r["plan"]) for r in rows[:MAX_LISTED]],
+            accounts=accounts[:MAX_LISTED],
             accounts_total=len(rows),
             today=today,
-            previous_deadline=previous_deadline(sm),
+            previous_deadline=previous,
+            deadlines_differ=len({a.deadline for a in accounts}) > 1,
             emergency=kind == "enforced" and bool(sm.immediate_reason),
             reason=sm.immediate_reason,
         )
@@ -108,7 +114,21 @@ def build_preview(
             else f"none of the {accounts} active account(s) is pending in {m.id}"
         )
         # Made-up administrator and accounts, but the migration's real last schedule change.
-        context = replace(sample_context(m, kind, today), previous_deadline=previous_deadline(sm))
+        context = sample_context(m, kind, today)
+        old = sm.before_last_change()
+        if kind == NoticeKind.SCHEDULE_CHANGE and old is not None:
+            # Made-up accounts, but the migration's real last schedule change.
+            accounts = [
+                replace(a, previous_deadline=old.deadline_for(a.plan)) for a in context.accounts
+            ]
+            deadline, previous = changed_dates(accounts, context.deadline, previous_deadline(sm))
+            context = replace(
+                context,
+                accounts=accounts,
+                deadline=deadline,
+                days_left=(deadline - today).days if deadline else None,
+                previous_deadline=previous,
+            )
     rendered = renderer.render(kind, context)
     recipient = to or context.admin_email
     key = notice_key(m.id, recipient, kind, "test" if test else "preview")
@@ -125,6 +145,14 @@ def build_preview(
         test=test,
     )
     return Preview(context, rendered, email, sample, reason)
+
+
+def _account(m: Migration, row: Any) -> AccountRef:
+    own = date.fromisoformat(row["deadline"]) if row["deadline"] else None
+    before = date.fromisoformat(row["previous"]) if row["previous"] else None
+    plan_date = m.deadline_for(row["plan"])
+    extended = own is not None and plan_date is not None and own > plan_date
+    return AccountRef(row["id"], row["name"], row["plan"], True, own, before, extended)
 
 
 _SAFE = re.compile(r"[^a-z0-9_.-]+")

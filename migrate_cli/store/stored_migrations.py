@@ -129,6 +129,36 @@ class StoredMigration:
     def id(self) -> str:
         return self.migration.id
 
+    def before_last_change(self) -> Migration | None:
+        """The migration with the dates it had before its latest schedule change (None: the
+        schedule never changed). A scope whose written date did not change keeps its current
+        effective date, held or not: only a moved date counts as moved."""
+        if self.schedule_version == 0 or self.previous_mandatory is None:
+            return None
+        try:
+            raw = json.loads(self.previous_mandatory)
+        except ValueError:
+            return None
+        held = self.holds
+        current = self.migration.mandatory_opt_in
+
+        def was(scope: str, text: str | None) -> date | None:
+            if not text:
+                return None
+            day = date.fromisoformat(text)
+            hold = held.get(scope)
+            return hold.effective if hold is not None and hold.written == day else day
+
+        before: date | dict[str, date] | None
+        if isinstance(raw, dict):
+            dates = {plan: was(plan, text) for plan, text in raw.items()}
+            before = {plan: day for plan, day in dates.items() if day is not None} or None
+        else:
+            before = was(ALL_SCOPE, raw if isinstance(raw, str) else None)
+        if before == current:
+            return self.migration
+        return replace(self.migration, mandatory_opt_in=before)
+
     @property
     def enforced_immediately(self) -> bool:
         """Switched for everyone by an operator's `--immediately`: no date is left to tell of.
