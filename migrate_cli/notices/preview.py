@@ -10,12 +10,12 @@ from typing import Any
 
 from migrate_cli.accounts.reading import normalise_email
 from migrate_cli.config import Config
+from migrate_cli.definitions.model import Migration
 from migrate_cli.delivery.base import OutgoingEmail, SendResult
 from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.files import write_private
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
-from migrate_cli.definitions.model import Migration
 from migrate_cli.lifecycle.planning import previous_date_sql
 from migrate_cli.notices.dispatch import changed_dates, previous_deadline
 from migrate_cli.notices.notify import make_renderer, provider_factory
