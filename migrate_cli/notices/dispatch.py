@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from migrate_cli.config import Config
@@ -539,12 +540,13 @@ def render_row(
 def _accounts(
     store: Store, row: sqlite3.Row, sm: StoredMigration
 ) -> tuple[list[AccountRef], int, bool | None]:
-    """The accounts a notice lists (its first MAX_LISTED_ACCOUNTS by id), how many, and
-    whether their own dates differ (None: not known)."""
+    """The accounts a notice lists, by id, how many, and whether their own dates differ (None:
+    not known). All of them when the row holds them (a schedule change's headline dates are
+    judged on all; the renderer lists the first MAX_LISTED_ACCOUNTS)."""
     if row["listed"] is not None:
         refs = sorted((_listed_account(sm, item) for item in json.loads(row["listed"])), key=_id)
         differ = len({a.deadline for a in refs}) > 1 if all(a.dated for a in refs) else None
-        return refs[:MAX_LISTED_ACCOUNTS], row["accounts_count"], differ
+        return refs, row["accounts_count"], differ
     # An `enforced` notice is queued in SQL with its account ids only: look the names up.
     ids = json.loads(row["accounts"])
     shown = ids[:MAX_LISTED_ACCOUNTS]
@@ -567,11 +569,16 @@ def _listed_account(sm: StoredMigration, item: list[Any]) -> AccountRef:
     latest schedule change]; rows queued by an earlier migctl hold the first three only."""
     if len(item) < 5:
         return AccountRef(item[0], item[1], item[2])
-    own = date.fromisoformat(item[3]) if item[3] else None
-    before = date.fromisoformat(item[4]) if item[4] else None
+    own = _day(item[3]) if item[3] else None
+    before = _day(item[4]) if item[4] else None
     plan_date = sm.migration.deadline_for(item[2])
     extended = own is not None and plan_date is not None and own > plan_date
     return AccountRef(item[0], item[1], item[2], True, own, before, extended)
+
+
+@lru_cache(maxsize=256)  # a handful of distinct dates across every notice of a run
+def _day(text: str) -> date:
+    return date.fromisoformat(text)
 
 
 def changed_dates(
