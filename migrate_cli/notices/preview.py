@@ -107,28 +107,13 @@ def build_preview(
     sample = context is None
     reason = ""
     if context is None:
-        accounts = int(store.scalar("SELECT count(*) FROM accounts WHERE status = 'active'") or 0)
+        active = int(store.scalar("SELECT count(*) FROM accounts WHERE status = 'active'") or 0)
         reason = (
             "no account in the store"
-            if not accounts
-            else f"none of the {accounts} active account(s) is pending in {m.id}"
+            if not active
+            else f"none of the {active} active account(s) is pending in {m.id}"
         )
-        # Made-up administrator and accounts, but the migration's real last schedule change.
-        context = sample_context(m, kind, today)
-        old = sm.before_last_change()
-        if kind == NoticeKind.SCHEDULE_CHANGE and old is not None:
-            # Made-up accounts, but the migration's real last schedule change.
-            accounts = [
-                replace(a, previous_deadline=old.deadline_for(a.plan)) for a in context.accounts
-            ]
-            deadline, previous = changed_dates(accounts, context.deadline, previous_deadline(sm))
-            context = replace(
-                context,
-                accounts=accounts,
-                deadline=deadline,
-                days_left=(deadline - today).days if deadline else None,
-                previous_deadline=previous,
-            )
+        context = _sample(sm, kind, today)
     rendered = renderer.render(kind, context)
     recipient = to or context.admin_email
     key = notice_key(m.id, recipient, kind, "test" if test else "preview")
@@ -145,6 +130,23 @@ def build_preview(
         test=test,
     )
     return Preview(context, rendered, email, sample, reason)
+
+
+def _sample(sm: StoredMigration, kind: str, today: date) -> NoticeContext:
+    """Made-up administrator and accounts, but the migration's real last schedule change."""
+    context = sample_context(sm.migration, kind, today)
+    old = sm.before_last_change()
+    if kind != NoticeKind.SCHEDULE_CHANGE or old is None:
+        return context
+    accounts = [replace(a, previous_deadline=old.deadline_for(a.plan)) for a in context.accounts]
+    deadline, previous = changed_dates(accounts, context.deadline, previous_deadline(sm))
+    return replace(
+        context,
+        accounts=accounts,
+        deadline=deadline,
+        days_left=(deadline - today).days if deadline else None,
+        previous_deadline=previous,
+    )
 
 
 def _account(m: Migration, row: Any) -> AccountRef:
