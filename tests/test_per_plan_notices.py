@@ -57,10 +57,11 @@ def _line(text: str, account: str) -> str:
 
 
 def _yaml(**dates: str) -> None:
+    """The operator edits the per-plan map of tiered-rollout (the only map in the file)."""
     text = Path("migrations.yaml").read_text()
-    old = "{free: 2024-04-01, enterprise: 2024-06-01, developer: TBD}"
+    start = text.index("mandatory_opt_in: {") + len("mandatory_opt_in: ")
+    old = text[start : text.index("}", start) + 1]
     new = "{" + ", ".join(f"{plan}: {day}" for plan, day in dates.items()) + "}"
-    assert old in text
     Path("migrations.yaml").write_text(text.replace(old, new))
 
 
@@ -266,3 +267,25 @@ def test_an_operator_template_written_against_the_old_context_still_renders(
     assert "previously none." in text
     assert "* Account e04 / e04 / enterprise" in text
     assert "2 in all, 0 more." in text
+
+
+def test_a_held_date_that_did_not_move_again_is_not_a_change(runner: RunCli) -> None:
+    """free moves into the past (held by min_notice), then only enterprise moves: the second
+    change is news for enterprise administrators only, the held free date has not moved."""
+    _start(runner)
+    assert runner("--now", "2024-02-01", "run").exit_code == 0
+    _yaml(free="2024-02-10", enterprise="2024-06-01", developer="TBD")
+    assert runner("--now", "2024-02-20", "run").exit_code == 0  # held until 03-05
+    first = _to(emls("schedule_change", MIGRATION))
+    assert set(first) == _admins_of("f")
+    assert _line(text_of(first["free-ent@x.test"]), "f04").endswith(
+        ": 1 April 2024 -> 5 March 2024"
+    )
+    _yaml(free="2024-02-10", enterprise="2024-06-15", developer="TBD")
+    assert runner("--now", "2024-02-25", "run").exit_code == 0
+    second = [m for m in emls("schedule_change", MIGRATION) if "15 June" in text_of(m)]
+    assert {str(m["To"]) for m in second} == _admins_of("e")
+    mixed = text_of(next(m for m in second if str(m["To"]) == "free-ent@x.test"))
+    assert _line(mixed, "f04").endswith(": 5 March 2024 (unchanged)")
+    assert _line(mixed, "e04").endswith(": 1 June 2024 -> 15 June 2024")
+    assert len(emls("schedule_change", MIGRATION)) == len(first) + len(second)
