@@ -289,3 +289,35 @@ def test_a_held_date_that_did_not_move_again_is_not_a_change(runner: RunCli) -> 
     assert _line(mixed, "f04").endswith(": 5 March 2024 (unchanged)")
     assert _line(mixed, "e04").endswith(": 1 June 2024 -> 15 June 2024")
     assert len(emls("schedule_change", MIGRATION)) == len(first) + len(second)
+
+
+def test_two_changes_before_a_run_are_told_against_the_dates_each_administrator_knew(
+    runner: RunCli,
+) -> None:
+    """enterprise moves (synced, no run), then free moves: the run tells enterprise
+    administrators too, against the dates of their last notice, not of the latest change."""
+    _start(runner)
+    assert runner("--now", "2024-02-01", "run").exit_code == 0
+    _yaml(free="2024-04-01", enterprise="2024-06-15", developer="TBD")
+    assert runner("--now", "2024-02-09", "sync").exit_code == 0
+    _yaml(free="2024-04-15", enterprise="2024-06-15", developer="TBD")
+    assert runner("--now", "2024-02-10", "sync").exit_code == 0
+    dry = json.loads(runner("--now", "2024-02-10", "notify", "--dry-run", "--json").stdout)
+    told = _admins_of("f") | _admins_of("e")
+    assert dry["notices"]["by_kind"] == {"schedule_change": len(told)}
+    plan = json.loads(
+        runner("--now", "2024-02-10", "plan", "--until", "2024-02-10", "--json").stdout
+    )
+    assert plan["days"][0]["notices"] == {MIGRATION: {"schedule_change": len(told)}}
+    shown = runner(
+        "--now", "2024-02-10", "preview", MIGRATION, "--admin", "ent-only@x.test",
+        "--kind", "schedule_change",
+    )  # fmt: skip
+    assert _line(shown.stdout, "e01").endswith(": 1 June 2024 -> 15 June 2024")
+    assert runner("--now", "2024-02-10", "run").exit_code == 0
+    sent = _to(emls("schedule_change", MIGRATION))
+    assert set(sent) == told
+    assert _line(text_of(sent["ent-only@x.test"]), "e01").endswith(": 1 June 2024 -> 15 June 2024")
+    both = text_of(sent["free-ent@x.test"])
+    assert _line(both, "f04").endswith(": 1 April 2024 -> 15 April 2024")
+    assert _line(both, "e04").endswith(": 1 June 2024 -> 15 June 2024")

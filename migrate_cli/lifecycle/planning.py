@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -13,7 +14,7 @@ from migrate_cli.lifecycle.enrollment import deadline_sql, pending_accounts_sql
 from migrate_cli.lifecycle.phases import mandatory_instant
 from migrate_cli.store.db import Store, parse_db_time
 from migrate_cli.store.outbox import PlannedNotice, notice_key
-from migrate_cli.store.stored_migrations import StoredMigration
+from migrate_cli.store.stored_migrations import StoredMigration, schedule_history
 from migrate_cli.timeutil import format_duration, local_date, start_of_day
 from migrate_cli.vocabulary import NoticeKind
 
@@ -107,8 +108,8 @@ def decide(
 ) -> tuple[str, str, str] | None:
     """(kind, slot, why) due for one administrator now, or None. Pure: no store access.
 
-    ``date_changed``: one of their pending accounts has a new own date since the schedule's
-    previous version; a schedule change is only for them (SPEC §3).
+    ``date_changed``: one of their pending accounts has another own date than under the
+    schedule version of their last notice; a schedule change is only for them (SPEC §3).
     """
     start = m.grace_start_instant(tz)
     if now < start:
@@ -141,30 +142,94 @@ def _started(day: date) -> str:
     return f"grace period started {day.isoformat()}"
 
 
-def previous_date_sql(sm: StoredMigration) -> tuple[str, list[Any]]:
-    """SQL expression, over the pending accounts' columns (alias ``p``), of an account's own
-    date before the latest schedule change (its own date itself when the schedule never
-    changed)."""
-    before = sm.before_last_change()
-    if before is None or before is sm.migration:
-        return "p.deadline", []
-    return deadline_sql(before, "p", until="p.extended_until")
+@dataclass(frozen=True)
+class PastDates:
+    """The own dates an account had under a migration's earlier schedule versions, as SQL over
+    the pending accounts' columns (alias ``p``): one column per distinct earlier schedule whose
+    dates differ from today's. An administrator whose last notice was planned under version
+    ``seen`` was told the dates of ``column(seen)``; a schedule change is news to them only if
+    one of their pending accounts has another own date now (SPEC §3)."""
+
+    columns: tuple[tuple[str, list[Any]], ...]  # (expression, params) per distinct schedule
+    of_version: tuple[int | None, ...]  # version -> its column (None: today's dates)
+
+    def column(self, seen: int | None) -> int | None:
+        if seen is None or not 0 <= seen < len(self.of_version):
+            return None
+        return self.of_version[seen]
+
+    def changed_sql(self, *, only_tbd: bool = False) -> tuple[str, list[Any]]:
+        """Per column, '1' when an account's own date then is not its own date now ('0'
+        otherwise), concatenated: one character per column ('' without columns).
+        ``only_tbd``: only for accounts without a date now (a withdrawn date)."""
+        if not self.columns:
+            return "''", []
+        cond = "p.deadline IS NULL AND " if only_tbd else ""
+        parts = [f"({cond}{expr} IS NOT p.deadline)" for expr, _ in self.columns]
+        # '' first: one column alone would be an integer, not text
+        return "('' || " + " || ".join(parts) + ")", [v for _, ps in self.columns for v in ps]
+
+    def changed_agg(self, *, only_tbd: bool = False) -> tuple[str, list[Any]]:
+        """``changed_sql`` over an administrator's accounts: '1' where any of them changed."""
+        if not self.columns:
+            return "''", []
+        cond = "p.deadline IS NULL AND " if only_tbd else ""
+        parts = [f"max({cond}{expr} IS NOT p.deadline)" for expr, _ in self.columns]
+        # '' first: one column alone would be an integer, not text
+        return "('' || " + " || ".join(parts) + ")", [v for _, ps in self.columns for v in ps]
+
+    def listed_sql(self) -> tuple[str, list[Any]]:
+        """A JSON array of the account's own date under each column."""
+        exprs = [expr for expr, _ in self.columns]
+        return f"json_array({', '.join(exprs)})", [v for _, ps in self.columns for v in ps]
 
 
-def _plan_sql(sm: StoredMigration, tz: tzinfo, *, listed: bool) -> tuple[str, list[Any]]:
+def past_dates(store: Store, sm: StoredMigration) -> PastDates:
+    """The earlier schedules of a migration as columns (see PastDates)."""
+    columns: list[tuple[str, list[Any]]] = []
+    seen: dict[Any, int] = {}
+    of_version: list[int | None] = []
+    for m in schedule_history(store, sm):
+        if m is sm.migration:
+            of_version.append(None)
+            continue
+        key = repr(m.mandatory_opt_in)
+        if key not in seen:
+            seen[key] = len(columns)
+            columns.append(deadline_sql(m, "p", until="p.extended_until"))
+        of_version.append(seen[key])
+    return PastDates(tuple(columns), tuple(of_version))
+
+
+def told_before(listed: str, column: int | None) -> str:
+    """A schedule change's `listed` JSON: each account's earlier own dates (one per column)
+    replaced by the one the administrator was told of; [id, name, plan, date, date before]."""
+    return json.dumps(
+        [
+            [*item[:4], item[4][column] if column is not None else item[3]]
+            for item in json.loads(listed)
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _plan_sql(
+    sm: StoredMigration, past: PastDates, tz: tzinfo, *, listed: bool
+) -> tuple[str, list[Any]]:
     """The plan query: per administrator with a pending account, those accounts, their earliest
-    date, whether one is TBD and whether one's own date changed in the latest schedule change,
+    date, whether one is TBD and, per earlier schedule, whether one's own date differs now,
     joined with the administrator's last notice and suppression.
 
-    ``listed``: also the accounts as JSON, with their own dates now and before the change,
-    which the notice lists (a dry run needs no names).
+    ``listed``: also the accounts as JSON, [id, name, plan, own date, [own date under each
+    earlier schedule]], which the notice lists (a dry run needs no names).
     """
     m = sm.migration
     pending_sql, params = pending_accounts_sql(m, tz)
-    previous, pparams = previous_date_sql(sm)
-    changed = f"max({previous} IS NOT p.deadline)"
+    changed, cparams = past.changed_agg()
+    before, bparams = past.listed_sql()
     names = (
-        f"json_group_array(json_array(p.id, p.name, p.plan, p.deadline, {previous}))"
+        f"json_group_array(json_array(p.id, p.name, p.plan, p.deadline, {before}))"
         if listed
         else "NULL"
     )
@@ -183,7 +248,7 @@ def _plan_sql(sm: StoredMigration, tz: tzinfo, *, listed: bool) -> tuple[str, li
         "ON last.email = agg.email "
         "LEFT JOIN suppressions s ON s.email = agg.email ORDER BY agg.email"
     )
-    return sql, [*params, *pparams, *(pparams if listed else []), m.id]
+    return sql, [*params, *cparams, *(bparams if listed else []), m.id]
 
 
 def _plannable(sm: StoredMigration, tz: tzinfo, now: datetime) -> bool:
@@ -201,7 +266,8 @@ def plan_migration(
     m = sm.migration
     if not _plannable(sm, tz, now):
         return
-    sql, params = _plan_sql(sm, tz, listed=listed)
+    past = past_dates(store, sm)
+    sql, params = _plan_sql(sm, past, tz, listed=listed)
     existing = _existing_keys_checker(store, m.id)
     today = local_date(now, tz)
     dates: dict[str, date] = {}  # a handful of distinct dates: parse each once
@@ -233,11 +299,13 @@ def plan_migration(
             last_at=parse_db_time(last_raw) if last_raw else None,
             seen_version=sv,
             schedule_version=sm.schedule_version,
-            date_changed=bool(changed),
+            date_changed=_changed(changed, past.column(sv)),
         )
         if verdict is None:
             continue
         kind, slot, why = verdict
+        if kind == NoticeKind.SCHEDULE_CHANGE and listed_json is not None:
+            listed_json = told_before(listed_json, past.column(sv))
         # Only suppressed rows are invisible to `last`, so only they can collide with a key.
         if suppressed and existing(email, kind, slot):
             continue
@@ -258,6 +326,11 @@ def plan_migration(
             suppressed=bool(suppressed),
             listed=listed_json,
         )
+
+
+def _changed(flags: str, column: int | None) -> bool:
+    """Whether an administrator's flags (PastDates.changed_agg) say a date moved for them."""
+    return column is not None and flags[column] == "1"
 
 
 def _existing_keys_checker(store: Store, migration_id: str) -> Any:

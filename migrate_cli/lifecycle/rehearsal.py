@@ -11,14 +11,14 @@ from typing import Any
 
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
-from migrate_cli.lifecycle.planning import decide, previous_date_sql
+from migrate_cli.lifecycle.planning import PastDates, decide, past_dates
 from migrate_cli.store.db import Store, db_time, parse_db_time
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import local_date
 from migrate_cli.vocabulary import NoticeKind
 
 MAX_DAYS = 3_660
-CHANGED = "!"  # the end of a batch key whose accounts' own date moved in the latest change
+CHANGED = "!"  # in a batch key: its accounts' own dates under earlier schedules follow
 
 # (total steps, label) -> a context giving advance(n); the CLI passes a progress bar.
 Progress = Callable[[int, str], AbstractContextManager[Callable[[int], None]]]
@@ -48,7 +48,7 @@ class _Group:
 
     scopes: frozenset[str]  # batch keys (with a date) holding a pending account of theirs
     has_tbd: bool  # a pending account without a date
-    tbd_changed: bool  # ... whose date the latest schedule change withdrew
+    tbd_changed: str  # ... whose date an earlier schedule had: a '1' per such PastDates column
     last_at: datetime | None  # their last notice of this migration (suppressed ones excluded)
     seen: int | None  # the highest schedule version among those notices
     admins: int
@@ -58,11 +58,14 @@ class _Group:
         self.last_at = now if self.last_at is None else max(self.last_at, now)
         self.seen = schedule_version if self.seen is None else max(self.seen, schedule_version)
 
-    @property
-    def date_changed(self) -> bool:
-        """A pending account of theirs has a new own date since the schedule's previous
-        version (a batch key marked CHANGED, or a withdrawn date)."""
-        return self.tbd_changed or any(k.endswith(CHANGED) for k in self.scopes)
+    def date_changed(self, column: int | None) -> bool:
+        """A pending account of theirs has another own date now than under the earlier
+        schedule ``column`` (PastDates): a batch key marked so, or a withdrawn date."""
+        if column is None:
+            return False
+        if self.tbd_changed[column] == "1":
+            return True
+        return any(k.partition(CHANGED)[2][column : column + 1] == "1" for k in self.scopes)
 
 
 @dataclass
@@ -72,11 +75,13 @@ class _Migration:
     sm: StoredMigration
     # Batch key -> its date: a scope (TBD ones left out) for its plan's date, and
     # "<scope>@<date>" for the accounts of that scope extended to that date (rule 3b); either
-    # ends in CHANGED for the accounts whose own date the latest schedule change moved.
+    # followed by CHANGED and PastDates.changed_sql's flags when the account's own date was
+    # another under an earlier schedule.
     dates: dict[str, date]
     base: dict[str, str]  # batch key -> its scope
     pending: dict[str, int]  # batch key -> pending accounts (with or without administrators)
     groups: list[_Group]
+    past: PastDates
     plannable: bool  # not enforced immediately for everyone (then no notice is planned)
     # Enforced immediately for everyone: no group is read; the pending accounts that joined
     # since (switched as a late batch) and their unsuppressed administrators (told of it).
@@ -109,14 +114,14 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
     plan_dates = {scope: d for scope, d in scopes(m) if d is not None}
     order = sorted(plan_dates)
     pending_sql, params = pending_accounts_sql(m, tz)
-    # Whether an account's own date moved in the latest schedule change, as the planner
+    # Whether an account's own date was another under each earlier schedule, as the planner
     # decides it.
-    previous, pparams = previous_date_sql(sm)
-    changed_sql = f"({previous} IS NOT p.deadline)"
+    past = past_dates(store, sm)
+    flags, pparams = past.changed_sql()
     # The batch key of a pending account with a date: its scope (its plan, or '*' for one
     # date for everyone) and its own date, as "<scope index>@<date>" (no commas: joinable),
-    # then CHANGED when that date moved.
-    mark = f"CASE WHEN {changed_sql} THEN '{CHANGED}' ELSE '' END"
+    # then CHANGED and those flags.
+    mark = f"'{CHANGED}' || {flags}"
     if order == [ALL_SCOPE]:
         scope_sql: str = (
             f"CASE WHEN p.deadline IS NULL THEN NULL ELSE '0@' || p.deadline || {mark} END"
@@ -139,8 +144,8 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
         """The scope itself for its plan's date; "<scope>@<date>" for an extension's; either
         followed by CHANGED for accounts whose date moved."""
         index, own = raw.split("@")
-        mark = CHANGED if own.endswith(CHANGED) else ""
-        own = own.removesuffix(CHANGED)
+        own, _, flags = own.partition(CHANGED)
+        mark = CHANGED + flags if "1" in flags else ""
         scope = order[int(index)]
         key = (scope if own == plan_dates[scope].isoformat() else f"{scope}@{own}") + mark
         if key not in dates:
@@ -155,15 +160,15 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
         if raw is not None:
             pending[key_of(raw)] = n
     plannable = not sm.enforced_immediately
-    found: dict[tuple[frozenset[str], bool, bool, str | None, int | None], int] = {}
+    found: dict[tuple[frozenset[str], bool, str, str | None, int | None], int] = {}
+    tbd_flags, tparams = past.changed_agg(only_tbd=True)
     if plannable:
         # Suppressed administrators are left out: their notices are queued as `suppressed`,
         # counted nowhere, and never seen by the planner's `last`.
         sql = (
             f"WITH p AS ({pending_sql}), "
             f"agg AS (SELECT x.email AS email, group_concat(DISTINCT {scope_sql}) AS scopes, "
-            f"max(p.deadline IS NULL) AS has_tbd, max(p.deadline IS NULL AND {changed_sql}) "
-            "AS tbd_changed "
+            f"max(p.deadline IS NULL) AS has_tbd, {tbd_flags} AS tbd_changed "
             "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
             "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
             "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
@@ -173,13 +178,13 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
             "GROUP BY 1, 2, 3, 4, 5"
         )
         for joined, has_tbd, tbd_changed, last_raw, sv, n in store.conn.execute(
-            sql, [*params, *scope_params, *pparams, m.id]
+            sql, [*params, *scope_params, *tparams, m.id]
         ):
             # group_concat's order is unspecified: the same set may come in two orders.
             key = (
                 frozenset(key_of(raw) for raw in str(joined).split(",")) if joined else frozenset(),
                 bool(has_tbd),
-                bool(tbd_changed),
+                str(tbd_changed),
                 last_raw,
                 sv,
             )
@@ -197,7 +202,7 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
             "(SELECT 1 FROM suppressions s WHERE s.email = x.email))",
             params,
         ).fetchone()
-    return _Migration(sm, dates, base, pending, groups, plannable, late, late_admins)
+    return _Migration(sm, dates, base, pending, groups, past, plannable, late, late_admins)
 
 
 def _enforce(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
@@ -254,7 +259,7 @@ def _plan(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
             last_at=g.last_at,
             seen_version=g.seen,
             schedule_version=sm.schedule_version,
-            date_changed=g.date_changed,
+            date_changed=g.date_changed(r.past.column(g.seen)),
         )
         if verdict is None:
             continue

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from migrate_cli.config import Config
+from migrate_cli.definitions.model import Migration
 from migrate_cli.delivery.base import (
     OutgoingEmail,
     Provider,
@@ -565,15 +566,25 @@ def _id(account: AccountRef) -> str:
 
 
 def _listed_account(sm: StoredMigration, item: list[Any]) -> AccountRef:
-    """One account of a notice's `listed` JSON: [id, name, plan, own date, own date before the
-    latest schedule change]; rows queued by an earlier migctl hold the first three only."""
+    """One account of a notice's `listed` JSON: [id, name, plan, own date, the own date the
+    administrator was told of before] for a schedule change, [..., own date, [own dates under
+    earlier schedules]] for the other kinds; rows queued by an earlier migctl hold the first
+    three only."""
     if len(item) < 5:
         return AccountRef(item[0], item[1], item[2])
-    own = _day(item[3]) if item[3] else None
-    before = _day(item[4]) if item[4] else None
-    plan_date = sm.migration.deadline_for(item[2])
-    extended = own is not None and plan_date is not None and own > plan_date
-    return AccountRef(item[0], item[1], item[2], True, own, before, extended)
+    before = item[3] if isinstance(item[4], list) else item[4]
+    return dated_account(sm.migration, item[0], item[1], item[2], item[3], before)
+
+
+def dated_account(
+    m: Migration, account_id: str, name: str, plan: str, own: str | None, before: str | None
+) -> AccountRef:
+    """An account with its own date and its date before (ISO text, None = TBD); its own date
+    is an extension when later than its plan's."""
+    day = _day(own) if own else None
+    plan_date = m.deadline_for(plan)
+    extended = day is not None and plan_date is not None and day > plan_date
+    return AccountRef(account_id, name, plan, True, day, _day(before) if before else None, extended)
 
 
 @lru_cache(maxsize=256)  # a handful of distinct dates across every notice of a run

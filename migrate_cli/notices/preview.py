@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, tzinfo
@@ -10,19 +11,23 @@ from typing import Any
 
 from migrate_cli.accounts.reading import normalise_email
 from migrate_cli.config import Config
-from migrate_cli.definitions.model import Migration
 from migrate_cli.delivery.base import OutgoingEmail, SendResult
 from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.files import write_private
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
-from migrate_cli.lifecycle.planning import previous_date_sql
-from migrate_cli.notices.dispatch import changed_dates, previous_deadline
+from migrate_cli.lifecycle.planning import past_dates
+from migrate_cli.notices.dispatch import changed_dates, dated_account, previous_deadline
 from migrate_cli.notices.notify import make_renderer, provider_factory
-from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
+from migrate_cli.notices.render import NoticeContext, Rendered, Renderer, sample_context
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import message_id, notice_key
-from migrate_cli.store.stored_migrations import StoredMigration, get_migration, store_timezone
+from migrate_cli.store.stored_migrations import (
+    StoredMigration,
+    get_migration,
+    schedule_history,
+    store_timezone,
+)
 from migrate_cli.timeutil import days_until, local_date
 from migrate_cli.vocabulary import NoticeKind, choices
 
@@ -63,10 +68,11 @@ def build_preview(
     today = local_date(now, tz)
     context: NoticeContext | None = None
     sql, params = pending_accounts_sql(m, tz)
-    before, bparams = previous_date_sql(sm)
-    # Each account with its own date now and before the latest schedule change.
+    past = past_dates(store, sm)
+    befores, bparams = past.listed_sql()
+    # Each account with its own date now and under each earlier schedule.
     mine = (
-        f"SELECT p.*, {before} AS previous FROM ({sql}) p JOIN account_admins x "
+        f"SELECT p.*, {befores} AS befores FROM ({sql}) p JOIN account_admins x "
         "ON x.account_id = p.id AND x.email = ? ORDER BY p.id"
     )
     if admin is not None:
@@ -84,7 +90,28 @@ def build_preview(
             admin = first[0]["email"]
             rows = store.query(mine, [*bparams, *params, admin])
     if rows:
-        accounts = [_account(m, r) for r in rows]
+        # The dates the administrator was last told of; once told of the latest change (or
+        # never told anything), the dates before it.
+        told = store.scalar(
+            "SELECT max(schedule_version) FROM outbox WHERE migration_id = ? AND email = ? "
+            "AND state != 'suppressed'",
+            (m.id, admin),
+        )
+        version = told if told is not None and told < sm.schedule_version else None
+        column = past.column(sm.schedule_version - 1 if version is None else version)
+        if kind != NoticeKind.SCHEDULE_CHANGE:
+            column = None  # only a schedule change names earlier dates
+        accounts = [
+            dated_account(
+                m,
+                r["id"],
+                r["name"],
+                r["plan"],
+                r["deadline"],
+                json.loads(r["befores"])[column] if column is not None else r["deadline"],
+            )
+            for r in rows
+        ]
         deadlines = [a.deadline for a in accounts if a.deadline]
         deadline = min(deadlines) if deadlines else None
         previous = previous_deadline(sm)
@@ -113,7 +140,7 @@ def build_preview(
             if not active
             else f"none of the {active} active account(s) is pending in {m.id}"
         )
-        context = _sample(sm, kind, today)
+        context = _sample(store, sm, kind, today)
     rendered = renderer.render(kind, context)
     recipient = to or context.admin_email
     key = notice_key(m.id, recipient, kind, "test" if test else "preview")
@@ -132,12 +159,12 @@ def build_preview(
     return Preview(context, rendered, email, sample, reason)
 
 
-def _sample(sm: StoredMigration, kind: str, today: date) -> NoticeContext:
+def _sample(store: Store, sm: StoredMigration, kind: str, today: date) -> NoticeContext:
     """Made-up administrator and accounts, but the migration's real last schedule change."""
     context = sample_context(sm.migration, kind, today)
-    old = sm.before_last_change()
-    if kind != NoticeKind.SCHEDULE_CHANGE or old is None:
+    if kind != NoticeKind.SCHEDULE_CHANGE or not sm.schedule_version:
         return context
+    old = schedule_history(store, sm)[-1]
     accounts = [replace(a, previous_deadline=old.deadline_for(a.plan)) for a in context.accounts]
     deadline, previous = changed_dates(accounts, context.deadline, previous_deadline(sm))
     return replace(
@@ -147,14 +174,6 @@ def _sample(sm: StoredMigration, kind: str, today: date) -> NoticeContext:
         days_left=(deadline - today).days if deadline else None,
         previous_deadline=previous,
     )
-
-
-def _account(m: Migration, row: Any) -> AccountRef:
-    own = date.fromisoformat(row["deadline"]) if row["deadline"] else None
-    before = date.fromisoformat(row["previous"]) if row["previous"] else None
-    plan_date = m.deadline_for(row["plan"])
-    extended = own is not None and plan_date is not None and own > plan_date
-    return AccountRef(row["id"], row["name"], row["plan"], True, own, before, extended)
 
 
 _SAFE = re.compile(r"[^a-z0-9_.-]+")

@@ -134,7 +134,7 @@ class AccountRef:
     # does not know them leaves False and the account shows the notice's dates.
     dated: bool = False
     deadline: date | None = None  # its own date now (its plan's, or its extension); None = TBD
-    previous_deadline: date | None = None  # its own date before the latest schedule change
+    previous_deadline: date | None = None  # the own date its administrator was told of before
     extended: bool = False  # ``deadline`` is an extension (rule 3b)
 
 
