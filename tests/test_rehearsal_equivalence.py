@@ -9,8 +9,9 @@ several accounts across plans; accounts created after the grace start; closed ac
 opt-ins; suppressed addresses; notices queued, sent or left pending before the rehearsal
 (also at its very instant, or after it); a moved date (schedule changes); a retired migration; an
 enforcement already done; dates already past when it starts; a date moved into the past (held by
-min_notice); an immediate enforcement followed by
-an account imported late (rule 3); accounts extended to dates of their own (rule 3b).
+min_notice); two schedule changes, some administrators told of the first (PastDates); an
+immediate enforcement followed by an account imported late (rule 3); accounts extended to dates
+of their own (rule 3b).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=None,
     sent_every=1,
     moved=None,
+    moved_again=None,
     retire=False,
     enforce_at=None,
     later=0,
@@ -152,6 +154,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=None,
     sent_every=1,
     moved=None,
+    moved_again=None,
     retire=False,
     enforce_at=None,
     later=0,
@@ -178,6 +181,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=None,
     sent_every=1,
     moved=None,
+    moved_again=None,
     retire=False,
     enforce_at=None,
     later=0,
@@ -201,6 +205,8 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=st.none() | st.integers(0, 40),
     sent_every=st.integers(1, 3),
     moved=st.sampled_from([None, "2016-05-04", "2016-06-20", "TBD", "2016-04-05"]),  # 04-05: held
+    # a second change, after a run that told some administrators of the first
+    moved_again=st.sampled_from([None, None, "2016-05-20", "TBD"]),
     retire=st.booleans(),
     enforce_at=st.none() | st.integers(20, 60),
     later=st.integers(0, 70),
@@ -226,6 +232,7 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
     earlier: int | None,
     sent_every: int,
     moved: str | None,
+    moved_again: str | None,
     retire: bool,
     enforce_at: int | None,
     later: int,
@@ -288,6 +295,13 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
             now = max(now, START + timedelta(days=earlier + 1, hours=hour))
             if moved is not None or retire:  # after the run: schedule changes are due
                 _sync(folder, store, text.replace(dated, moved or dated), when, retire=retire)
+            if moved is not None and moved_again is not None:
+                # Some administrators are told of the first change, then the dates move
+                # again: each is compared with the dates they were told of (PastDates).
+                _queue(store, when + timedelta(days=2), sent_every)
+                again = text.replace(dated, moved_again)
+                _sync(folder, store, again, when + timedelta(days=2, hours=1), retire=retire)
+                now = max(now, START + timedelta(days=earlier + 3, hours=hour))
         if enforce_at is not None:
             at = START + timedelta(days=enforce_at, hours=12)
             catalog = load_catalog(store)

@@ -142,7 +142,7 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
 
     def key_of(raw: str) -> str:
         """The scope itself for its plan's date; "<scope>@<date>" for an extension's; either
-        followed by CHANGED for accounts whose date moved."""
+        followed by CHANGED and the PastDates flags when the date was another before."""
         index, own = raw.split("@")
         own, _, flags = own.partition(CHANGED)
         mark = CHANGED + flags if "1" in flags else ""
