@@ -170,6 +170,34 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
         ("dated", 0, "2016-04-20"),
     ],
 )
+# Per-plan dates moved twice; administrators of mixed plans told of the first change, or not.
+@example(
+    accounts=[
+        ("free", "2015-01-01", "active", [0, 1]),
+        ("enterprise", "2015-01-01", "active", [0, 2]),
+        ("developer", "2015-01-01", "active", [3]),
+        ("enterprise", "2015-01-01", "active", [1]),
+    ],
+    dated="2016-04-25",
+    per_plan={"free": "2016-04-25", "enterprise": "2016-05-11"},
+    cadence={"dated": _QUIET, "per-plan": _QUIET, "tbd": _QUIET},
+    suppressed=set(),
+    opted=[],
+    earlier=10,
+    sent_every=2,
+    moved="2016-05-04",
+    moved_again="TBD",
+    retire=False,
+    enforce_at=None,
+    later=0,
+    queued_at_start=False,
+    days=40,
+    hour=13,
+    rewind=False,
+    immediate=None,
+    late_plan=None,
+    extended=[("per-plan", 3, "2016-05-30")],
+)
 # An immediate enforcement of a TBD migration, then an account imported late (rule 3).
 @example(
     accounts=[("enterprise", "2015-01-01", "active", [0])],
