@@ -70,6 +70,16 @@ def _start(runner: RunCli) -> None:
     setup_and_sync(runner)
 
 
+def _changes_told(runner: RunCli, **dates: str) -> dict[str, EmailMessage]:
+    """Announcements on 02-01, the operator's new dates, a run on 02-10: the schedule changes
+    it wrote, by recipient."""
+    _start(runner)
+    assert runner("--now", "2024-02-01", "run").exit_code == 0
+    _yaml(**dates)
+    assert runner("--now", "2024-02-10", "run").exit_code == 0
+    return _to(emls("schedule_change", MIGRATION))
+
+
 def _extend(runner: RunCli, account: str, until: str, now: str = "2024-01-20") -> None:
     result = runner(
         "--now", now, "extend", MIGRATION, "--account", account, "--until", until,
@@ -155,11 +165,7 @@ def test_a_moved_enterprise_date_is_told_only_to_administrators_of_pending_enter
 
 
 def test_a_date_set_for_a_tbd_plan_is_told_only_to_its_administrators(runner: RunCli) -> None:
-    _start(runner)
-    assert runner("--now", "2024-02-01", "run").exit_code == 0
-    _yaml(free="2024-04-01", enterprise="2024-06-01", developer="2024-07-01")
-    assert runner("--now", "2024-02-10", "run").exit_code == 0
-    sent = _to(emls("schedule_change", MIGRATION))
+    sent = _changes_told(runner, free="2024-04-01", enterprise="2024-06-01", developer="2024-07-01")
     assert set(sent) == _admins_of("d")
     for msg in sent.values():
         assert str(msg["Subject"]).endswith("Date set: Tiered Rollout is now due 1 July 2024")
@@ -170,11 +176,7 @@ def test_a_date_set_for_a_tbd_plan_is_told_only_to_its_administrators(runner: Ru
 
 
 def test_a_date_withdrawn_is_told_only_for_the_accounts_it_concerned(runner: RunCli) -> None:
-    _start(runner)
-    assert runner("--now", "2024-02-01", "run").exit_code == 0
-    _yaml(free="TBD", enterprise="2024-06-01", developer="TBD")
-    assert runner("--now", "2024-02-10", "run").exit_code == 0
-    sent = _to(emls("schedule_change", MIGRATION))
+    sent = _changes_told(runner, free="TBD", enterprise="2024-06-01", developer="TBD")
     assert set(sent) == _admins_of("f")
     for msg in sent.values():
         assert "DATE WITHDRAWN: Tiered Rollout" in text_of(msg)
@@ -185,11 +187,7 @@ def test_a_date_withdrawn_is_told_only_for_the_accounts_it_concerned(runner: Run
 
 
 def test_moves_of_two_plans_name_each_accounts_old_and_new_date(runner: RunCli) -> None:
-    _start(runner)
-    assert runner("--now", "2024-02-01", "run").exit_code == 0
-    _yaml(free="2024-04-15", enterprise="2024-06-15", developer="TBD")
-    assert runner("--now", "2024-02-10", "run").exit_code == 0
-    sent = _to(emls("schedule_change", MIGRATION))
+    sent = _changes_told(runner, free="2024-04-15", enterprise="2024-06-15", developer="TBD")
     assert set(sent) == _admins_of("f") | _admins_of("e")
     both = sent["free-ent@x.test"]
     text = text_of(both)
