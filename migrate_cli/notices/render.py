@@ -766,6 +766,20 @@ def _sample_variants(migration: Migration, kind: str) -> Iterator[NoticeContext]
         base, deadline=today - timedelta(days=2), days_left=-2, accounts=(), accounts_total=0
     )
     yield replace(base, previous_deadline=None, accounts=base.accounts[:1], accounts_total=1)
+    # Every account with a date of its own, whatever the migration's dates: one extended, one
+    # TBD, one moved from TBD (per-plan dates and extensions, SPEC §3).
+    a, b, c = base.accounts
+    yield replace(
+        base,
+        deadline=deadline,
+        days_left=(deadline - today).days,
+        accounts=(
+            replace(a, dated=True, deadline=deadline, previous_deadline=deadline),
+            replace(b, dated=True, deadline=deadline + timedelta(days=20), extended=True),
+            replace(c, dated=True, deadline=None, previous_deadline=deadline),
+        ),
+        deadlines_differ=True,
+    )
 
 
 def _variant(context: NoticeContext) -> str:
