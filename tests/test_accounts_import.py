@@ -47,11 +47,16 @@ def run_import(path: Path, db: Path = Path("s.db"), now: datetime = NOW):  # typ
         return import_accounts(store, path, now=now, actor="tester")
 
 
-def bad(text: str | bytes, name: str = "accounts.csv", db: Path = Path("s.db")) -> list[Problem]:
+def bad(
+    text: str | bytes,
+    name: str = "accounts.csv",
+    db: Path = Path("s.db"),
+    summary: str = "nothing was imported",
+) -> list[Problem]:
     path = write(text, name)
     with pytest.raises(InputError) as info:
         run_import(path, db)
-    assert "nothing was imported" in str(info.value) or "nothing to import" in str(info.value)
+    assert summary in str(info.value)
     return info.value.problems
 
 
@@ -261,7 +266,7 @@ def test_every_bad_row_is_reported_with_its_line() -> None:
     ]
     msgs = {(p.line, p.field): p.message for p in found}
     assert msgs[(3, "id")] == "is missing"
-    assert "not a real" in msgs[(4, "created_at")] or "2016-02-30" in msgs[(4, "created_at")]
+    assert "2016-02-30" in msgs[(4, "created_at")]
     assert "'not-an-email' is not an email address" in msgs[(5, "admins")]
     assert "'suspended' is not one of active, closed" in msgs[(6, "status")]
     assert "8 values but the header has 7 columns" in msgs[(10, None)]
@@ -342,11 +347,15 @@ def test_nul_byte() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
-    [("", "empty"), (HEADER, "no accounts"), ("\n\n", "missing column")],
+    ("text", "message", "summary"),
+    [
+        ("", "empty", "nothing was imported"),
+        (HEADER, "no accounts", "nothing to import"),  # a header alone is not a mistake
+        ("\n\n", "missing column", "nothing was imported"),
+    ],
 )
-def test_empty_files(text: str, message: str) -> None:
-    found = bad(text)
+def test_empty_files(text: str, message: str, summary: str) -> None:
+    found = bad(text, summary=summary)
     assert message in " ".join(p.message for p in found)
 
 

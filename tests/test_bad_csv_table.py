@@ -151,7 +151,7 @@ def test_bad_accounts_file_is_refused(
     assert isinstance(r.exception, SystemExit), repr(r.exception)
     assert fragment in err, err
     assert f"{path}:{line}" in err, err
-    assert "nothing was imported" in err or "nothing to import" in err or line == 1
+    assert "nothing was imported" in err
     assert store_dump(db) == before
 
 

@@ -581,3 +581,78 @@ def test_rehearsal_with_an_extension_and_a_date_moved_into_the_past_matches_the_
     assert enforced_by_run == enforced
     told = [m for m in emls("enforced", "tiered-rollout") if str(m["To"]) == "one@x.test"]
     assert any("Beta" in text_of(m) for m in told)
+
+
+# --- item 6 (part): status and plan under --now count the accounts that exist then --------------
+
+
+LATER = (
+    "a1,Alpha,free,,2020-01-01,active,one@x.test\n"
+    "a2,Beta,enterprise,,2024-01-20,active,two@x.test\n"  # created after 01-15, before grace
+    "a3,Gamma,enterprise,,2024-03-10,active,three@x.test\n"  # created in March: auto-enrolled
+)
+
+
+def test_status_under_now_counts_only_the_accounts_that_existed_then(runner: RunCli) -> None:
+    operator_folder(accounts=LATER)
+    setup_and_sync(runner, now="2024-04-01")
+
+    def accounts(now: str) -> tuple[dict[str, int], int]:
+        doc = json.loads(runner("--now", now, "status", "strict-cors", "--json").stdout)
+        (m,) = doc["migrations"]
+        return m["accounts"], m["admins_pending"]
+
+    early, early_admins = accounts("2024-01-15")
+    assert early == {"total": 1, "pending": 1, "opted_in": 0, "auto_enrolled": 0, "enforced": 0}
+    assert early_admins == 1
+    assert accounts("2024-02-15") == (
+        {"total": 2, "pending": 2, "opted_in": 0, "auto_enrolled": 0, "enforced": 0},
+        2,
+    )
+    # Today (after every creation) the cached figures count all three, March's auto-enrolled;
+    # asking about the past in between did not leave its figures in the cache.
+    assert accounts("2024-04-01") == (
+        {"total": 3, "pending": 2, "opted_in": 0, "auto_enrolled": 1, "enforced": 0},
+        2,
+    )
+    assert accounts("2024-01-15")[0]["total"] == 1
+
+
+def test_plan_under_now_tells_an_account_from_the_day_it_matters(runner: RunCli) -> None:
+    """An account created after --now but before the grace start exists by the first notice:
+    the rehearsal announces it with the others, as the runs do."""
+    operator_folder(accounts=LATER)
+    setup_and_sync(runner, now="2024-01-15")
+    doc = json.loads(
+        runner("--now", "2024-01-15", "plan", "--until", "2024-02-01", "--json").stdout
+    )
+    (day,) = doc["days"]
+    assert day["date"] == "2024-02-01"
+    assert day["notices"]["strict-cors"] == {"announcement": 2}
+    runs = _run_days(runner, "2024-01-15", "2024-02-01")
+    assert runs == {"2024-02-01": {k: v for k, v in day["notices"].items()}}
+
+
+def test_a_retired_migration_holds_nothing(runner: RunCli) -> None:
+    """A held date of a migration then removed from the file (retired) warns nowhere."""
+    operator_folder(dated="2024-03-15", accounts=SMALL)
+    setup_and_sync(runner)
+    text = Path("migrations.yaml").read_text()
+    Path("migrations.yaml").write_text(text.replace("2024-03-15", "2024-02-20"))
+    assert "held until" in runner("--now", "2024-02-25", "sync").stderr
+    start, end = text.index("  - id: strict-cors"), text.index("  - id: tiered-rollout")
+    Path("migrations.yaml").write_text(text[:start] + text[end:])
+    synced = runner("--now", "2024-02-26", "sync", "--json")
+    assert synced.exit_code == 0, synced.stderr
+    assert "held" not in synced.stderr and json.loads(synced.stdout)["held"] == []
+    doc = json.loads(runner("--now", "2024-02-26", "status", "strict-cors", "--json").stdout)
+    (entry,) = doc["migrations"]
+    assert (entry["phase"], entry["held"]) == ("retired", [])
+    run = json.loads(runner("--now", "2024-02-26", "run", "--json").stdout)
+    assert run["held"] == [] and run["enforced"] == {}
+    plan = json.loads(
+        runner("--now", "2024-02-26", "plan", "--until", "2024-03-12", "--json").stdout
+    )
+    assert plan["held"] == []
+    dry = runner("--now", "2024-02-26", "enforce", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["held"] == []

@@ -421,3 +421,69 @@ def test_failing_for_longer_than_retry_for_stops_the_run_and_keeps_the_events(
         server.status = 200
         ok(migctl(tmp_path, "--now", "2016-05-12T04:05:00", "platform", "push", env=env))
         assert sorted(a for _, a in server.flags) == [f"acc-{i:05d}" for i in range(4)]
+
+
+ENTERPRISE_ONLY = """\
+  - id: ent
+    title: Enterprise change
+    severity: medium
+    grace_period_start: 2016-04-04
+    mandatory_opt_in: 2016-05-11
+    applies_to: {plans: [enterprise]}
+    summary: s
+    description: d
+"""
+
+
+def test_an_account_that_joins_an_audience_later_reaches_the_platform_once(
+    tmp_path: Path,
+) -> None:
+    """Created after the grace start on a plan outside the audience, then moved into it (or
+    re-opened inside it): auto-enrolled from that change, and the platform hears it once."""
+    write_yaml(tmp_path, ENTERPRISE_ONLY)
+    write_config(tmp_path)
+    in_process(tmp_path, "--now", "2016-03-01", "sync")
+    header = "id,name,plan,tags,created_at,status,admins\n"
+
+    def load(rows: str, now: str) -> None:
+        (tmp_path / "a.csv").write_text(header + rows)
+        in_process(tmp_path, "--now", now, "accounts", "import", str(tmp_path / "a.csv"))
+
+    def ent_events() -> list[tuple[str, str, str, int]]:
+        return [
+            (r["account_id"], r["state"], r["effective_at"][:10], r["sequence"])
+            for r in stored_events(tmp_path)
+            if r["migration_id"] == "ent"
+        ]
+
+    load(
+        "new-1,N,free,,2016-04-20,active,a@x.test\nold-1,O,enterprise,,2016-04-21,closed,b@x.test\n",
+        "2016-04-22",
+    )
+    assert ent_events() == []  # one outside the audience, one closed
+    load(
+        "new-1,N,enterprise,,2016-04-20,active,a@x.test\nold-1,O,enterprise,,2016-04-21,active,b@x.test\n",
+        "2016-04-25",
+    )
+    assert ent_events() == [
+        ("new-1", "auto_enrolled", "2016-04-25", 1),
+        ("old-1", "auto_enrolled", "2016-04-25", 1),
+    ]
+    # The same file again, then a rename: the platform already knows, nothing new is recorded.
+    load(
+        "new-1,N,enterprise,,2016-04-20,active,a@x.test\nold-1,O,enterprise,,2016-04-21,active,b@x.test\n",
+        "2016-04-26",
+    )
+    load(
+        "new-1,Renamed,enterprise,,2016-04-20,active,a@x.test\nold-1,O,enterprise,,2016-04-21,active,b@x.test\n",
+        "2016-04-27",
+    )
+    assert len(ent_events()) == 2
+    rows = [
+        json.loads(line)
+        for line in in_process(tmp_path, "--now", "2016-04-27", "flags", "export").splitlines()
+    ]
+    assert {(r["account"], r["state"], r["sequence"]) for r in rows if r["migration"] == "ent"} == {
+        ("new-1", "auto_enrolled", 1),
+        ("old-1", "auto_enrolled", 1),
+    }

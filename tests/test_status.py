@@ -182,7 +182,12 @@ def test_rich_table_on_a_terminal(synced_store: Path, runner) -> None:  # type: 
         env={"MIGCTL_FORCE_TERMINAL": "1", "MIGCTL_WIDTH": "200"},
     )
     assert result.exit_code == 0
-    assert "█" in result.stdout or "░" in result.stdout  # progress bars of the migrated share
+    doc = json.loads(runner("--db", synced_store, "--now", "2016-04-20", "status", "--json").stdout)
+    # One bar of the migrated share per migration: 20 cells, then the share in percent.
+    for m in doc["migrations"]:
+        share = m["migrated_share"]
+        filled = round(share * 20)
+        assert "█" * filled + "░" * (20 - filled) + f" {share:.0%}" in result.stdout, m["id"]
     assert VPF in result.stdout
 
 

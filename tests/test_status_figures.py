@@ -165,7 +165,8 @@ HEADER = "id,name,plan,tags,created_at,status,admins\n"
 def _account_line(rng: random.Random, acc_id: str) -> str:
     plan = rng.choice(PLANS)
     tags = ";".join(t for t in ("eu", "us") if rng.random() < 0.4)
-    created = date(2015, 1, 1) + timedelta(days=rng.randrange(520))  # some after grace starts
+    # Some after grace starts, none after the first instant (status counts what existed then).
+    created = date(2015, 1, 1) + timedelta(days=rng.randrange(470))
     status = "closed" if rng.random() < 0.08 else "active"
     # A small pool, so administrators share accounts across plans and migrations.
     admins = ";".join(sorted(rng.sample(ADMIN_POOL, rng.choice((0, 1, 1, 1, 2, 2, 3)))))

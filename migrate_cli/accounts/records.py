@@ -196,8 +196,15 @@ def _merge(
             detail={"source": source, **report.to_json()},
         )
         status_figures.changed(conn)
+    # Updated accounts too: a plan or tag change, or a re-opening, may bring an account created
+    # after a grace start into the audience, and the platform must hear that it is switched.
     _auto_enrolments(
-        conn, catalog, tz, "SELECT id FROM imp_diff WHERE change = 'added'", now, actor
+        conn,
+        catalog,
+        tz,
+        "SELECT id, change = 'updated' AS later FROM imp_diff WHERE change != 'unchanged'",
+        now,
+        actor,
     )
     conn.execute("DROP TABLE temp.cur_admins")
     conn.execute("DROP TABLE temp.imp_diff")
@@ -207,12 +214,15 @@ def _auto_enrolments(
     conn: sqlite3.Connection,
     catalog: list[StoredMigration],
     tz: tzinfo,
-    new_ids_sql: str,
+    changed_sql: str,
     now: datetime,
     actor: str,
 ) -> None:
-    """Accounts seen for the first time and created on or after a grace start are enrolled
-    from their creation (rule 2): one event each, in the transaction that adds them."""
+    """Accounts of ``changed_sql`` (columns `id`, `later`: an existing account changed) now in
+    an audience, created on or after its grace start and not switched otherwise, are enrolled
+    (rule 2): one event each, in the transaction that adds or changes them, unless the
+    platform was already told (their latest event says auto-enrolled). A new account is
+    enrolled from its creation; one that joins on a later change, from that change."""
     for sm in catalog:
         if sm.status != "active":
             continue
@@ -221,13 +231,23 @@ def _auto_enrolments(
             conn,
             sm.id,
             "SELECT a.id AS account_id, 'auto_enrolled' AS state, NULL AS previous_state, "
-            f"a.created_at AS created_at FROM accounts a WHERE a.id IN ({new_ids_sql}) "
-            f"AND a.created_at >= ? AND {where}",
-            [db_time(sm.migration.grace_start_instant(tz)), *wparams],
+            "CASE WHEN d.later THEN ? ELSE a.created_at END AS effective "
+            f"FROM ({changed_sql}) d JOIN accounts a ON a.id = d.id "
+            f"WHERE a.created_at >= ? AND {where} AND NOT EXISTS "
+            "(SELECT 1 FROM enrollments e WHERE e.migration_id = ? AND e.account_id = a.id) "
+            "AND COALESCE((SELECT x.state FROM events x WHERE x.migration_id = ? "
+            "AND x.account_id = a.id ORDER BY x.sequence DESC LIMIT 1), '') != 'auto_enrolled'",
+            [
+                db_time(now),
+                db_time(sm.migration.grace_start_instant(tz)),
+                *wparams,
+                sm.id,
+                sm.id,
+            ],
             now=now,
             actor=actor,
             reason="created on or after the grace period start",
-            effective_at="c.created_at",
+            effective_at="c.effective",
         )
 
 
@@ -266,7 +286,9 @@ def _import(
         if not _has_accounts(conn) and _import_into_empty(
             conn, path, tz, fmt, now, actor, report, progress
         ):
-            _auto_enrolments(conn, load_catalog(store), tz, "SELECT id FROM accounts", now, actor)
+            _auto_enrolments(
+                conn, load_catalog(store), tz, "SELECT id, 0 AS later FROM accounts", now, actor
+            )
             return report
         problems: list[Problem] = []
         _staging(conn)

@@ -165,12 +165,7 @@ def plan_cmd(
     except ValueError as exc:
         raise InputError([], str(exc)) from None
     # The rehearsal already enforces held dates on their effective day; say why.
-    held = [
-        (sm.id, h)
-        for sm in load_catalog(store)
-        if sm.status == "active"
-        for h in sm.active_holds(now)
-    ]
+    held = [(sm.id, h) for sm in load_catalog(store) for h in sm.active_holds(now)]
     if json_out:
         emit_json(
             {

@@ -400,7 +400,7 @@ def enforce(
     held = [
         (sm.id, h)
         for sm in catalog
-        if sm.status == "active" and (only is None or sm.id == only) and not immediately
+        if (only is None or sm.id == only) and not immediately
         for h in sm.active_holds(now)
     ]
     if dry_run or not batches:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from migrate_cli.definitions.model import Migration
@@ -16,10 +16,19 @@ ENFORCED = "enforced"
 STATES = (PENDING, OPTED_IN, AUTO_ENROLLED, ENFORCED)
 
 
-def audience_sql(m: Migration, alias: str = "a") -> tuple[str, list[Any]]:
-    """WHERE fragment selecting the active accounts a migration applies to."""
+def audience_sql(
+    m: Migration, alias: str = "a", *, exists_at: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """WHERE fragment selecting the active accounts a migration applies to.
+
+    ``exists_at``: only the accounts created on or before that instant (a status or rehearsal
+    under ``--now`` in the past must not count accounts that do not exist yet).
+    """
     clauses = [f"{alias}.status = 'active'"]
     params: list[Any] = []
+    if exists_at is not None:
+        clauses.append(f"{alias}.created_at <= ?")
+        params.append(db_time(exists_at))
     if m.applies_to.plans is not None:
         plans = sorted(m.applies_to.plans)
         clauses.append(f"{alias}.plan IN ({','.join('?' * len(plans))})")
@@ -82,10 +91,12 @@ def plan_deadline_sql(m: Migration, alias: str = "a") -> tuple[str, list[Any]]:
     return "?", [m.mandatory_opt_in.isoformat()]
 
 
-def pending_accounts_sql(m: Migration, tz: tzinfo) -> tuple[str, list[Any]]:
+def pending_accounts_sql(
+    m: Migration, tz: tzinfo, *, exists_at: datetime | None = None
+) -> tuple[str, list[Any]]:
     """SELECT of the pending accounts in a migration's audience: id, name, plan, deadline (its
     own date) and extended_until (its extension, NULL without one)."""
-    where, wparams = audience_sql(m)
+    where, wparams = audience_sql(m, exists_at=exists_at)
     deadline, dparams = deadline_sql(m, until="ext.until")
     sql = (
         f"SELECT a.id, a.name, a.plan, {deadline} AS deadline, ext.until AS extended_until "

@@ -71,7 +71,7 @@ def migration_status(
         "admins_pending": figures["admins_pending"],
         "status": sm.status,
     }
-    holds = {h.scope: h for h in sm.active_holds(now)} if sm.status == "active" else {}
+    holds = {h.scope: h for h in sm.active_holds(now)}
     # Held past its written date: the operator must see it is not simply in grace.
     overdue = {s for s, h in holds.items() if now >= start_of_day(h.written, tz)}
     if overdue:
@@ -118,7 +118,8 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
             )
             raise NotFoundError(f"no migration {migration_id!r} in the store (known: {known})")
 
-    figures, reach = status_figures.current(store, (sm.migration for sm in catalog), tz)
+    # Under --now in the past, only the accounts that existed then are counted.
+    figures, reach = status_figures.current(store, (sm.migration for sm in catalog), tz, now)
     plans = (
         frozenset(
             r[0]
@@ -131,7 +132,7 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
     )
     migrations = [migration_status(sm, now, tz, figures[sm.id], plans) for sm in catalog]
     for sm, entry in zip(catalog, migrations, strict=True):
-        until = status_figures.extended(store, sm.migration)
+        until = status_figures.extended(store, sm.migration, exists_at=now)
         entry["extended"] = {"accounts": sum(until.values()), "until": until}
     return {
         "now": iso(now),

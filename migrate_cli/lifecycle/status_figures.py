@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from migrate_cli.definitions.model import Migration, canonical_hash
@@ -45,12 +45,12 @@ def migration_key(m: Migration) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def extended(store: Store, m: Migration) -> dict[str, int]:
+def extended(store: Store, m: Migration, *, exists_at: datetime | None = None) -> dict[str, int]:
     """Pending accounts of the audience whose own date is an extension (rule 3b), per date.
 
     Counted live, not cached: it walks the extensions, a handful of rows, never the accounts.
     """
-    where, wparams = audience_sql(m)
+    where, wparams = audience_sql(m, exists_at=exists_at)
     plan, pparams = plan_deadline_sql(m)
     rows = store.conn.execute(
         "SELECT x.until, count(*) FROM extensions x JOIN accounts a ON a.id = x.account_id "
@@ -63,10 +63,19 @@ def extended(store: Store, m: Migration) -> dict[str, int]:
 
 
 def current(
-    store: Store, migrations: Iterable[Migration], tz: tzinfo
+    store: Store, migrations: Iterable[Migration], tz: tzinfo, now: datetime | None = None
 ) -> tuple[dict[str, Figures], Figures]:
     """The figures of each migration (by id) and the reachability figures: the cached rows
-    while current, otherwise counted now and cached (unless a writer holds the store)."""
+    while current, otherwise counted now and cached (unless a writer holds the store).
+
+    With ``now`` before the creation of some account (a status under ``--now`` in the past),
+    the figures are counted live over the accounts that existed then, and not cached.
+    """
+    if now is not None and created_after(store, now):
+        return (
+            {m.id: count_migration(store, m, tz, exists_at=now) for m in migrations},
+            count_reachability(store, exists_at=now),
+        )
     version = store.data_version()
     fresh: dict[str, Figures] = {}
 
@@ -84,6 +93,12 @@ def current(
     reach = get(REACHABILITY_KEY, count_reachability, store)
     _save(store, version, fresh)
     return by_id, reach
+
+
+def created_after(store: Store, now: datetime) -> bool:
+    """Whether some account was created after ``now`` (one index lookup)."""
+    latest = store.scalar("SELECT max(created_at) FROM accounts")
+    return latest is not None and str(latest) > db_time(now)
 
 
 def refresh(store: Store) -> None:
@@ -226,15 +241,22 @@ class Carry:
 # --------------------------------------------------------------------------- counting
 
 
-def count_migration(store: Store, m: Migration, tz: tzinfo) -> Figures:
+def count_migration(
+    store: Store, m: Migration, tz: tzinfo, *, exists_at: datetime | None = None
+) -> Figures:
     """A migration's figures counted from the store: accounts per state, administrators
-    pending."""
-    return {**state_counts(store, m, tz), "admins_pending": admins_pending(store, m, tz)}
+    pending (of the accounts that existed at ``exists_at``, when given)."""
+    return {
+        **state_counts(store, m, tz, exists_at=exists_at),
+        "admins_pending": admins_pending(store, m, tz, exists_at=exists_at),
+    }
 
 
-def state_counts(store: Store, m: Migration, tz: tzinfo) -> dict[str, int]:
+def state_counts(
+    store: Store, m: Migration, tz: tzinfo, *, exists_at: datetime | None = None
+) -> dict[str, int]:
     """Accounts per effective state in the migration's audience (aggregated in SQL)."""
-    where, wparams = audience_sql(m)
+    where, wparams = audience_sql(m, exists_at=exists_at)
     start = db_time(m.grace_start_instant(tz))
     counts = dict.fromkeys(STATES, 0)
     row = store.query(
@@ -252,9 +274,11 @@ def state_counts(store: Store, m: Migration, tz: tzinfo) -> dict[str, int]:
     return counts
 
 
-def admins_pending(store: Store, m: Migration, tz: tzinfo) -> int:
+def admins_pending(
+    store: Store, m: Migration, tz: tzinfo, *, exists_at: datetime | None = None
+) -> int:
     """Administrators with at least one pending account in the audience."""
-    sql, params = pending_accounts_sql(m, tz)
+    sql, params = pending_accounts_sql(m, tz, exists_at=exists_at)
     # CROSS JOIN keeps SQLite from driving the join from the administrators' side (one lookup
     # per link); GROUP BY sorts once where count(DISTINCT) was several times slower.
     return int(
@@ -314,21 +338,24 @@ def delta_is_cheaper(switched: int, pending_after: int) -> bool:
     return switched * 5 <= 125_000 + pending_after
 
 
-def count_reachability(store: Store) -> Figures:
+def count_reachability(store: Store, *, exists_at: datetime | None = None) -> Figures:
     """Active accounts nobody can be told about: every administrator suppressed, or none."""
+    existing = "" if exists_at is None else " AND a.created_at <= ?"
+    params = [] if exists_at is None else [db_time(exists_at)]
     return {
-        "all_admins_suppressed": unreachable_accounts(store),
+        "all_admins_suppressed": unreachable_accounts(store, exists_at=exists_at),
         "without_admins": int(
             store.scalar(
                 "SELECT count(*) FROM accounts a WHERE a.status = 'active' AND NOT EXISTS "
-                "(SELECT 1 FROM account_admins x WHERE x.account_id = a.id)"
+                f"(SELECT 1 FROM account_admins x WHERE x.account_id = a.id){existing}",
+                params,
             )
             or 0
         ),
     }
 
 
-def unreachable_accounts(store: Store) -> int:
+def unreachable_accounts(store: Store, *, exists_at: datetime | None = None) -> int:
     """Active accounts whose every administrator is suppressed: nobody can be told.
 
     Driven from the suppressed addresses (a few) rather than from every account (a second at a
@@ -340,6 +367,8 @@ def unreachable_accounts(store: Store) -> int:
             "CROSS JOIN accounts a ON a.id = c.id WHERE a.status = 'active' AND NOT EXISTS "
             "(SELECT 1 FROM account_admins y WHERE y.account_id = c.id "
             "AND y.email NOT IN (SELECT email FROM suppressions))"
+            + ("" if exists_at is None else " AND a.created_at <= ?"),
+            [] if exists_at is None else [db_time(exists_at)],
         )
         or 0
     )

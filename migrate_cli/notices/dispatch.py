@@ -46,10 +46,8 @@ class DispatchSummary:
     sent: int = 0
     failed: int = 0
     retry_later: int = 0  # notices left pending after a transient failure, each counted once
-    in_doubt: int = 0
     quota_reached: bool = False
     suppressed_at_send: int = 0  # waiting rows dropped: address suppressed or nothing pending
-    stopped: str | None = None  # a configuration error stopped the run
     paused: str | None = None  # the provider kept failing transiently: the rest waits
     by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -182,7 +180,6 @@ class Dispatcher:
                 with contextlib.suppress(Exception):
                     provider.close()
         if self._error is not None:
-            self.summary.stopped = str(self._error)
             raise self._error
         return self.summary
 
@@ -328,7 +325,6 @@ class Dispatcher:
             ]
         if exc is not None:
             # An unexpected failure inside the provider: the send may have happened.
-            s.in_doubt += 1
             return [
                 *self._release(),
                 outbox.Outcome(row, NoticeState.IN_DOUBT, error=f"{type(exc).__name__}: {exc}"),
@@ -355,7 +351,6 @@ class Dispatcher:
             )
         elif result.status == SendStatus.UNKNOWN:
             # Handed over, no answer: resending could duplicate it. An operator decides.
-            s.in_doubt += 1
             done.append(
                 outbox.Outcome(row, NoticeState.IN_DOUBT, error=result.error, code=result.code)
             )

@@ -39,8 +39,7 @@ class NotifySummary:
     by_kind: dict[str, int] = field(default_factory=dict)
     sample: list[PlannedNotice] = field(default_factory=list)
     dispatch: DispatchSummary = field(default_factory=DispatchSummary)
-    in_doubt_total: int = 0
-    recovered_in_doubt: int = 0
+    in_doubt_total: int = 0  # in the whole outbox after the run (older ones included)
     # migration -> accounts whose date has passed but that `enforce` has not switched yet: a
     # hand-run notify plans no notice for them and must say what to run instead.
     enforcement_due: dict[str, int] = field(default_factory=dict)
@@ -152,7 +151,7 @@ def notify(
     if not templates_checked:
         check_renderer(renderer, [sm.migration for sm in catalog])
     summary = summary or NotifySummary(now=now, dry_run=False)
-    summary.recovered_in_doubt = outbox.recover_in_doubt(store, now=now)
+    outbox.recover_in_doubt(store, now=now)  # a killed run's `sending` rows: counted below
     dispatcher = Dispatcher(
         store,
         config,

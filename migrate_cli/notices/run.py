@@ -119,7 +119,6 @@ def run(
     summary.held = [
         {"migration": sm.id, **h.to_json()}
         for sm in catalog
-        if sm.status == "active"
         for h in sm.active_holds(now)
         if now >= start_of_day(h.written, tz)
     ]

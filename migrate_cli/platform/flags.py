@@ -71,15 +71,15 @@ def write_export(out: IO[str], store: Store, only: str | None, fmt: str) -> int:
 
 
 def read_view(path: Path, fmt: str) -> Iterator[tuple[str, str, str]]:
-    """The platform's own view (the export's format): (migration, account, state) per row;
-    every bad line is reported at once, with its number."""
+    """The platform's own view (the export's format): (migration, account, state) per row,
+    streamed as read; every bad line is reported at once, with its number, when the file ends
+    (the caller's rows so far are discarded then: they only fill a temporary table)."""
     problems: list[Problem] = []
     states = set(choices(Enrollment))
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
         raise InputError([Problem(str(path), None, None, exc.strerror or str(exc))]) from None
-    out: list[tuple[str, str, str]] = []
     with handle:
         records: Iterator[tuple[int, Any]]
         if fmt == "csv":
@@ -121,12 +121,12 @@ def read_view(path: Path, fmt: str) -> Iterator[tuple[str, str, str]]:
                         )
                     )
                     continue
-                out.append((record["migration"], record["account"], record["state"]))
+                if not problems:  # after the first problem nothing is compared: only checked
+                    yield (record["migration"], record["account"], record["state"])
             if len(problems) >= MAX_PROBLEMS:
                 break
     if problems:
         raise InputError(problems, f"{path}: {len(problems)} problem(s); nothing was compared")
-    yield from out
 
 
 def check(store: Store, path: Path, fmt: str, only: str | None = None) -> list[dict[str, Any]]:

@@ -245,3 +245,10 @@ def m008_extensions(db: Database) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+@migrations()
+def m010_accounts_created(db: Database) -> None:
+    """An index on the accounts' creation instants: `status --now` asks whether any account
+    was created after that instant (a full scan was 0.15 s at a million accounts)."""
+    db.execute("CREATE INDEX accounts_created ON accounts(created_at)")

@@ -118,6 +118,9 @@ class StoredMigration:
     holds: dict[str, Hold] = field(default_factory=dict)
 
     def active_holds(self, now: datetime) -> list[Hold]:
+        """The dates min_notice holds back at ``now`` (rule 3a); none once retired or switched."""
+        if self.status != "active":
+            return []
         done = self.enforced_scopes
         return [
             h
