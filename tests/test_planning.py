@@ -60,6 +60,7 @@ def due(
     settings: NoticeSettings = DEFAULT,
     m: Migration | None = None,
     tz: ZoneInfo | None = None,
+    changed: bool = True,
 ) -> tuple[str, str, str] | None:
     """decide() for one administrator whose last notice was at ``last_at``."""
     return decide(
@@ -71,6 +72,7 @@ def due(
         last_at=last_at,
         seen_version=None if last_at is None else seen,
         schedule_version=version,
+        date_changed=changed,
     )
 
 
@@ -284,6 +286,20 @@ def test_a_date_set_later_gives_one_schedule_change_then_the_cadence() -> None:
     assert slot_name(datetime(2016, 4, 27, tzinfo=UTC), last_at=sent, seen=1, version=1) == (
         "v1-e14d-2016-05-11"
     )
+
+
+def test_no_schedule_change_when_none_of_their_accounts_dates_moved() -> None:
+    """Another plan's date moved (SPEC §3): the cadence goes on as if nothing happened."""
+    now = datetime(2016, 4, 18, 12, tzinfo=UTC)  # a reminder slot passed at 04-18
+    last = datetime(2016, 4, 12, tzinfo=UTC)
+    assert due(now, last_at=last, seen=0, version=2)[0] == SCHEDULE_CHANGE  # type: ignore[index]
+    assert due(now, last_at=last, seen=0, version=2, changed=False) == (
+        REMINDER,
+        r(datetime(2016, 4, 18, tzinfo=UTC)),
+        "reminder #1 (every 14d)",
+    )
+    quiet = datetime(2016, 4, 14, 12, tzinfo=UTC)  # no slot since their last notice
+    assert due(quiet, last_at=last, seen=0, version=2, changed=False) is None
 
 
 def test_schedule_change_goes_before_a_due_reminder() -> None:

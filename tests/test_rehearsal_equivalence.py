@@ -9,8 +9,9 @@ several accounts across plans; accounts created after the grace start; closed ac
 opt-ins; suppressed addresses; notices queued, sent or left pending before the rehearsal
 (also at its very instant, or after it); a moved date (schedule changes); a retired migration; an
 enforcement already done; dates already past when it starts; a date moved into the past (held by
-min_notice); an immediate enforcement followed by
-an account imported late (rule 3); accounts extended to dates of their own (rule 3b).
+min_notice); two schedule changes, some administrators told of the first (PastDates); an
+immediate enforcement followed by an account imported late (rule 3); accounts extended to dates
+of their own (rule 3b).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=None,
     sent_every=1,
     moved=None,
+    moved_again=None,
     retire=False,
     enforce_at=None,
     later=0,
@@ -152,6 +154,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=None,
     sent_every=1,
     moved=None,
+    moved_again=None,
     retire=False,
     enforce_at=None,
     later=0,
@@ -167,6 +170,34 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
         ("dated", 0, "2016-04-20"),
     ],
 )
+# Per-plan dates moved twice; administrators of mixed plans told of the first change, or not.
+@example(
+    accounts=[
+        ("free", "2015-01-01", "active", [0, 1]),
+        ("enterprise", "2015-01-01", "active", [0, 2]),
+        ("developer", "2015-01-01", "active", [3]),
+        ("enterprise", "2015-01-01", "active", [1]),
+    ],
+    dated="2016-04-25",
+    per_plan={"free": "2016-04-25", "enterprise": "2016-05-11"},
+    cadence={"dated": _QUIET, "per-plan": _QUIET, "tbd": _QUIET},
+    suppressed=set(),
+    opted=[],
+    earlier=10,
+    sent_every=2,
+    moved="2016-05-04",
+    moved_again="TBD",
+    retire=False,
+    enforce_at=None,
+    later=0,
+    queued_at_start=False,
+    days=40,
+    hour=13,
+    rewind=False,
+    immediate=None,
+    late_plan=None,
+    extended=[("per-plan", 3, "2016-05-30")],
+)
 # An immediate enforcement of a TBD migration, then an account imported late (rule 3).
 @example(
     accounts=[("enterprise", "2015-01-01", "active", [0])],
@@ -178,6 +209,7 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=None,
     sent_every=1,
     moved=None,
+    moved_again=None,
     retire=False,
     enforce_at=None,
     later=0,
@@ -201,6 +233,8 @@ _QUIET = {"reminder_every": "7d", "escalate_before": [], "min_gap": "0d"}
     earlier=st.none() | st.integers(0, 40),
     sent_every=st.integers(1, 3),
     moved=st.sampled_from([None, "2016-05-04", "2016-06-20", "TBD", "2016-04-05"]),  # 04-05: held
+    # a second change, after a run that told some administrators of the first
+    moved_again=st.sampled_from([None, None, "2016-05-20", "TBD"]),
     retire=st.booleans(),
     enforce_at=st.none() | st.integers(20, 60),
     later=st.integers(0, 70),
@@ -226,6 +260,7 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
     earlier: int | None,
     sent_every: int,
     moved: str | None,
+    moved_again: str | None,
     retire: bool,
     enforce_at: int | None,
     later: int,
@@ -288,6 +323,13 @@ def test_the_rehearsal_equals_the_day_by_day_simulation(
             now = max(now, START + timedelta(days=earlier + 1, hours=hour))
             if moved is not None or retire:  # after the run: schedule changes are due
                 _sync(folder, store, text.replace(dated, moved or dated), when, retire=retire)
+            if moved is not None and moved_again is not None:
+                # Some administrators are told of the first change, then the dates move
+                # again: each is compared with the dates they were told of (PastDates).
+                _queue(store, when + timedelta(days=2), sent_every)
+                again = text.replace(dated, moved_again)
+                _sync(folder, store, again, when + timedelta(days=2, hours=1), retire=retire)
+                now = max(now, START + timedelta(days=earlier + 3, hours=hour))
         if enforce_at is not None:
             at = START + timedelta(days=enforce_at, hours=12)
             catalog = load_catalog(store)

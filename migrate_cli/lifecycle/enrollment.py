@@ -54,12 +54,20 @@ def state_sql(
     )
 
 
-def deadline_sql(m: Migration, alias: str = "a") -> tuple[str, list[Any]]:
+def deadline_sql(
+    m: Migration, alias: str = "a", *, until: str | None = None
+) -> tuple[str, list[Any]]:
     """SQL expression of the account's own mandatory date (NULL = TBD): its plan's date, or
-    its extension when that is later (rule 3b; a plan that became TBD has no date at all)."""
+    its extension when that is later (rule 3b; a plan that became TBD has no date at all).
+
+    ``until``: an expression of the account's extension date (NULL: none) when the caller
+    has joined `extensions` already; otherwise it is looked up.
+    """
     plan, params = plan_deadline_sql(m, alias)
     if plan == "NULL":
         return plan, params
+    if until is not None:
+        return f"max({plan}, COALESCE({until}, ''))", params
     # max() of two strings is NULL when the plan's date is; ISO dates compare as text.
     return (
         f"max({plan}, COALESCE((SELECT x.until FROM extensions x "
@@ -86,15 +94,18 @@ def plan_deadline_sql(m: Migration, alias: str = "a") -> tuple[str, list[Any]]:
 def pending_accounts_sql(
     m: Migration, tz: tzinfo, *, exists_at: datetime | None = None
 ) -> tuple[str, list[Any]]:
-    """SELECT of the pending accounts in a migration's audience (id, name, plan, deadline)."""
+    """SELECT of the pending accounts in a migration's audience: id, name, plan, deadline (its
+    own date) and extended_until (its extension, NULL without one)."""
     where, wparams = audience_sql(m, exists_at=exists_at)
-    deadline, dparams = deadline_sql(m)
+    deadline, dparams = deadline_sql(m, until="ext.until")
     sql = (
-        f"SELECT a.id, a.name, a.plan, {deadline} AS deadline FROM accounts a "
+        f"SELECT a.id, a.name, a.plan, {deadline} AS deadline, ext.until AS extended_until "
+        "FROM accounts a LEFT JOIN extensions ext ON ext.migration_id = ? "
+        "AND ext.account_id = a.id "
         "WHERE " + where + " AND a.created_at < ? AND NOT EXISTS "
         "(SELECT 1 FROM enrollments e WHERE e.migration_id = ? AND e.account_id = a.id)"
     )
-    return sql, [*dparams, *wparams, db_time(m.grace_start_instant(tz)), m.id]
+    return sql, [*dparams, m.id, *wparams, db_time(m.grace_start_instant(tz)), m.id]
 
 
 def account_state(store: Store, m: Migration, tz: tzinfo, account_id: str) -> str | None:

@@ -11,13 +11,14 @@ from typing import Any
 
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
 from migrate_cli.lifecycle.phases import ALL_SCOPE, mandatory_instant, scopes
-from migrate_cli.lifecycle.planning import decide
+from migrate_cli.lifecycle.planning import PastDates, decide, past_dates
 from migrate_cli.store.db import Store, db_time, parse_db_time
 from migrate_cli.store.stored_migrations import StoredMigration, load_catalog, store_timezone
 from migrate_cli.timeutil import local_date
 from migrate_cli.vocabulary import NoticeKind
 
 MAX_DAYS = 3_660
+CHANGED = "!"  # in a batch key: its accounts' own dates under earlier schedules follow
 
 # (total steps, label) -> a context giving advance(n); the CLI passes a progress bar.
 Progress = Callable[[int, str], AbstractContextManager[Callable[[int], None]]]
@@ -45,8 +46,9 @@ class _Group:
     stay alike: each day decides the group once, with the rule the real run uses.
     """
 
-    scopes: frozenset[str]  # enforcement scopes (with a date) holding a pending account of theirs
+    scopes: frozenset[str]  # batch keys (with a date) holding a pending account of theirs
     has_tbd: bool  # a pending account without a date
+    tbd_changed: str  # ... whose date an earlier schedule had: a '1' per such PastDates column
     last_at: datetime | None  # their last notice of this migration (suppressed ones excluded)
     seen: int | None  # the highest schedule version among those notices
     admins: int
@@ -56,6 +58,15 @@ class _Group:
         self.last_at = now if self.last_at is None else max(self.last_at, now)
         self.seen = schedule_version if self.seen is None else max(self.seen, schedule_version)
 
+    def date_changed(self, column: int | None) -> bool:
+        """A pending account of theirs has another own date now than under the earlier
+        schedule ``column`` (PastDates): a batch key marked so, or a withdrawn date."""
+        if column is None:
+            return False
+        if self.tbd_changed[column] == "1":
+            return True
+        return any(k.partition(CHANGED)[2][column : column + 1] == "1" for k in self.scopes)
+
 
 @dataclass
 class _Migration:
@@ -63,11 +74,14 @@ class _Migration:
 
     sm: StoredMigration
     # Batch key -> its date: a scope (TBD ones left out) for its plan's date, and
-    # "<scope>@<date>" for the accounts of that scope extended to that date (rule 3b).
+    # "<scope>@<date>" for the accounts of that scope extended to that date (rule 3b); either
+    # followed by CHANGED and PastDates.changed_sql's flags when the account's own date was
+    # another under an earlier schedule.
     dates: dict[str, date]
     base: dict[str, str]  # batch key -> its scope
     pending: dict[str, int]  # batch key -> pending accounts (with or without administrators)
     groups: list[_Group]
+    past: PastDates
     plannable: bool  # not enforced immediately for everyone (then no notice is planned)
     # Enforced immediately for everyone: no group is read; the pending accounts that joined
     # since (switched as a late batch) and their unsuppressed administrators (told of it).
@@ -100,31 +114,42 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
     plan_dates = {scope: d for scope, d in scopes(m) if d is not None}
     order = sorted(plan_dates)
     pending_sql, params = pending_accounts_sql(m, tz)
+    # Whether an account's own date was another under each earlier schedule, as the planner
+    # decides it.
+    past = past_dates(store, sm)
+    flags, pparams = past.changed_sql()
     # The batch key of a pending account with a date: its scope (its plan, or '*' for one
-    # date for everyone) and its own date, as "<scope index>@<date>" (no commas: joinable).
+    # date for everyone) and its own date, as "<scope index>@<date>" (no commas: joinable),
+    # then CHANGED and those flags.
+    mark = f"'{CHANGED}' || {flags}"
     if order == [ALL_SCOPE]:
-        scope_sql: str = "CASE WHEN p.deadline IS NULL THEN NULL ELSE '0@' || p.deadline END"
-        scope_params: list[Any] = []
+        scope_sql: str = (
+            f"CASE WHEN p.deadline IS NULL THEN NULL ELSE '0@' || p.deadline || {mark} END"
+        )
+        scope_params: list[Any] = [*pparams]
     elif order:
         scope_sql = (
             "CASE WHEN p.deadline IS NULL THEN NULL ELSE CASE p.plan "
             + " ".join("WHEN ? THEN ?" for _ in order)
-            + " END || '@' || p.deadline END"
+            + f" END || '@' || p.deadline || {mark} END"
         )
         scope_params = [v for i, scope in enumerate(order) for v in (scope, str(i))]
+        scope_params += pparams
     else:
         scope_sql, scope_params = "NULL", []
     dates = dict(plan_dates)
     base = {scope: scope for scope in order}
 
     def key_of(raw: str) -> str:
-        """The scope itself for its plan's date; "<scope>@<date>" for an extension's."""
+        """The scope itself for its plan's date; "<scope>@<date>" for an extension's; either
+        followed by CHANGED and the PastDates flags when the date was another before."""
         index, own = raw.split("@")
+        own, _, flags = own.partition(CHANGED)
+        mark = CHANGED + flags if "1" in flags else ""
         scope = order[int(index)]
-        if own == plan_dates[scope].isoformat():
-            return scope
-        key = f"{scope}@{own}"
-        dates[key], base[key] = date.fromisoformat(own), scope
+        key = (scope if own == plan_dates[scope].isoformat() else f"{scope}@{own}") + mark
+        if key not in dates:
+            dates[key], base[key] = date.fromisoformat(own), scope
         return key
 
     pending = dict.fromkeys(order, 0)
@@ -135,36 +160,38 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
         if raw is not None:
             pending[key_of(raw)] = n
     plannable = not sm.enforced_immediately
-    found: dict[tuple[frozenset[str], bool, str | None, int | None], int] = {}
+    found: dict[tuple[frozenset[str], bool, str, str | None, int | None], int] = {}
+    tbd_flags, tparams = past.changed_agg(only_tbd=True)
     if plannable:
         # Suppressed administrators are left out: their notices are queued as `suppressed`,
         # counted nowhere, and never seen by the planner's `last`.
         sql = (
             f"WITH p AS ({pending_sql}), "
             f"agg AS (SELECT x.email AS email, group_concat(DISTINCT {scope_sql}) AS scopes, "
-            "max(p.deadline IS NULL) AS has_tbd "
+            f"max(p.deadline IS NULL) AS has_tbd, {tbd_flags} AS tbd_changed "
             "FROM p CROSS JOIN account_admins x ON x.account_id = p.id GROUP BY x.email), "
             "last AS (SELECT email, max(created_at) AS last_at, max(schedule_version) AS sv "
             "FROM outbox WHERE migration_id = ? AND state != 'suppressed' GROUP BY email) "
-            "SELECT agg.scopes, agg.has_tbd, last.last_at, last.sv, count(*) FROM agg "
-            "LEFT JOIN last ON last.email = agg.email "
+            "SELECT agg.scopes, agg.has_tbd, agg.tbd_changed, last.last_at, last.sv, count(*) "
+            "FROM agg LEFT JOIN last ON last.email = agg.email "
             "WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email = agg.email) "
-            "GROUP BY 1, 2, 3, 4"
+            "GROUP BY 1, 2, 3, 4, 5"
         )
-        for joined, has_tbd, last_raw, sv, n in store.conn.execute(
-            sql, [*params, *scope_params, m.id]
+        for joined, has_tbd, tbd_changed, last_raw, sv, n in store.conn.execute(
+            sql, [*params, *scope_params, *tparams, m.id]
         ):
             # group_concat's order is unspecified: the same set may come in two orders.
             key = (
                 frozenset(key_of(raw) for raw in str(joined).split(",")) if joined else frozenset(),
                 bool(has_tbd),
+                str(tbd_changed),
                 last_raw,
                 sv,
             )
             found[key] = found.get(key, 0) + n
     groups = [
-        _Group(s, tbd, parse_db_time(last) if last else None, sv, n)
-        for (s, tbd, last, sv), n in found.items()
+        _Group(s, tbd, changed, parse_db_time(last) if last else None, sv, n)
+        for (s, tbd, changed, last, sv), n in found.items()
     ]
     late = late_admins = 0
     if not plannable:
@@ -175,7 +202,7 @@ def _read(store: Store, sm: StoredMigration, tz: tzinfo) -> _Migration:
             "(SELECT 1 FROM suppressions s WHERE s.email = x.email))",
             params,
         ).fetchone()
-    return _Migration(sm, dates, base, pending, groups, plannable, late, late_admins)
+    return _Migration(sm, dates, base, pending, groups, past, plannable, late, late_admins)
 
 
 def _enforce(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
@@ -232,6 +259,7 @@ def _plan(r: _Migration, tz: tzinfo, now: datetime, day: Day) -> None:
             last_at=g.last_at,
             seen_version=g.seen,
             schedule_version=sm.schedule_version,
+            date_changed=g.date_changed(r.past.column(g.seen)),
         )
         if verdict is None:
             continue

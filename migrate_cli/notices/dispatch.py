@@ -11,9 +11,11 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from migrate_cli.config import Config
+from migrate_cli.definitions.model import Migration
 from migrate_cli.delivery.base import (
     OutgoingEmail,
     Provider,
@@ -494,8 +496,11 @@ def render_row(
     """The notice an outbox row holds, as its administrator will read it: rendered in full
     (the send loop and `outbox show` both call this). ``sent_at``: its Date header."""
     kind = row["kind"]
-    listed, total = _accounts(store, row)
+    listed, total, differ = _accounts(store, row, sm)
     deadline = date.fromisoformat(row["deadline"]) if row["deadline"] else None
+    previous = previous_deadline(sm)
+    if kind == NoticeKind.SCHEDULE_CHANGE:
+        deadline, previous = changed_dates(listed, deadline, previous)
     emergency = kind == NoticeKind.ENFORCED and row["slot"].endswith("-immediate")
     context = NoticeContext(
         migration=sm.migration,
@@ -508,9 +513,10 @@ def render_row(
         accounts=listed,
         accounts_total=total,
         today=local_date(now, tz),
-        previous_deadline=previous_deadline(sm),
+        previous_deadline=previous,
         emergency=emergency,
         reason=sm.immediate_reason if emergency else None,
+        deadlines_differ=differ,
     )
     rendered = renderer.render(kind, context)
     return OutgoingEmail(
@@ -527,14 +533,16 @@ def render_row(
     )
 
 
-def _accounts(store: Store, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
-    """The accounts a notice lists (its first MAX_LISTED_ACCOUNTS by id) and how many."""
+def _accounts(
+    store: Store, row: sqlite3.Row, sm: StoredMigration
+) -> tuple[list[AccountRef], int, bool | None]:
+    """The accounts a notice lists, by id, how many, and whether their own dates differ (None:
+    not known). All of them when the row holds them (a schedule change's headline dates are
+    judged on all; the renderer lists the first MAX_LISTED_ACCOUNTS)."""
     if row["listed"] is not None:
-        refs = sorted(
-            (AccountRef(i, name, plan) for i, name, plan in json.loads(row["listed"])),
-            key=lambda a: a.id,
-        )
-        return refs[:MAX_LISTED_ACCOUNTS], row["accounts_count"]
+        refs = sorted((_listed_account(sm, item) for item in json.loads(row["listed"])), key=_id)
+        differ = len({a.deadline for a in refs}) > 1 if all(a.dated for a in refs) else None
+        return refs, row["accounts_count"], differ
     # An `enforced` notice is queued in SQL with its account ids only: look the names up.
     ids = json.loads(row["accounts"])
     shown = ids[:MAX_LISTED_ACCOUNTS]
@@ -545,7 +553,51 @@ def _accounts(store: Store, row: sqlite3.Row) -> tuple[list[AccountRef], int]:
             (json.dumps(shown),),
         )
     }
-    return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids)
+    return [names.get(a, AccountRef(a, a, "")) for a in shown], len(ids), None
+
+
+def _id(account: AccountRef) -> str:
+    return account.id
+
+
+def _listed_account(sm: StoredMigration, item: list[Any]) -> AccountRef:
+    """One account of a notice's `listed` JSON: [id, name, plan, own date, the own date the
+    administrator was told of before] for a schedule change, [..., own date, [own dates under
+    earlier schedules]] for the other kinds; rows queued by an earlier migctl hold the first
+    three only."""
+    if len(item) < 5:
+        return AccountRef(item[0], item[1], item[2])
+    before = item[3] if isinstance(item[4], list) else item[4]
+    return dated_account(sm.migration, item[0], item[1], item[2], item[3], before)
+
+
+def dated_account(
+    m: Migration, account_id: str, name: str, plan: str, own: str | None, before: str | None
+) -> AccountRef:
+    """An account with its own date and its date before (ISO text, None = TBD); its own date
+    is an extension when later than its plan's."""
+    day = _day(own) if own else None
+    plan_date = m.deadline_for(plan)
+    extended = day is not None and plan_date is not None and day > plan_date
+    return AccountRef(account_id, name, plan, True, day, _day(before) if before else None, extended)
+
+
+@lru_cache(maxsize=256)  # a handful of distinct dates across every notice of a run
+def _day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def changed_dates(
+    accounts: list[AccountRef], deadline: date | None, previous: date | None
+) -> tuple[date | None, date | None]:
+    """A schedule change's headline dates: the earliest new and the earliest old own date of
+    the accounts whose date moved (the given ones when no account says)."""
+    moved = [a for a in accounts if a.dated and a.deadline != a.previous_deadline]
+    if not moved:
+        return deadline, previous
+    new = [a.deadline for a in moved if a.deadline]
+    old = [a.previous_deadline for a in moved if a.previous_deadline]
+    return (min(new) if new else None), (min(old) if old else None)
 
 
 def previous_deadline(sm: StoredMigration) -> date | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, tzinfo
@@ -15,12 +16,18 @@ from migrate_cli.delivery.mime import as_bytes, build_message
 from migrate_cli.errors import InputError, NotFoundError, Problem
 from migrate_cli.files import write_private
 from migrate_cli.lifecycle.enrollment import pending_accounts_sql
-from migrate_cli.notices.dispatch import previous_deadline
+from migrate_cli.lifecycle.planning import past_dates
+from migrate_cli.notices.dispatch import changed_dates, dated_account, previous_deadline
 from migrate_cli.notices.notify import make_renderer, provider_factory
-from migrate_cli.notices.render import AccountRef, NoticeContext, Rendered, Renderer, sample_context
+from migrate_cli.notices.render import NoticeContext, Rendered, Renderer, sample_context
 from migrate_cli.store.db import Store
 from migrate_cli.store.outbox import message_id, notice_key
-from migrate_cli.store.stored_migrations import StoredMigration, get_migration, store_timezone
+from migrate_cli.store.stored_migrations import (
+    StoredMigration,
+    get_migration,
+    schedule_history,
+    store_timezone,
+)
 from migrate_cli.timeutil import days_until, local_date
 from migrate_cli.vocabulary import NoticeKind, choices
 
@@ -61,12 +68,16 @@ def build_preview(
     today = local_date(now, tz)
     context: NoticeContext | None = None
     sql, params = pending_accounts_sql(m, tz)
+    past = past_dates(store, sm)
+    befores, bparams = past.listed_sql()
+    # Each account with its own date now and under each earlier schedule.
+    mine = (
+        f"SELECT p.*, {befores} AS befores FROM ({sql}) p JOIN account_admins x "
+        "ON x.account_id = p.id AND x.email = ? ORDER BY p.id"
+    )
     if admin is not None:
         admin = admin.strip().lower()
-        rows = store.query(
-            f"SELECT p.* FROM ({sql}) p JOIN account_admins x ON x.account_id = p.id AND x.email = ? ORDER BY p.id",
-            [*params, admin],
-        )
+        rows = store.query(mine, [*bparams, *params, admin])
         if not rows:
             raise NotFoundError(f"{admin} has no pending account in {m.id}")
     else:
@@ -77,38 +88,59 @@ def build_preview(
         rows = []
         if first:
             admin = first[0]["email"]
-            rows = store.query(
-                f"SELECT p.* FROM ({sql}) p JOIN account_admins x ON x.account_id = p.id AND x.email = ? "
-                "ORDER BY p.id",
-                [*params, admin],
-            )
+            rows = store.query(mine, [*bparams, *params, admin])
     if rows:
-        deadlines = [date.fromisoformat(r["deadline"]) for r in rows if r["deadline"]]
+        # The dates the administrator was last told of; once told of the latest change (or
+        # never told anything), the dates before it.
+        told = store.scalar(
+            "SELECT max(schedule_version) FROM outbox WHERE migration_id = ? AND email = ? "
+            "AND state != 'suppressed'",
+            (m.id, admin),
+        )
+        version = told if told is not None and told < sm.schedule_version else None
+        column = past.column(sm.schedule_version - 1 if version is None else version)
+        if kind != NoticeKind.SCHEDULE_CHANGE:
+            column = None  # only a schedule change names earlier dates
+        accounts = [
+            dated_account(
+                m,
+                r["id"],
+                r["name"],
+                r["plan"],
+                r["deadline"],
+                json.loads(r["befores"])[column] if column is not None else r["deadline"],
+            )
+            for r in rows
+        ]
+        deadlines = [a.deadline for a in accounts if a.deadline]
         deadline = min(deadlines) if deadlines else None
+        previous = previous_deadline(sm)
+        if kind == NoticeKind.SCHEDULE_CHANGE:
+            deadline, previous = changed_dates(accounts, deadline, previous)
         context = NoticeContext(
             migration=m,
             kind=kind,
             admin_email=admin or "",
             deadline=deadline,
             days_left=days_until(deadline, now, tz) if deadline else None,
-            accounts=[AccountRef(r["id"], r["name"], r["plan"]) for r in rows[:MAX_LISTED]],
+            accounts=accounts[:MAX_LISTED],
             accounts_total=len(rows),
             today=today,
-            previous_deadline=previous_deadline(sm),
+            previous_deadline=previous,
+            deadlines_differ=len({a.deadline for a in accounts}) > 1,
             emergency=kind == "enforced" and bool(sm.immediate_reason),
             reason=sm.immediate_reason,
         )
     sample = context is None
     reason = ""
     if context is None:
-        accounts = int(store.scalar("SELECT count(*) FROM accounts WHERE status = 'active'") or 0)
+        active = int(store.scalar("SELECT count(*) FROM accounts WHERE status = 'active'") or 0)
         reason = (
             "no account in the store"
-            if not accounts
-            else f"none of the {accounts} active account(s) is pending in {m.id}"
+            if not active
+            else f"none of the {active} active account(s) is pending in {m.id}"
         )
-        # Made-up administrator and accounts, but the migration's real last schedule change.
-        context = replace(sample_context(m, kind, today), previous_deadline=previous_deadline(sm))
+        context = _sample(store, sm, kind, today)
     rendered = renderer.render(kind, context)
     recipient = to or context.admin_email
     key = notice_key(m.id, recipient, kind, "test" if test else "preview")
@@ -125,6 +157,23 @@ def build_preview(
         test=test,
     )
     return Preview(context, rendered, email, sample, reason)
+
+
+def _sample(store: Store, sm: StoredMigration, kind: str, today: date) -> NoticeContext:
+    """Made-up administrator and accounts, but the migration's real last schedule change."""
+    context = sample_context(sm.migration, kind, today)
+    if kind != NoticeKind.SCHEDULE_CHANGE or not sm.schedule_version:
+        return context
+    old = schedule_history(store, sm)[-1]
+    accounts = [replace(a, previous_deadline=old.deadline_for(a.plan)) for a in context.accounts]
+    deadline, previous = changed_dates(accounts, context.deadline, previous_deadline(sm))
+    return replace(
+        context,
+        accounts=accounts,
+        deadline=deadline,
+        days_left=(deadline - today).days if deadline else None,
+        previous_deadline=previous,
+    )
 
 
 _SAFE = re.compile(r"[^a-z0-9_.-]+")

@@ -125,11 +125,17 @@ def _days_left_text(days_left: int | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class AccountRef:
-    """One account as a notice shows it."""
+    """One account as a notice shows it, with its own date (SPEC §3, per-plan dates)."""
 
     id: str
     name: str
     plan: str
+    # Whether ``deadline`` and ``previous_deadline`` are this account's own; a caller that
+    # does not know them leaves False and the account shows the notice's dates.
+    dated: bool = False
+    deadline: date | None = None  # its own date now (its plan's, or its extension); None = TBD
+    previous_deadline: date | None = None  # the own date its administrator was told of before
+    extended: bool = False  # ``deadline`` is an extension (rule 3b)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,8 +145,9 @@ class NoticeContext:
     migration: Migration
     kind: str
     admin_email: str
-    # The single date that applies to this administrator's accounts (the caller resolves
-    # per-plan dates); None = TBD.
+    # The headline date: the earliest own date among the administrator's accounts (for a
+    # schedule change, among the accounts whose date moved); None = TBD. Each account
+    # carries its own date.
     deadline: date | None
     days_left: int | None
     # Pending accounts (switched accounts for ``enforced``); may be a truncated list.
@@ -150,6 +157,9 @@ class NoticeContext:
     previous_deadline: date | None = None
     emergency: bool = False
     reason: str | None = None
+    # Whether all of the accounts (not only the listed ones) share one own date; None: judged
+    # from ``accounts``.
+    deadlines_differ: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,17 +465,30 @@ class Renderer:
     def variables(self, kind: str, context: NoticeContext) -> dict[str, Any]:
         """The plain values a template sees (documented in email_templates/README.md)."""
         listed = context.accounts[:MAX_LISTED_ACCOUNTS]
-        accounts = [
-            {
-                "id": one_line(str(a.id), NAME_LIMIT),
-                "name": one_line(a.name, NAME_LIMIT),
-                "plan": a.plan,
-            }
-            for a in listed
-        ]
-        total = max(context.accounts_total, len(context.accounts))
         deadline = context.deadline
         previous = context.previous_deadline
+        accounts = []
+        for a in listed:
+            own = a.deadline if a.dated else deadline
+            before = a.previous_deadline if a.dated else previous
+            accounts.append(
+                {
+                    "id": one_line(str(a.id), NAME_LIMIT),
+                    "name": one_line(a.name, NAME_LIMIT),
+                    "plan": a.plan,
+                    "deadline": format_date(own) if own else None,
+                    "deadline_iso": own.isoformat() if own else None,
+                    "days_left": (own - context.today).days if own else None,
+                    "extended": a.extended,
+                    "previous_deadline": format_date(before) if before else None,
+                    "previous_deadline_iso": before.isoformat() if before else None,
+                    "date_changed": kind == "schedule_change" and before != own,
+                }
+            )
+        total = max(context.accounts_total, len(context.accounts))
+        changes = {
+            (a["previous_deadline_iso"], a["deadline_iso"]) for a in accounts if a["date_changed"]
+        }
         return {
             **self._migration_constants(context.migration),
             "kind": kind,
@@ -479,6 +502,16 @@ class Renderer:
             "accounts": accounts,
             "accounts_total": total,
             "accounts_more": total - len(accounts),
+            # The listed accounts do not all share one date (TBD counts as a date of its own):
+            # no sentence may then claim one date for all of them.
+            "deadlines_differ": (
+                len({a["deadline_iso"] for a in accounts}) > 1
+                if context.deadlines_differ is None
+                else context.deadlines_differ
+            ),
+            "accounts_changed": sum(1 for a in accounts if a["date_changed"]),
+            # The moved accounts do not share one old and new date: name each account's.
+            "changes_differ": len(changes) > 1,
             "emergency": bool(context.emergency),
             "reason": one_line(context.reason, 1000) if context.reason else None,
             "today": format_date(context.today),
@@ -683,33 +716,30 @@ _SAMPLE_ACCOUNTS = (
 )
 
 
-def _earliest_deadline(migration: Migration) -> date | None:
-    dates = migration.deadlines()
-    return dates[0] if dates else None
-
-
 def sample_context(migration: Migration, kind: str, today: date) -> NoticeContext:
-    """A notice for a sample administrator with 3 sample accounts (``migctl preview``)."""
+    """A notice for a sample administrator with 3 sample accounts (``migctl preview``), each
+    with its plan's own date; a sample schedule change moved every date by 14 days."""
     _check_kind(kind)
     plans = (
         sorted(migration.mandatory_opt_in) if isinstance(migration.mandatory_opt_in, dict) else []
     )
-    accounts = tuple(
-        AccountRef(a.id, a.name, plans[i % len(plans)] if plans else a.plan)
-        for i, a in enumerate(_SAMPLE_ACCOUNTS)
-    )
-    deadline = _earliest_deadline(migration)
-    if plans:
-        own = [d for d in (migration.deadline_for(a.plan) for a in accounts) if d is not None]
-        deadline = min(own) if own else None
-    previous = deadline - timedelta(days=14) if kind == "schedule_change" and deadline else None
+    moved = kind == "schedule_change"
+    accounts = []
+    for i, a in enumerate(_SAMPLE_ACCOUNTS):
+        plan = plans[i % len(plans)] if plans else a.plan
+        own = migration.deadline_for(plan)
+        before = own - timedelta(days=14) if moved and own else own
+        accounts.append(AccountRef(a.id, a.name, plan, True, own, before))
+    own_dates = [a.deadline for a in accounts if a.deadline]
+    deadline = min(own_dates) if own_dates else None
+    previous = deadline - timedelta(days=14) if moved and deadline else None
     return NoticeContext(
         migration=migration,
         kind=kind,
         admin_email="admin@example.com",
         deadline=deadline,
         days_left=(deadline - today).days if deadline else None,
-        accounts=accounts,
+        accounts=tuple(accounts),
         accounts_total=len(accounts),
         today=today,
         previous_deadline=previous,
@@ -736,6 +766,20 @@ def _sample_variants(migration: Migration, kind: str) -> Iterator[NoticeContext]
         base, deadline=today - timedelta(days=2), days_left=-2, accounts=(), accounts_total=0
     )
     yield replace(base, previous_deadline=None, accounts=base.accounts[:1], accounts_total=1)
+    # Every account with a date of its own, whatever the migration's dates: one extended, one
+    # TBD, one moved from TBD (per-plan dates and extensions, SPEC §3).
+    a, b, c = base.accounts
+    yield replace(
+        base,
+        deadline=deadline,
+        days_left=(deadline - today).days,
+        accounts=(
+            replace(a, dated=True, deadline=deadline, previous_deadline=deadline),
+            replace(b, dated=True, deadline=deadline + timedelta(days=20), extended=True),
+            replace(c, dated=True, deadline=None, previous_deadline=deadline),
+        ),
+        deadlines_differ=True,
+    )
 
 
 def _variant(context: NoticeContext) -> str:

@@ -34,7 +34,9 @@ class PlannedNotice:
     why: str
     schedule_version: int
     suppressed: bool = False
-    # JSON [[id, name, plan], ...] of the accounts, in any order (dispatch sorts and cuts it).
+    # JSON of the accounts, in any order (dispatch sorts and cuts it): [[id, name, plan, own
+    # date, [own dates under earlier schedules]], ...]; a schedule change's holds the one own
+    # date its administrator was told of instead of the list (planning.told_before).
     listed: str | None = None
 
     @property

@@ -132,11 +132,61 @@ class StoredMigration:
     def id(self) -> str:
         return self.migration.id
 
+    def as_of(self, mandatory: str | None) -> Migration:
+        """The migration with the dates of an earlier schedule (``mandatory``: its
+        `mandatory_opt_in` JSON). A scope whose written date is the one it has now keeps its
+        current effective date, held or not: only a moved date counts as moved. The migration
+        itself when the dates are the same as now."""
+        try:
+            raw = json.loads(mandatory) if mandatory else None
+        except ValueError:
+            raw = None
+
+        def was(scope: str, text: object) -> date | None:
+            if not isinstance(text, str) or not text:
+                return None
+            day = date.fromisoformat(text)
+            hold = self.holds.get(scope)
+            return hold.effective if hold is not None and hold.written == day else day
+
+        before: date | dict[str, date] | None
+        if isinstance(raw, dict):
+            dates = {plan: was(plan, text) for plan, text in raw.items()}
+            before = {plan: day for plan, day in dates.items() if day is not None} or None
+        else:
+            before = was(ALL_SCOPE, raw)
+        if before == self.migration.mandatory_opt_in:
+            return self.migration
+        return replace(self.migration, mandatory_opt_in=before)
+
     @property
     def enforced_immediately(self) -> bool:
         """Switched for everyone by an operator's `--immediately`: no date is left to tell of.
         A dated enforcement for everyone leaves the extended accounts pending (rule 3b)."""
         return self.immediate_reason is not None and ALL_SCOPE in self.enforced_scopes
+
+
+def schedule_history(store: Store, sm: StoredMigration) -> list[Migration]:
+    """The migration as of each earlier schedule version, 0 to ``schedule_version - 1`` (see
+    ``StoredMigration.as_of``), from the audit log: every version after the first was made by
+    one `migration.rescheduled` entry, which holds the dates it replaced."""
+    if sm.schedule_version == 0:
+        return []
+    # `+migration_id`: walk the few entries without an account (audit_account), not every
+    # enrollment change of the migration.
+    replaced = [
+        json.dumps(json.loads(detail).get("from"))
+        for (detail,) in store.conn.execute(
+            "SELECT detail FROM audit WHERE account_id IS NULL AND +migration_id = ? "
+            "AND action = 'migration.rescheduled' ORDER BY id",
+            (sm.id,),
+        )
+    ][-sm.schedule_version :]
+    if not replaced:
+        replaced = [sm.previous_mandatory or "null"]
+    # A store whose audit log misses early entries: those versions count as the earliest known.
+    replaced = [replaced[0]] * (sm.schedule_version - len(replaced)) + replaced
+    return [sm.as_of(text) for text in replaced]
 
 
 def store_timezone(store: Store) -> tzinfo:
