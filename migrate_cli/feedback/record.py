@@ -137,7 +137,7 @@ def _match(conn: sqlite3.Connection, event: DeliveryEvent) -> str | None:
     """The notice an event is about: by what migctl put in the message (our key, the SES
     tag), else by the provider's message id, else by our Message-ID header."""
     if event.notice_key:
-        found = deliveries.known_key(conn, event.notice_key)
+        found = deliveries.known_key(conn, event.notice_key, event.email)
         if found:
             return found
     if event.tag_value:
@@ -146,11 +146,11 @@ def _match(conn: sqlite3.Connection, event: DeliveryEvent) -> str | None:
             if ses_tag_value(key) == event.tag_value:
                 return key
     if event.provider_message_ids:
-        found = deliveries.key_by_provider_message_id(conn, event.provider_message_ids)
+        found = deliveries.key_by_provider_message_id(conn, event.provider_message_ids, event.email)
         if found:
             return found
     if event.message_id:
-        return deliveries.key_by_message_id(conn, event.message_id)
+        return deliveries.key_by_message_id(conn, event.message_id, event.email)
     return None
 
 

@@ -74,29 +74,39 @@ def notice_keys_of(conn: sqlite3.Connection, email: str) -> list[str]:
     ]
 
 
-def known_key(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT key FROM outbox WHERE key = ?", (key,)).fetchone()
+# Each lookup below also asks for the event's recipient: a notice goes to one address, so an
+# event about another one (a forwarded or mistagged message, a stray id) is not about this
+# notice, and must neither mark it nor suppress anybody through it: it is an orphan.
+
+
+def known_key(conn: sqlite3.Connection, key: str, email: str) -> str | None:
+    row = conn.execute(
+        "SELECT key FROM outbox WHERE key = ? AND email = ?", (key, email)
+    ).fetchone()
     return str(row[0]) if row else None
 
 
-def key_by_provider_message_id(conn: sqlite3.Connection, candidates: Sequence[str]) -> str | None:
-    """The notice whose provider message id is the first of ``candidates`` found."""
+def key_by_provider_message_id(
+    conn: sqlite3.Connection, candidates: Sequence[str], email: str
+) -> str | None:
+    """The notice to ``email`` whose provider message id is the first of ``candidates`` found."""
     for candidate in candidates:
         row = conn.execute(
             "SELECT key FROM outbox WHERE provider_message_id = ? "
-            "AND provider_message_id IS NOT NULL ORDER BY id LIMIT 1",
-            (candidate,),
+            "AND provider_message_id IS NOT NULL AND email = ? ORDER BY id LIMIT 1",
+            (candidate, email),
         ).fetchone()
         if row:
             return str(row[0])
     return None
 
 
-def key_by_message_id(conn: sqlite3.Connection, message_id: str) -> str | None:
-    """The notice whose Message-ID header this is (pending rows were never sent)."""
+def key_by_message_id(conn: sqlite3.Connection, message_id: str, email: str) -> str | None:
+    """The notice to ``email`` whose Message-ID header this is (pending rows were never sent)."""
     row = conn.execute(
-        "SELECT key FROM outbox WHERE message_id = ? AND state != 'pending' ORDER BY id LIMIT 1",
-        (message_id,),
+        "SELECT key FROM outbox WHERE message_id = ? AND state != 'pending' AND email = ? "
+        "ORDER BY id LIMIT 1",
+        (message_id, email),
     ).fetchone()
     return str(row[0]) if row else None
 
