@@ -422,3 +422,29 @@ def test_delays_rejections_and_provider_message_ids(tmp_path: Path) -> None:
     }
     reasons = {r["email"]: r["reason"] for r in query(db, "SELECT * FROM suppressions")}
     assert reasons == {"d@x.test": "hard bounce: 5.0.0 550 unknown recipient"}
+
+
+def test_status_under_now_counts_the_sends_events_and_suppressions_of_that_instant(
+    tmp_path: Path,
+) -> None:
+    """Sent on 04-20, a bounce imported on 04-21: asked about the 20th's noon, status counts the
+    sends but neither the bounce nor the suppression; about the 19th, nothing sent at all."""
+    db = setup_store(tmp_path, MAIL)
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    rows = sent_notices(db)
+    event = ses_bounce(ses_mail("a@x.test", notice_key=rows["a@x.test"]["key"]), ["a@x.test"])
+    doc = import_json(tmp_path, write_lines(tmp_path / "e.json", [sns(event)]))
+    assert doc["suppressed"] == ["a@x.test"]
+    ok(migctl(tmp_path, "--now", "2016-04-21", "suppress", "add", "shared@x.test"))
+
+    def status(now: str) -> tuple[dict[str, Any], int, list[str]]:
+        d = json.loads(ok(migctl(tmp_path, "--now", now, "status", "--json")).stdout)
+        (m,) = [x for x in d["migrations"] if x["id"] == "mail"]
+        delivery = {k: m["delivery"][k] for k in ("sent", "bounced", "bounced_hard")}
+        return delivery, d["accounts_all_admins_suppressed"], d["unreachable_accounts"]
+
+    assert status("2016-04-22") == ({"sent": 7, "bounced": 1, "bounced_hard": 1}, 1, ["ent-1"])
+    assert status("2016-04-20T12:00:00") == ({"sent": 7, "bounced": 0, "bounced_hard": 0}, 0, [])
+    assert status("2016-04-19") == ({"sent": 0, "bounced": 0, "bounced_hard": 0}, 0, [])
+    # Asking about the past left the cached figures of today as they were.
+    assert status("2016-04-22")[1:] == (1, ["ent-1"])

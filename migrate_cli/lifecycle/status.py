@@ -134,7 +134,7 @@ def status_report(store: Store, now: datetime, migration_id: str | None = None) 
     )
     migrations = [migration_status(sm, now, tz, figures[sm.id], plans) for sm in catalog]
     # Counted live (events arrive between runs; status_figures' cache is for the accounts).
-    delivery = deliveries.figures(store)
+    delivery = deliveries.figures(store, now)
     for sm, entry in zip(catalog, migrations, strict=True):
         until = status_figures.extended(store, sm.migration, exists_at=now)
         entry["extended"] = {"accounts": sum(until.values()), "until": until}

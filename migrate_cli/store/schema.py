@@ -278,9 +278,11 @@ def m009_delivery_events(db: Database) -> None:
             WHERE notice_key IS NOT NULL;
         CREATE INDEX delivery_events_email ON delivery_events(email, outcome, event_at);
         CREATE INDEX delivery_events_rates ON delivery_events(
-            migration_id, outcome, bounce_type, notice_key) WHERE migration_id IS NOT NULL;
-        -- The rates' denominator per migration: an index of the sent notices only.
-        CREATE INDEX outbox_sent ON outbox(migration_id) WHERE state = 'sent';
+            migration_id, outcome, bounce_type, notice_key, recorded_at)
+            WHERE migration_id IS NOT NULL;
+        -- The rates' denominator per migration (up to an instant: `status --now`): an index of
+        -- the sent notices only.
+        CREATE INDEX outbox_sent ON outbox(migration_id, sent_at) WHERE state = 'sent';
         CREATE INDEX outbox_provider_message ON outbox(provider_message_id)
             WHERE provider_message_id IS NOT NULL;
         CREATE INDEX outbox_message_id ON outbox(message_id) WHERE state != 'pending';
