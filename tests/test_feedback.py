@@ -343,7 +343,7 @@ def test_human_output_lists_counts_suppressions_and_orphans(tmp_path: Path) -> N
     )
     r = ok(migctl(tmp_path, "--now", "2016-04-21", "feedback", "import", str(path)))
     assert r.stdout.splitlines() == [
-        "3 events read: 1 recorded, 0 duplicates, 1 orphans, 0 ignored, 1 malformed",
+        "events: 3 received, 1 recorded, 0 duplicates, 1 orphans, 0 ignored, 1 malformed",
         "suppressed a@x.test",
         f"orphan (no notice in this store): {path}[2]: sendgrid rejection for q@x.test",
     ]
@@ -376,7 +376,7 @@ def test_the_demo_s_feedback_step_suppresses_the_bounced_address(
     sample = repo_root / "examples" / "feedback" / "ses-bounce.json"
     r = ok(migctl(tmp_path, "--now", "2016-04-21", "feedback", "import", str(sample)))
     assert r.stdout.splitlines() == [
-        "1 events read: 1 recorded, 0 duplicates, 0 orphans, 0 ignored, 0 malformed",
+        "events: 1 received, 1 recorded, 0 duplicates, 0 orphans, 0 ignored, 0 malformed",
         "suppressed bill@initech.test",
     ]
     listed = ok(migctl(tmp_path, "suppress", "list")).stdout

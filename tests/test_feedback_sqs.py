@@ -195,7 +195,7 @@ def test_plain_output_names_the_counts_and_the_suppressed(runner: Any, moto: str
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "feedback: 1 message(s) from the SQS queue, 1 deleted (stopped: empty)",
-        "1 events read: 1 recorded, 0 duplicates, 0 orphans, 0 ignored, 0 malformed",
+        "events: 1 received, 1 recorded, 0 duplicates, 0 orphans, 0 ignored, 0 malformed",
         "suppressed gone@customer.example",
     ]
     assert result.stderr == ""

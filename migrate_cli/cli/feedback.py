@@ -80,7 +80,7 @@ def emit_summary(summary: FeedbackSummary) -> None:
     """What a batch of events did, as `feedback import`, `pull` and `run` print it."""
     emit_lines(
         [
-            f"{summary.received} events read: {summary.recorded} recorded, "
+            f"events: {summary.received} received, {summary.recorded} recorded, "
             f"{summary.duplicates} duplicates, {summary.orphans} orphans, "
             f"{summary.ignored} ignored, {summary.malformed} malformed",
             *(f"suppressed {address}" for address in summary.suppressed),

@@ -47,8 +47,8 @@ def read_events_file(path: Path) -> tuple[list[object], list[str], list[str]]:
         ) from None
     if not text.strip():
         raise InputError([Problem(name, None, None, "the file is empty")], "no events imported")
-    whole = _decode(text)
-    if not isinstance(whole, _NotJson):
+    whole = decode_json(text)
+    if not isinstance(whole, NotJson):
         return [whole], [name], []
     payloads: list[object] = []
     labels: list[str] = []
@@ -57,8 +57,8 @@ def read_events_file(path: Path) -> tuple[list[object], list[str], list[str]]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        value = _decode(line)
-        if isinstance(value, _NotJson):
+        value = decode_json(line)
+        if isinstance(value, NotJson):
             bad.append(f"{name}:{number}: {value.reason}")
             first = first or Problem(name, number, None, value.reason)
         else:
@@ -70,20 +70,22 @@ def read_events_file(path: Path) -> tuple[list[object], list[str], list[str]]:
     return payloads, labels, bad
 
 
-class _NotJson:
+class NotJson:
+    """What `decode_json` returns for text that is not JSON: why (a file line, an SQS body)."""
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
 
-def _decode(text: str) -> object:
+def decode_json(text: str) -> object:
     try:
         return json.loads(text)
     except RecursionError:
-        return _NotJson("nested too deeply")
+        return NotJson("nested too deeply")
     except json.JSONDecodeError as exc:
-        return _NotJson(f"not JSON ({exc.msg}, column {exc.colno})")
+        return NotJson(f"not JSON ({exc.msg}, column {exc.colno})")
     except ValueError as exc:  # e.g. an integer longer than Python converts
-        return _NotJson(f"not JSON ({str(exc)[:80]})")
+        return NotJson(f"not JSON ({str(exc)[:80]})")
 
 
 def _line_order(problem: str) -> tuple[int, str]:

@@ -24,8 +24,7 @@ from migrate_cli.delivery.ses import CREDENTIAL_CODES
 from migrate_cli.errors import ConfigError, MigctlError
 
 # One reading of "is this JSON" for a file's lines and a queue's bodies (same wording).
-from migrate_cli.feedback.importing import _decode as decode_json
-from migrate_cli.feedback.importing import _NotJson as NotJson
+from migrate_cli.feedback.importing import NotJson, decode_json
 from migrate_cli.feedback.record import FeedbackSummary, record_batch
 from migrate_cli.progress import NO_PROGRESS, Progress
 from migrate_cli.store.db import Store
@@ -245,7 +244,7 @@ def _client_error(config: Config, url: str, action: str, exc: ClientError) -> Mi
     if code.startswith("AccessDenied") or code == "AWS.SimpleQueueService.AccessDenied":
         return ConfigError(
             f"these AWS credentials may not use the SQS queue {url} ({code} on {action}); grant "
-            "sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on it "
+            "sqs:ReceiveMessage and sqs:DeleteMessage on it "
             '(docs/providers.md, "Amazon SES events")'
         )
     if code in KMS_CODES:
