@@ -324,7 +324,7 @@ class Bench:
             )
             doc = json.loads(out)
             step.extra = {"notices": doc["notices"]}
-            step.note = "plan + enqueue + render + record; CPU s include the helper process"
+            step.note = "plan + enqueue + render + record, one process"
             self.record(step, doc["notices"]["sent"])
 
         def rehearsal() -> None:
