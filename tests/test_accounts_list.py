@@ -93,7 +93,7 @@ def test_usage_mistakes_exit_2_and_write_nothing(tmp_path: Path) -> None:
 def test_status_warnings_name_the_accounts_they_count(tmp_path: Path) -> None:
     accounts = ACCOUNTS_CSV + "lonely-1,Lonely,free,,2015-01-01,active,\n"
     setup_store(tmp_path, MAIL, accounts=accounts)
-    ok(migctl(tmp_path, "suppress", "add", "d@x.test"))
+    ok(migctl(tmp_path, "--now", "2016-04-20", "suppress", "add", "d@x.test"))  # by then
     out = ok(migctl(tmp_path, "--now", "2016-04-20", "status")).stdout
     assert (
         "1 active account(s) have no administrator: lonely-1 — see `migctl accounts list --no-admin`"

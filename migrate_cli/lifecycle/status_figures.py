@@ -72,7 +72,7 @@ def current(
     ``--now`` in the past), the figures are counted live over the accounts and suppressions of
     that instant, and not cached.
     """
-    if now is not None and created_after(store, now):
+    if now is not None and recorded_after(store, now):
         return (
             {m.id: count_migration(store, m, tz, exists_at=now) for m in migrations},
             count_reachability(store, exists_at=now),
@@ -96,7 +96,7 @@ def current(
     return by_id, reach
 
 
-def created_after(store: Store, now: datetime) -> bool:
+def recorded_after(store: Store, now: datetime) -> bool:
     """Whether some account was created, or some address suppressed, after ``now``.
 
     A scan of the accounts (0.15 s at a million): an index on `created_at` would make it one
