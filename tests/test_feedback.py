@@ -448,3 +448,40 @@ def test_status_under_now_counts_the_sends_events_and_suppressions_of_that_insta
     assert status("2016-04-19") == ({"sent": 0, "bounced": 0, "bounced_hard": 0}, 0, [])
     # Asking about the past left the cached figures of today as they were.
     assert status("2016-04-22")[1:] == (1, ["ent-1"])
+
+
+def test_a_sendgrid_drop_for_an_address_it_knows_is_bad_suppresses_it(tmp_path: Path) -> None:
+    """SendGrid drops mail to addresses on its own bounce and spam-report lists (and invalid
+    ones): rejected, and suppressed. A drop for the content or an unsubscribe is rejected only."""
+    db = setup_store(tmp_path, MAIL)
+    ok(migctl(tmp_path, "--now", "2016-04-20", "notify"))
+    rows = sent_notices(db)
+    reasons = {
+        "a": "Bounced Address",
+        "b": "Spam Reporting Address",
+        "c": "Invalid",
+        "d": "Spam Content",
+        "e": "Unsubscribed Address",
+    }
+    batch = [
+        sendgrid(
+            "dropped",
+            f"{x}@x.test",
+            key=rows[f"{x}@x.test"]["key"],
+            sg_event_id=f"drop-{x}",
+            reason=reason,
+        )
+        for x, reason in reasons.items()
+    ]
+    doc = import_json(tmp_path, write_lines(tmp_path / "drops.json", [batch]))
+    assert (doc["recorded"], doc["orphans"]) == (5, 0)
+    assert doc["suppressed"] == ["a@x.test", "b@x.test", "c@x.test"]
+    listed = {r["email"]: r["reason"] for r in query(db, "SELECT * FROM suppressions")}
+    assert listed == {
+        "a@x.test": "rejection: Bounced Address",
+        "b@x.test": "rejection: Spam Reporting Address",
+        "c@x.test": "rejection: Invalid",
+    }
+    status = json.loads(ok(migctl(tmp_path, "--now", "2016-04-21", "status", "--json")).stdout)
+    (mail,) = [m for m in status["migrations"] if m["id"] == "mail"]
+    assert (mail["delivery"]["rejected"], mail["delivery"]["bounced"]) == (5, 0)

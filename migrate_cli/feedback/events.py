@@ -47,6 +47,9 @@ class DeliveryEvent:
     tag_value: str | None = None  # SES: the `migctl-notice` tag's value
     provider_message_ids: tuple[str, ...] = ()  # candidates for outbox.provider_message_id
     message_id: str | None = None  # our Message-ID header, with angle brackets
+    # The provider refused the message because it already knows the address cannot be reached
+    # (SendGrid drops mail to addresses on its own bounce or spam-report lists): suppressed.
+    known_bad: bool = False
 
     @property
     def key(self) -> str:
@@ -251,6 +254,12 @@ _SENDGRID_IGNORED = {
 }
 
 
+# The `reason` of a `dropped` event when SendGrid already knows the address is unreachable: a
+# bounce or a spam report before (its own suppression lists), or an address it cannot send to.
+# Others ("Unsubscribed Address", "Spam Content", ...) say nothing about the address for good.
+_SENDGRID_DROPPED_FOR_GOOD = {"Bounced Address", "Spam Reporting Address", "Invalid"}
+
+
 def _sendgrid(event: dict[str, Any]) -> list[DeliveryEvent] | None:
     kind = _text(event, "event")
     if kind in _SENDGRID_IGNORED or kind.startswith("group_"):
@@ -297,6 +306,7 @@ def _sendgrid(event: dict[str, Any]) -> list[DeliveryEvent] | None:
             event_at=event_at,
             notice_key=_opt_text(event, CUSTOM_ARG, None, limit=MAX_ID * 4),
             provider_message_ids=_prefixes(sg_message_id) if sg_message_id else (),
+            known_bad=kind == "dropped" and detail in _SENDGRID_DROPPED_FOR_GOOD,
         )
     ]
 

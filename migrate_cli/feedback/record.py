@@ -120,8 +120,10 @@ def record_batch(
                 )
             else:
                 summary.recorded += 1
-                if event.outcome is DeliveryOutcome.COMPLAINED or (
-                    event.bounce_type is BounceType.HARD
+                if (
+                    event.outcome is DeliveryOutcome.COMPLAINED
+                    or event.bounce_type is BounceType.HARD
+                    or event.known_bad
                 ):
                     _suppress(conn, summary, event, notice, _word(event), now, actor)
                 elif event.bounce_type is BounceType.SOFT:
