@@ -69,6 +69,7 @@ class AlertEvent(enum.StrEnum):
     FAILED = "failed"  # notices failed for good
     IN_DOUBT = "in_doubt"  # notices may or may not have reached the provider
     PROVIDER_STOPPED = "provider_stopped"  # the provider stopped the run
+    FEEDBACK_FAILED = "feedback_failed"  # the delivery events could not be pulled (the run went on)
 
 
 class DeliveryOutcome(enum.StrEnum):

@@ -130,3 +130,31 @@ def test_a_date_held_back_by_min_notice_is_alerted(tmp_path: Path, hook: Any) ->
     assert doc["enforced"] == {} and doc["held"][0]["migration"] == "mail"
     (_, _, body) = hook.received[0]
     assert len(hook.received) == 1 and "held" in body["text"]
+
+
+def test_a_failed_feedback_pull_is_alerted_and_the_run_goes_on(tmp_path: Path, hook: Any) -> None:
+    """The SQS queue cannot be reached (nothing listens on the endpoint): the run enforces and
+    sends anyway, exits 3, and the operators hear that the delivery events were not pulled."""
+    setup_store(tmp_path, MAIL)
+    write_config(
+        tmp_path,
+        extra=(
+            '\n[alerts]\nwebhook_url_env = "MIGCTL_ALERT_WEBHOOK"\non = ["feedback_failed"]\n'
+            '\n[feedback]\nsqs_queue_url = "http://127.0.0.1:9/123456789012/migctl-events"\n'
+            'endpoint_url = "http://127.0.0.1:9"\nsqs_region = "eu-west-1"\n'
+        ),
+    )
+    env = {
+        "MIGCTL_ALERT_WEBHOOK": _url(hook),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    r = migctl(tmp_path, "--now", "2016-05-11T09:00:00", "run", "--json", env=env)
+    assert r.returncode == 3, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["feedback"]["error"] and any(doc["enforced"].values())
+    (_, _, body) = hook.received[0]
+    assert body["text"].endswith(": feedback_failed")
+    fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
+    assert fields["feedback"] == doc["feedback"]["error"]
+    assert "testing" not in json.dumps(body)

@@ -20,6 +20,7 @@ def run_events(doc: dict[str, Any]) -> list[AlertEvent]:
         AlertEvent.FAILED: bool(notices.get("failed")),
         AlertEvent.IN_DOUBT: bool(notices.get("in_doubt")),
         AlertEvent.PROVIDER_STOPPED: bool(doc.get("error")),
+        AlertEvent.FEEDBACK_FAILED: bool((doc.get("feedback") or {}).get("error")),
     }
     return [event for event, happened in found.items() if happened]
 
@@ -43,6 +44,8 @@ def payload(doc: dict[str, Any], events: list[AlertEvent], product: str) -> dict
         )
     if doc.get("error"):
         fields.append({"title": "stopped", "value": str(doc["error"]), "short": False})
+    if (doc.get("feedback") or {}).get("error"):
+        fields.append({"title": "feedback", "value": str(doc["feedback"]["error"]), "short": False})
     colour = (
         "danger" if {AlertEvent.FAILED, AlertEvent.PROVIDER_STOPPED} & set(events) else "warning"
     )
